@@ -1,0 +1,260 @@
+"""`TabletopEnv`: the gymnasium contract, PyBullet client, camera and object state shared by both worlds.
+
+A world (pick-and-place, pushing) subclasses it and supplies the scene, the robot and the
+action mapping. Rendering is the expensive part, so it happens only when something consumes
+a frame: `step()` renders (the gymnasium contract, unless `obs_type="state"`), while skills
+drive the physics through `control()` and look with `observe()` only at decision points.
+"""
+
+from __future__ import annotations
+
+import string
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
+from envs.tasks.base import SPLITS, Task, TaskInstance, make_task
+from envs.vocab import object_names
+
+INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.;:'\"?!-_()<>/"
+MAX_INSTRUCTION_LEN = 256
+
+
+class TabletopEnv(gym.Env):
+    """Base of both worlds. Subclasses implement the abstract hooks below."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    world: ClassVar[str]
+    physics_hz: ClassVar[int] = 240
+    control_hz: ClassVar[int] = 10
+    default_image_size: ClassVar[tuple[int, int]] = (128, 128)  # (H, W)
+    settle_steps: ClassVar[int] = 200  # physics steps after spawning, before the episode starts
+    max_resample: ClassVar[int] = 20  # resample an instance that starts solved this many times
+
+    def __init__(
+        self,
+        task: str,
+        render_mode: str | None = "rgb_array",
+        image_size: tuple[int, int] | None = None,
+        obs_type: str = "full",
+        split: str = "train",
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        if obs_type not in ("full", "state"):
+            raise ValueError(f"obs_type must be 'full' (rgb + state) or 'state', got {obs_type!r}")
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        self.task: Task = make_task(self.world, task)
+        self.task_name = task
+        self.split = split
+        self.render_mode = render_mode
+        self.obs_type = obs_type
+        self.image_size = tuple(image_size) if image_size is not None else self.default_image_size
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ValueError(f"image_size must be (height, width) >= 16, got {image_size!r}")
+        self.substeps = self.physics_hz // self.control_hz
+        self.client = p.connect(p.DIRECT)
+        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
+        h, w = self.image_size
+        spaces: dict[str, gym.Space] = {
+            "robot": gym.spaces.Box(-np.inf, np.inf, (ROBOT_DIM,), np.float32),
+            "objects": gym.spaces.Box(-np.inf, np.inf, (MAX_OBJECTS, OBJ_DIM), np.float32),
+            "instruction": gym.spaces.Text(MAX_INSTRUCTION_LEN, min_length=0, charset=INSTRUCTION_CHARSET),
+        }
+        if obs_type == "full":
+            spaces["rgb"] = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = self._make_action_space()
+        self._view, self._proj = self._camera_matrices()
+        # Episode state, filled by reset().
+        self.instance: TaskInstance | None = None
+        self.goal: Any = None
+        self.object_ids: list[int] = []
+        self.object_sizes: list[float] = []
+        self.names: list[str] = []
+        self.t = 0  # control steps since reset
+        self.failure: str | None = None  # set when the episode can no longer succeed (physics)
+        self.step_hooks: list[Callable[[TabletopEnv], None]] = []  # called after every control step
+
+    # ---- hooks for the worlds -------------------------------------------------------------
+    @abstractmethod
+    def _make_action_space(self) -> gym.spaces.Box:
+        """The low-level action space."""
+
+    @abstractmethod
+    def _camera_matrices(self) -> tuple[list[float], list[float]]:
+        """(view matrix, projection matrix) of the fixed camera that sees the whole workspace."""
+
+    @abstractmethod
+    def _build_world(self) -> None:
+        """Load the static scene and the robot after a `resetSimulation`."""
+
+    @abstractmethod
+    def _spawn(self, instance: TaskInstance) -> tuple[list[int], list[float]]:
+        """Create the instance's objects; return their body ids and sizes (m), in slot order."""
+
+    @abstractmethod
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Set the robot's targets for one control step from a validated action."""
+
+    @abstractmethod
+    def _robot_state(self) -> np.ndarray:
+        """The ROBOT_DIM vector (layout in catalogue.ROBOT_FIELDS)."""
+
+    @abstractmethod
+    def _in_workspace(self, pos: np.ndarray) -> bool:
+        """Whether an object at `pos` is still on the table (else the episode has blown up)."""
+
+    # ---- gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """New episode. `options["instruction"]`: a user instruction, parsed back into a goal if possible."""
+        super().reset(seed=seed)
+        options = options or {}
+        for _ in range(self.max_resample):
+            self._new_scene(self.task.sample(self.np_random, self.split))
+            if not self.task.is_success(self, self.goal):
+                break
+        if "instruction" in options:
+            self.set_instruction(str(options["instruction"]))
+        return self.observe(), self._info()
+
+    def set_instruction(self, text: str) -> bool:
+        """Replace the instruction on the current scene; returns whether the task could parse it into a goal."""
+        if len(text) > MAX_INSTRUCTION_LEN:
+            raise ValueError(f"instruction longer than {MAX_INSTRUCTION_LEN} characters")
+        assert self.instance is not None, "call reset() first"
+        self.instance.instruction = text
+        self.goal = self.task.parse_instruction(text, self.instance.objects)
+        return self.goal is not None
+
+    def step(self, action):
+        self.control(action)
+        obs = self.observe()
+        info = self._info()
+        reward = float(info["is_success"])
+        terminated = bool(info["is_success"] or self.failure is not None)
+        return obs, reward, terminated, False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.camera_image()
+
+    def close(self) -> None:
+        if self.client is not None and self.client >= 0:
+            p.disconnect(physicsClientId=self.client)
+            self.client = -1
+
+    # ---- fast path used by skills ---------------------------------------------------------
+    def validate_action(self, action: Any) -> np.ndarray:
+        """The action as float32, or a ValueError naming the expected shape."""
+        a = np.asarray(action, dtype=np.float32)
+        shape = self.action_space.shape
+        if a.shape != shape:
+            raise ValueError(f"action must have shape {shape}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite (shape {shape}), got {a.tolist()}")
+        return np.clip(a, self.action_space.low, self.action_space.high)
+
+    def control(self, action: Any) -> None:
+        """One control step of physics, no rendering. Checks for physics blow-ups."""
+        a = self.validate_action(action)
+        if self.failure is None:
+            self._apply_action(a)
+            for _ in range(self.substeps):
+                p.stepSimulation(physicsClientId=self.client)
+            self._check_physics()
+        self.t += 1
+        for hook in self.step_hooks:
+            hook(self)
+
+    def observe(self, render: bool | None = None) -> dict[str, Any]:
+        """The observation dict; renders `rgb` unless `obs_type="state"` (or render=False)."""
+        obs: dict[str, Any] = {
+            "robot": self._robot_state().astype(np.float32),
+            "objects": self.object_rows(),
+            "instruction": self.task_description,
+        }
+        if self.obs_type == "full" if render is None else render:
+            obs["rgb"] = self.camera_image()
+        return obs
+
+    # ---- state access for tasks, skills and data ------------------------------------------
+    @property
+    def task_description(self) -> str:
+        return self.instance.instruction if self.instance is not None else ""
+
+    @property
+    def is_success(self) -> bool:
+        """Whether the current goal holds (False when the instruction could not be parsed into one)."""
+        return self.goal is not None and self.failure is None and bool(self.task.is_success(self, self.goal))
+
+    def object_pose(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(position (3,), quaternion (4,)) of object i."""
+        pos, quat = p.getBasePositionAndOrientation(self.object_ids[i], physicsClientId=self.client)
+        return np.asarray(pos), np.asarray(quat)
+
+    def object_rows(self) -> np.ndarray:
+        """(MAX_OBJECTS, OBJ_DIM) object-state rows; absent slots are zeros."""
+        rows = np.zeros((MAX_OBJECTS, OBJ_DIM), dtype=np.float32)
+        assert self.instance is not None
+        for i, desc in enumerate(self.instance.objects):
+            pos, quat = self.object_pose(i)
+            rows[i] = object_row(pos, quat, self.object_sizes[i], desc)
+        return rows
+
+    @property
+    def objects(self) -> list[ObjectDesc]:
+        return self.instance.objects if self.instance is not None else []
+
+    def camera_image(self) -> np.ndarray:
+        """(H, W, 3) uint8 frame from the fixed camera (TinyRenderer)."""
+        h, w = self.image_size
+        _, _, rgba, _, _ = p.getCameraImage(
+            w, h, self._view, self._proj, renderer=p.ER_TINY_RENDERER, physicsClientId=self.client
+        )
+        return np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
+
+    # ---- internals ------------------------------------------------------------------------
+    def _new_scene(self, instance: TaskInstance) -> None:
+        p.resetSimulation(physicsClientId=self.client)
+        p.setGravity(0, 0, -9.8, physicsClientId=self.client)
+        p.setTimeStep(1.0 / self.physics_hz, physicsClientId=self.client)
+        self._build_world()
+        self.instance = instance
+        self.goal = instance.goal
+        self.object_ids, self.object_sizes = self._spawn(instance)
+        if len(self.object_ids) > MAX_OBJECTS:
+            raise ValueError(f"a scene holds at most {MAX_OBJECTS} objects, got {len(self.object_ids)}")
+        self.names = object_names(instance.objects)
+        for _ in range(self.settle_steps):
+            p.stepSimulation(physicsClientId=self.client)
+        self.t = 0
+        self.failure = None
+        self._check_physics()
+
+    def _check_physics(self) -> None:
+        for i, body in enumerate(self.object_ids):
+            pos, _ = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+            pos = np.asarray(pos)
+            if not np.all(np.isfinite(pos)):
+                self.failure = f"physics: the {self.names[i]} has a NaN pose"
+                return
+            if not self._in_workspace(pos):
+                self.failure = f"physics: the {self.names[i]} left the table"
+                return
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "is_success": self.is_success,
+            "success_known": self.goal is not None,
+            "task_description": self.task_description,
+            "failure": self.failure,
+        }

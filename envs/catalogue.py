@@ -1,0 +1,73 @@
+"""The object catalogue shared by both worlds: colours, shapes, sizes and the object-state row layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Colour names and RGBA values. Chosen to be easy to tell apart at low resolution.
+COLORS: dict[str, tuple[float, float, float, float]] = {
+    "red": (0.85, 0.12, 0.10, 1.0),
+    "green": (0.15, 0.70, 0.20, 1.0),
+    "blue": (0.12, 0.30, 0.90, 1.0),
+    "yellow": (0.95, 0.85, 0.10, 1.0),
+    "purple": (0.55, 0.20, 0.75, 1.0),
+    "orange": (1.00, 0.50, 0.05, 1.0),
+    "cyan": (0.10, 0.85, 0.85, 1.0),
+    "white": (0.95, 0.95, 0.95, 1.0),
+}
+COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
+SHAPE_NAMES: tuple[str, ...] = ("cube", "moon", "star", "pentagon")
+SIZE_NAMES: tuple[str, ...] = ("small", "large")
+
+MAX_OBJECTS = 8  # object-row slots in every observation, both worlds
+
+# Object-state row layout (one row per slot), the state estimate fed to the model as object tokens.
+OBJ_FIELDS: tuple[str, ...] = (
+    "x", "y", "z",  # position in the world frame (m)
+    "qx", "qy", "qz", "qw",  # orientation quaternion (PyBullet order)
+    "size",  # edge length / width (m)
+    "color_id",  # index into COLOR_NAMES
+    "shape_id",  # index into SHAPE_NAMES
+    "present",  # 1.0 if the slot holds an object, else 0.0 (and the row is zeros)
+)
+OBJ_DIM = len(OBJ_FIELDS)
+
+# Robot-state vector layout, shared by both worlds so one model reads both.
+ROBOT_FIELDS: tuple[str, ...] = (
+    "ee_x", "ee_y", "ee_z",
+    "ee_qx", "ee_qy", "ee_qz", "ee_qw",
+    "gripper_opening",  # finger gap (m); 0 for the pusher
+    *(f"q{i}" for i in range(9)),  # joint positions (Panda: 7 arm + 2 fingers); pusher: target x, y then zeros
+)
+ROBOT_DIM = len(ROBOT_FIELDS)
+
+
+@dataclass(frozen=True)
+class ObjectDesc:
+    """What can be said about an object in words: the basis of its name in plan steps."""
+
+    color: str
+    shape: str = "cube"
+    size: str | None = None  # "small" / "large" in the pick-and-place world, None where all share a size
+
+    def __post_init__(self) -> None:
+        if self.color not in COLORS:
+            raise ValueError(f"unknown colour {self.color!r}; expected one of {list(COLOR_NAMES)}")
+        if self.shape not in SHAPE_NAMES:
+            raise ValueError(f"unknown shape {self.shape!r}; expected one of {list(SHAPE_NAMES)}")
+        if self.size is not None and self.size not in SIZE_NAMES:
+            raise ValueError(f"unknown size {self.size!r}; expected one of {list(SIZE_NAMES)} or None")
+
+
+def object_row(pos, quat, size: float, desc: ObjectDesc) -> np.ndarray:
+    """One object-state row in the OBJ_FIELDS layout."""
+    row = np.zeros(OBJ_DIM, dtype=np.float32)
+    row[0:3] = pos
+    row[3:7] = quat
+    row[7] = size
+    row[8] = COLOR_NAMES.index(desc.color)
+    row[9] = SHAPE_NAMES.index(desc.shape)
+    row[10] = 1.0
+    return row

@@ -1,0 +1,67 @@
+"""Video of an episode at a fixed fps, with the current plan step written on the frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+
+from envs.base import TabletopEnv
+
+
+def caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """A copy of `frame` with `text` written on a dark band at the bottom (scaled to the frame)."""
+    out = np.ascontiguousarray(frame.copy())
+    h, w = out.shape[:2]
+    scale = max(0.3, w / 640)
+    thick = 1
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    band = th + base + 6
+    out[h - band :, :] = (out[h - band :, :] * 0.35).astype(np.uint8)
+    cv2.putText(out, text, (4, h - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+class VideoRecorder:
+    """Attach to an env: renders a frame every `control_hz / fps` control steps; `text` is written on it."""
+
+    def __init__(self, env: TabletopEnv, fps: int | None = None, size: tuple[int, int] | None = None) -> None:
+        self.env = env
+        self.fps = fps or env.metadata["render_fps"]
+        self.every = max(1, round(env.control_hz / self.fps))
+        self.text = ""
+        self.frames: list[np.ndarray] = []
+        env.step_hooks.append(self._on_step)
+
+    def _on_step(self, env: TabletopEnv) -> None:
+        if env.t % self.every == 0:
+            self.capture()
+
+    def capture(self) -> None:
+        """Add a frame now (e.g. at the start of a step)."""
+        self.frames.append(caption(self.env.camera_image(), self.text))
+
+    def detach(self) -> None:
+        if self._on_step in self.env.step_hooks:
+            self.env.step_hooks.remove(self._on_step)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the frames as H.264 mp4 (imageio-ffmpeg)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames = self.frames or [caption(self.env.camera_image(), self.text)]
+        write_video(path, frames, self.fps)
+        return path
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: int) -> None:
+    """Frames (H, W, 3) uint8 to an mp4; sizes are padded to even numbers for H.264."""
+    h, w = frames[0].shape[:2]
+    ph, pw = h + h % 2, w + w % 2
+    with imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7, macro_block_size=1) as writer:
+        for f in frames:
+            if f.shape[:2] != (ph, pw):
+                f = np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)))
+            writer.append_data(f)

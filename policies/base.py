@@ -1,0 +1,93 @@
+"""The `Skill` interface: a `SkillCall` becomes a closed-loop stream of env actions and a `SkillResult`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from envs.vocab import SkillCall
+
+if TYPE_CHECKING:
+    from envs.base import TabletopEnv
+
+
+@dataclass(frozen=True)
+class SkillResult:
+    """How a skill ended: success, a human-readable reason (fed back to the planner), control steps used."""
+
+    success: bool
+    reason: str
+    steps: int
+
+
+class Skill(ABC):
+    """Closed-loop controller for one skill name. `reset` once per call, then `act` until it returns None."""
+
+    name: ClassVar[str]
+    max_steps: ClassVar[int] = 200  # control steps before the skill gives up
+
+    @abstractmethod
+    def reset(self, env: TabletopEnv, call: SkillCall) -> SkillResult | None:
+        """Start executing `call`; return a failed result at once if it cannot start (e.g. missing object)."""
+
+    @abstractmethod
+    def act(self, env: TabletopEnv) -> np.ndarray | None:
+        """Next action from privileged/robot state, or None when the skill has finished."""
+
+    @abstractmethod
+    def result(self, env: TabletopEnv) -> SkillResult:
+        """Judge the outcome after `act` returned None (or the step budget ran out)."""
+
+
+SKILL_REGISTRY: dict[str, dict[str, type[Skill]]] = {}
+
+
+def register_skill(world: str):
+    """Class decorator: make a skill available to `make_skill(world, name)`."""
+
+    def deco(cls: type[Skill]) -> type[Skill]:
+        SKILL_REGISTRY.setdefault(world, {})[cls.name] = cls
+        return cls
+
+    return deco
+
+
+def make_skill(world: str, name: str, **kwargs: Any) -> Skill:
+    """Instantiate a registered skill; an unknown name lists the known ones."""
+    known = SKILL_REGISTRY.get(world, {})
+    if name not in known:
+        raise ValueError(f"unknown skill {name!r} for world {world!r}; known skills: {sorted(known)}")
+    return known[name](**kwargs)
+
+
+def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None) -> SkillResult:
+    """Execute one skill call to the end on `env` (unwrapped). Never raises for a bad call."""
+    if call.skill == "done":
+        return SkillResult(True, "done", 0)
+    n_obj = len(env.object_ids)
+    for ref in (call.obj, call.target):
+        if ref is not None and not 0 <= ref < n_obj:
+            return SkillResult(False, f"there is no object {ref + 1} in the scene ({n_obj} objects)", 0)
+    try:
+        skill = make_skill(env.world, call.skill)
+    except ValueError as err:
+        return SkillResult(False, str(err), 0)
+    early = skill.reset(env, call)
+    if early is not None:
+        return early
+    budget = max_steps if max_steps is not None else skill.max_steps
+    start = env.t
+    while env.t - start < budget and env.failure is None:
+        action = skill.act(env)
+        if action is None:
+            break
+        env.control(action)
+    if env.failure is not None:
+        return SkillResult(False, env.failure, env.t - start)
+    res = skill.result(env)
+    if env.t - start >= budget and not res.success:
+        return SkillResult(False, f"ran out of steps ({budget}): {res.reason}", env.t - start)
+    return SkillResult(res.success, res.reason, env.t - start)
