@@ -80,6 +80,7 @@ class TabletopEnv(gym.Env):
         self.object_sizes: list[float] = []
         self.names: list[str] = []
         self.t = 0  # control steps since reset
+        self.last_action: np.ndarray | None = None  # the validated action of the latest control step
         self.failure: str | None = None  # set when the episode can no longer succeed (physics)
         self.step_hooks: list[Callable[[TabletopEnv], None]] = []  # called after every control step
 
@@ -166,6 +167,7 @@ class TabletopEnv(gym.Env):
     def control(self, action: Any) -> None:
         """One control step of physics, no rendering. Checks for physics blow-ups."""
         a = self.validate_action(action)
+        self.last_action = a
         if self.failure is None:
             self._apply_action(a)
             for _ in range(self.substeps):
