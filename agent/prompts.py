@@ -1,0 +1,149 @@
+"""`PromptBuilder`: the one place that writes every prompt the model sees, in training and at inference.
+
+A prompt is a "multimodal sentence": text with placeholders that the model replaces by encoder
+outputs at their positions: `<img>` (image tokens), `<obj_j>` (the state tokens of object j,
+1-based: slot j-1 of the observation's object rows) and `<robot>` (the robot-state token).
+
+Formats (PROMPT_FORMAT_VERSION 1), shown with images, states and entity referrals on:
+
+    Given <img>. Object 1 is <obj_1>. Object 2 is <obj_2>. Robot: <robot>.
+    Task: stack the red cube on the blue cube.
+    Step 1. pick up the red cube. Result: ok.
+    Step 2.                                   <- next step: answer " place the red cube on the blue cube"
+
+    ... Task: <instruction>
+    Plan:                                     <- whole plan: answer " Step 1. pick up ... Step 2. ... done."
+
+    ... Q: <question>
+    A:                                        <- VQA / captions / success detection
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from envs.catalogue import MAX_OBJECTS
+
+PROMPT_FORMAT_VERSION = 1
+IMG_TOKEN = "<img>"
+ROBOT_TOKEN = "<robot>"
+OK_FEEDBACK = "ok"
+
+
+def obj_token(j: int) -> str:
+    """Placeholder of object j (1-based)."""
+    return f"<obj_{j}>"
+
+
+PLACEHOLDERS: tuple[str, ...] = (IMG_TOKEN, ROBOT_TOKEN, *(obj_token(j) for j in range(1, MAX_OBJECTS + 1)))
+
+
+@dataclass
+class Example:
+    """One model input (prompt + arrays) and, for training, its target answer."""
+
+    prompt: str
+    answer: str = ""  # target text, without a leading space; empty at inference
+    image: np.ndarray | None = None  # (H, W, 3) uint8, when the prompt has <img>
+    objects: np.ndarray | None = None  # (MAX_OBJECTS, OBJ_DIM) float32, when it has <obj_j>
+    robot: np.ndarray | None = None  # (ROBOT_DIM,) float32, when it has <robot>
+    kind: str = "plan"  # plan | plan_full | vqa | caption | success ...
+    meta: dict[str, Any] = field(default_factory=dict)  # provenance (episode, frame, task) for reports
+
+
+@dataclass(frozen=True)
+class PromptBuilder:
+    """Writes prompts; the flags choose which observation tokens appear (PaLM-E's input ablations)."""
+
+    use_image: bool = True  # include `<img>`
+    use_state: bool = True  # include object tokens and the robot token
+    entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
+
+    def scene(self, n_objects: int) -> str:
+        """The observation prefix for a scene with `n_objects` objects."""
+        if not 0 <= n_objects <= MAX_OBJECTS:
+            raise ValueError(f"n_objects must be in [0, {MAX_OBJECTS}], got {n_objects}")
+        parts = []
+        if self.use_image:
+            parts.append(f"Given {IMG_TOKEN}.")
+        if self.use_state:
+            if self.entity_referral:
+                parts += [f"Object {j} is {obj_token(j)}." for j in range(1, n_objects + 1)]
+            elif n_objects:
+                parts.append("Objects: " + " ".join(obj_token(j) for j in range(1, n_objects + 1)) + ".")
+            parts.append(f"Robot: {ROBOT_TOKEN}.")
+        return " ".join(parts)
+
+    def _head(self, n_objects: int, line: str) -> str:
+        scene = self.scene(n_objects)
+        return f"{scene}\n{line}" if scene else line
+
+    def planning(self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int) -> str:
+        """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`."""
+        lines = [self._head(n_objects, f"Task: {instruction.strip()}")]
+        for i, (step, feedback) in enumerate(history, start=1):
+            lines.append(f"Step {i}. {step}. Result: {feedback}.")
+        lines.append(f"Step {len(history) + 1}.")
+        return "\n".join(lines)
+
+    def whole_plan(self, instruction: str, n_objects: int) -> str:
+        """Open-loop prompt: the whole plan is the answer (PaLM-E's p1/p2 style)."""
+        return self._head(n_objects, f"Task: {instruction.strip()}") + "\nPlan:"
+
+    def question(self, question: str, n_objects: int) -> str:
+        """VQA / captioning / success-detection prompt."""
+        return self._head(n_objects, f"Q: {question.strip()}") + "\nA:"
+
+    def example(self, prompt: str, obs: Mapping[str, Any], answer: str = "", kind: str = "plan", **meta: Any) -> Example:
+        """Pair a prompt with the observation arrays its placeholders need."""
+        return Example(
+            prompt=prompt,
+            answer=answer,
+            image=np.asarray(obs["rgb"]) if self.use_image and IMG_TOKEN in prompt else None,
+            objects=np.asarray(obs["objects"], dtype=np.float32) if self.use_state and "<obj_" in prompt else None,
+            robot=np.asarray(obs["robot"], dtype=np.float32) if self.use_state and ROBOT_TOKEN in prompt else None,
+            kind=kind,
+            meta=dict(meta),
+        )
+
+    def for_obs(self, kind: str, obs: Mapping[str, Any], **kwargs: Any) -> Example:
+        """Build the prompt of `kind` ("plan", "plan_full", "vqa") for an observation, with its arrays."""
+        n = count_objects(obs["objects"])
+        answer = kwargs.pop("answer", "")
+        meta = kwargs.pop("meta", {})
+        if kind == "plan":
+            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n)
+        elif kind == "plan_full":
+            prompt = self.whole_plan(kwargs["instruction"], n)
+        else:
+            prompt = self.question(kwargs["question"], n)
+        return self.example(prompt, obs, answer=answer, kind=kind, **meta)
+
+
+def count_objects(object_rows: np.ndarray) -> int:
+    """Number of present objects (the `present` column of the object rows)."""
+    return int(np.asarray(object_rows)[:, -1].sum())
+
+
+def format_feedback(success: bool, reason: str) -> str:
+    """Feedback text for a step's result, as it appears in the history."""
+    return OK_FEEDBACK if success else f"failed: {reason.strip().rstrip('.')}"
+
+
+def render_whole_plan(steps: Sequence[str]) -> str:
+    """Answer text of a whole plan: `Step 1. a. Step 2. b. Step 3. done.`"""
+    return " ".join(f"Step {i}. {s}." for i, s in enumerate(steps, start=1))
+
+
+_STEP_SPLIT = re.compile(r"\bstep\s*\d+\s*[.:)]", re.IGNORECASE)
+
+
+def split_whole_plan(text: str) -> list[str]:
+    """Steps of a whole-plan answer (inverse of render_whole_plan; tolerant of missing numbers)."""
+    parts = _STEP_SPLIT.split(text) if _STEP_SPLIT.search(text) else re.split(r"[\n;]|\.\s", text)
+    return [s.strip().rstrip(".").strip() for s in parts if s.strip().rstrip(".").strip()]

@@ -1,0 +1,38 @@
+"""PromptBuilder: placeholders appear exactly once per object, flags remove them, plans round-trip."""
+
+import numpy as np
+
+from agent.prompts import PromptBuilder, format_feedback, render_whole_plan, split_whole_plan
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
+
+
+def _obs(n):
+    rows = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
+    rows[:n, -1] = 1
+    return {"rgb": np.zeros((8, 8, 3), np.uint8), "objects": rows, "robot": np.zeros(ROBOT_DIM, np.float32)}
+
+
+def test_planning_prompt_has_one_placeholder_per_object_and_history():
+    pb = PromptBuilder()
+    ex = pb.for_obs("plan", _obs(3), instruction="stack it", history=[("pick up the red cube", format_feedback(False, "the red cube is under the blue cube."))])
+    assert ex.prompt.count("<obj_") == 3 and "<obj_3>" in ex.prompt and "<obj_4>" not in ex.prompt
+    assert ex.prompt.count("<img>") == 1 and ex.prompt.count("<robot>") == 1
+    assert "Step 1. pick up the red cube. Result: failed: the red cube is under the blue cube." in ex.prompt
+    assert ex.prompt.endswith("Step 2.")
+    assert ex.image is not None and ex.objects is not None and ex.robot is not None
+
+
+def test_text_only_prompt_carries_no_observation():
+    ex = PromptBuilder(use_image=False, use_state=False).for_obs("plan_full", _obs(3), instruction="stack it")
+    assert ex.prompt == "Task: stack it\nPlan:"
+    assert ex.image is None and ex.objects is None and ex.robot is None
+
+
+def test_without_entity_referral_objects_are_bare_tokens():
+    prompt = PromptBuilder(use_image=False, entity_referral=False).question("what colour is obj 1?", 2)
+    assert "Object 1 is" not in prompt and "Objects: <obj_1> <obj_2>." in prompt
+
+
+def test_whole_plan_round_trip():
+    steps = ["pick up the red cube", "place the red cube on the blue cube", "done"]
+    assert split_whole_plan(render_whole_plan(steps)) == steps
