@@ -1,0 +1,75 @@
+"""torchrun / DDP setup: gloo on CPU, NCCL on GPU; a single process needs none of it."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints, logs and the progress bar."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a process group is running (more than one process)."""
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Join the torchrun process group when launched by torchrun; pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda:
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device(device if device not in ("auto",) else "cpu")
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op for one process)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over processes (identity for one process)."""
+    if info.enabled:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every process (no-op for one process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    """Rank 0's boolean, on every rank (so all ranks take the same branch)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
