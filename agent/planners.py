@@ -1,0 +1,242 @@
+"""Planners behind one interface: each writes the next plan step as TEXT (the parser turns it into a skill call).
+
+- `oracle`: privileged; the task's oracle plan from the current state, first step (upper bound, data).
+- `palme`: the PalmE model from a checkpoint; closed-loop next-step mode, or open-loop whole-plan
+  mode (PaLM-E's TAMP p1/p2: the plan is written once from the first observation); optional
+  grammar-constrained decoding to the steps valid in the scene.
+- `text_only`: the same model class trained without image/state tokens (PaLM-E's "LLM only").
+- `random`: uniform over the valid steps of the scene (a floor for every success rate).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from agent.parser import SceneContext, valid_steps
+from agent.prompts import Example, PromptBuilder, split_whole_plan
+from envs.vocab import render_step
+
+if TYPE_CHECKING:
+    from envs.base import TabletopEnv
+
+DEFAULT_CHECKPOINT = "checkpoints/palme-tiny"  # used by `palme` / `text_only` when no checkpoint is given
+
+
+@dataclass
+class PlanContext:
+    """What a planner sees at a decision point."""
+
+    env: TabletopEnv  # unwrapped; privileged planners read its state, model planners must not
+    obs: dict[str, Any]  # the observation of this decision point (rgb only when the planner needs it)
+    instruction: str
+    history: list[tuple[str, str]]  # (step text, feedback) of the steps so far
+    scene: SceneContext  # objects, names, held object, zones
+    example: Example | None = None  # the planning prompt with its arrays, when the planner has a PromptBuilder
+    step_index: int = 0  # 0-based index of the step being planned
+
+
+@dataclass
+class PlannerOptions:
+    """Options a CLI passes to `planner_from_options`; each planner reads the fields it needs."""
+
+    checkpoint: str | None = None  # model planners: checkpoint folder (DEFAULT_CHECKPOINT when None)
+    mode: str = "closed"  # model planners: "closed" (next step) or "open" (whole plan once)
+    constrained: bool = False  # model planners: decode only steps valid in the scene
+    max_new_tokens: int = 48  # model planners: generation length
+    device: str = "cpu"  # model planners: torch device
+    max_plan_tokens: int = 256  # model planners, open-loop mode: length of the whole plan
+    seed: int = 0  # random planner: generator seed
+
+
+class Planner(ABC):
+    """Writes the next plan step as text. `prompts` is the PromptBuilder the agent uses for it (None: no prompt)."""
+
+    name: ClassVar[str]
+    prompts: PromptBuilder | None = None
+
+    @property
+    def needs_image(self) -> bool:
+        """Whether the agent must render a camera frame at each decision point for this planner."""
+        return self.prompts is not None and self.prompts.use_image
+
+    def reset(self, env: TabletopEnv, instruction: str) -> None:
+        """Start a new instruction on `env` (called before the first `next_step`)."""
+
+    @abstractmethod
+    def next_step(self, ctx: PlanContext) -> str:
+        """The next step as text (e.g. "pick up the red cube", "done")."""
+
+    @classmethod
+    def from_options(cls, opts: PlannerOptions) -> Planner:
+        """Build from CLI options (planners without options ignore them)."""
+        return cls()
+
+
+PLANNERS: dict[str, type[Planner]] = {}
+
+
+def register_planner(cls: type[Planner]) -> type[Planner]:
+    """Class decorator: make a planner available to `make_planner` under its name."""
+    if cls.name in PLANNERS:
+        raise ValueError(f"planner {cls.name!r} is already registered")
+    PLANNERS[cls.name] = cls
+    return cls
+
+
+def planner_names() -> list[str]:
+    """Registered planner names, sorted."""
+    return sorted(PLANNERS)
+
+
+def _planner_class(name: str) -> type[Planner]:
+    if name not in PLANNERS:
+        raise ValueError(f"unknown planner {name!r}; known planners: {planner_names()}")
+    return PLANNERS[name]
+
+
+def make_planner(name: str, **kwargs: Any) -> Planner:
+    """Instantiate a registered planner; an unknown name lists the known ones."""
+    return _planner_class(name)(**kwargs)
+
+
+def planner_from_options(name: str, opts: PlannerOptions) -> Planner:
+    """Instantiate a registered planner from CLI options."""
+    return _planner_class(name).from_options(opts)
+
+
+@register_planner
+class OraclePlanner(Planner):
+    """Privileged: the task's oracle plan from the current state; its first step as text, or "done"."""
+
+    name = "oracle"
+
+    def next_step(self, ctx: PlanContext) -> str:
+        env = ctx.env
+        if env.goal is None:  # an instruction the task cannot parse: nothing to plan towards
+            return "done"
+        plan = env.task.oracle_plan(env, env.goal)
+        return render_step(plan[0], env.names) if plan else "done"
+
+
+@register_planner
+class RandomValidPlanner(Planner):
+    """Baseline: a step drawn uniformly from the steps valid in the scene (including "done")."""
+
+    name = "random"
+
+    def __init__(self, rng: np.random.Generator | None = None, seed: int = 0) -> None:
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+
+    @classmethod
+    def from_options(cls, opts: PlannerOptions) -> Planner:
+        return cls(seed=opts.seed)
+
+    def next_step(self, ctx: PlanContext) -> str:
+        steps = valid_steps(ctx.scene)
+        return steps[int(self.rng.integers(len(steps)))]
+
+
+_CUT = re.compile(r"\bresult\s*:|\bstep\s*\d+\s*[.:)]", re.IGNORECASE)
+
+
+def first_step(text: str) -> str:
+    """The first step of generated text: up to a newline, a `Result:` or the next `Step k.`."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    m = _CUT.search(line, 1)
+    return (line[: m.start()] if m else line).strip().rstrip(".").strip()
+
+
+@register_planner
+class PalmEPlanner(Planner):
+    """The PalmE model as a planner: closed-loop next step, or open-loop whole plan (PaLM-E TAMP p1/p2)."""
+
+    name = "palme"
+    text_only: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        mode: str = "closed",
+        constrained: bool = False,
+        max_new_tokens: int = 48,
+        device: str = "cpu",
+        max_plan_tokens: int = 256,
+        model: Any = None,
+        prompts: PromptBuilder | None = None,
+    ) -> None:
+        if mode not in ("closed", "open"):
+            raise ValueError(f"mode must be 'closed' (next step) or 'open' (whole plan), got {mode!r}")
+        self.model = model if model is not None else _load_model(checkpoint, device)
+        self.mode = mode
+        self.constrained = constrained
+        self.max_new_tokens = max_new_tokens
+        self.max_plan_tokens = max_plan_tokens
+        self.prompts = prompts or self._prompt_builder()
+        self._plan: list[str] | None = None
+        self._instruction = ""
+
+    @classmethod
+    def from_options(cls, opts: PlannerOptions) -> Planner:
+        return cls(opts.checkpoint, opts.mode, opts.constrained, opts.max_new_tokens, opts.device, opts.max_plan_tokens)
+
+    def _prompt_builder(self) -> PromptBuilder:
+        """The prompt flags the model was trained with (text-only planners drop image and state)."""
+        if self.text_only:
+            return PromptBuilder(use_image=False, use_state=False)
+        own = getattr(self.model, "prompt_builder", None)
+        if isinstance(own, PromptBuilder):
+            return own
+        cfg = getattr(self.model, "config", None)
+        flags = {k: getattr(cfg, k) for k in ("use_image", "use_state", "entity_referral") if hasattr(cfg, k)}
+        return PromptBuilder(**{k: bool(v) for k, v in flags.items()})
+
+    def reset(self, env: TabletopEnv, instruction: str) -> None:
+        self._plan = None
+        self._instruction = instruction
+
+    def next_step(self, ctx: PlanContext) -> str:
+        if self.mode == "open":
+            return self._open_loop_step(ctx)
+        if ctx.example is None:
+            raise ValueError("the closed-loop PalmE planner needs the planning prompt (ctx.example)")
+        allowed = [valid_steps(ctx.scene)] if self.constrained else None
+        text = self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0]
+        return first_step(text)
+
+    def _open_loop_step(self, ctx: PlanContext) -> str:
+        """The whole plan is written once, from the first observation; then its steps are returned in order."""
+        if self._plan is None:
+            assert self.prompts is not None
+            example = self.prompts.for_obs("plan_full", ctx.obs, instruction=ctx.instruction)
+            text = self.model.generate([example], max_new_tokens=self.max_plan_tokens)[0]
+            self._plan = split_whole_plan(text)
+        return self._plan.pop(0) if self._plan else "done"
+
+
+@register_planner
+class TextOnlyPlanner(PalmEPlanner):
+    """Baseline: the same model class trained on text alone (no image, no state tokens): PaLM-E's "LLM only"."""
+
+    name = "text_only"
+    text_only = True
+
+
+def _load_model(checkpoint: str | Path | None, device: str) -> Any:
+    """PalmE.from_pretrained on a checkpoint folder (DEFAULT_CHECKPOINT when None)."""
+    path = Path(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT)
+    if not path.is_dir():
+        raise ValueError(f"checkpoint folder {str(path)!r} does not exist; pass checkpoint=PATH to a PalmE checkpoint")
+    from agent.model import PalmE  # imported here: torch and transformers load only for model planners
+
+    model = PalmE.from_pretrained(path)
+    if hasattr(model, "to"):
+        model = model.to(device)
+    if hasattr(model, "eval"):
+        model.eval()
+    return model
