@@ -1,0 +1,227 @@
+"""Running evaluation episodes: one env per worker process, an exception is a failed episode, never a crash.
+
+`EpisodeRunner.run(job)` plays one seeded episode with the agent loop and returns its flat
+record (see agent.eval_metrics); `run_jobs` spreads jobs over worker processes (forkserver or
+spawn context, one env and one planner per worker) and hands each record to a callback as soon
+as it is finished, so the caller can write results incrementally.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MAX_WORKER_RETRIES = 1  # a job whose worker process died is run once more, then recorded as an exception
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation episode: which task and split, its index among the task's episodes, its seed."""
+
+    split: str
+    task: str
+    episode: int
+    seed: int
+    video: bool  # record a video of this episode
+
+    @property
+    def video_rel(self) -> str:
+        """LeRobot's layout: videos/<group>_<task>/eval_episode_<n>.mp4 (the group is the split)."""
+        return f"videos/{self.split}_{self.task}/eval_episode_{self.episode}.mp4"
+
+
+def empty_record(job: Job) -> dict[str, Any]:
+    """The record of an episode before it ran: a failure with no steps (filled in by the runner)."""
+    return {
+        "split": job.split, "task": job.task, "episode": job.episode, "seed": job.seed,
+        "instruction": None, "success": False, "failure": None, "reason": None,
+        "n_steps": 0, "plan_length": 0, "oracle_plan_length": None, "n_replans": 0,
+        "n_parse_errors": 0, "n_invalid_references": 0, "n_skill_failures": 0, "n_planner_calls": 0,
+        "ended_by": None, "control_steps": 0, "step_budget": 0, "sum_reward": 0.0, "max_reward": 0.0,
+        "video_path": None, "poster_path": None, "traceback": None, "wall_s": 0.0, "steps": [],
+    }
+
+
+def exception_record(job: Job, exc: BaseException, tb: str, wall_s: float = 0.0) -> dict[str, Any]:
+    """A failed record of kind `exception` keeping the traceback."""
+    rec = empty_record(job)
+    rec.update(failure="exception", reason=f"{type(exc).__name__}: {exc}"[:500], traceback=tb, wall_s=wall_s)
+    return rec
+
+
+class EpisodeRunner:
+    """Holds one planner and one env (rebuilt when the task or split changes) and plays jobs on them."""
+
+    def __init__(self, settings: dict[str, Any], out_dir: str | Path) -> None:
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.env: Any = None
+        self.env_key: tuple[str, str] | None = None
+        self.planner: Any = None
+
+    def _env_for(self, task: str, split: str) -> Any:
+        from envs import make_env
+
+        if self.env_key != (task, split):
+            self.close()
+            kw = {"split": split}
+            if self.settings.get("image_size"):
+                kw["image_size"] = tuple(self.settings["image_size"])
+            self.env = make_env(self.settings["env"], task, **kw)
+            self.env_key = (task, split)
+        return self.env
+
+    def _planner(self) -> Any:
+        if self.planner is None:
+            from agent.eval_agent import build_planner
+
+            self.planner = build_planner(self.settings)
+        return self.planner
+
+    def close(self) -> None:
+        """Close the env (after an exception the env's state is not trusted, so it is rebuilt)."""
+        if self.env is not None:
+            self.env.close()
+        self.env, self.env_key = None, None
+
+    def run(self, job: Job) -> dict[str, Any]:
+        """Play one episode; any exception becomes a failed record with its traceback."""
+        from agent.eval_agent import play_episode
+
+        t0 = time.perf_counter()
+        try:
+            env = self._env_for(job.task, job.split)
+            rec = empty_record(job)
+            video = self.out_dir / job.video_rel if job.video else None
+            rec.update(play_episode(self._planner(), env, job.seed, video, self.settings))
+            if video is not None and video.exists():
+                rec["video_path"] = job.video_rel
+                poster = video.with_suffix(".jpg")
+                rec["poster_path"] = str(Path(job.video_rel).with_suffix(".jpg")) if poster.exists() else None
+        except Exception as exc:  # noqa: BLE001 - an episode must never abort the run
+            self.close()
+            rec = exception_record(job, exc, traceback.format_exc())
+        rec["wall_s"] = time.perf_counter() - t0
+        return rec
+
+
+# ---- worker processes --------------------------------------------------------------------------
+_RUNNER: EpisodeRunner | None = None
+
+
+def _init_worker(settings: dict[str, Any], out_dir: str) -> None:
+    """Worker start: Ctrl-C is the parent's business; one torch thread per worker (workers are the parallelism)."""
+    global _RUNNER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_torch_threads(settings.get("torch_threads", 1))
+    _RUNNER = EpisodeRunner(settings, out_dir)
+
+
+def _run_in_worker(job: Job) -> dict[str, Any]:
+    assert _RUNNER is not None, "worker not initialised"
+    return _RUNNER.run(job)
+
+
+def set_torch_threads(n: int) -> None:
+    """Fix torch's intra-op threads (results then do not depend on the machine's core count)."""
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def mp_context() -> mp.context.BaseContext:
+    """forkserver where available (fast worker start, no inherited PyBullet/torch state), else spawn."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["agent.eval_runner", "agent.eval_agent", "numpy"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    settings: dict[str, Any],
+    out_dir: str | Path,
+    workers: int,
+    on_result: Callable[[dict[str, Any]], None],
+) -> None:
+    """Run every job (in this process when workers <= 1), calling `on_result` with each finished record.
+
+    KeyboardInterrupt propagates to the caller after the worker processes are stopped.
+    """
+    if workers <= 1:
+        runner = EpisodeRunner(settings, out_dir)
+        set_torch_threads(settings.get("torch_threads", 1))
+        try:
+            for job in jobs:
+                on_result(runner.run(job))
+        finally:
+            runner.close()
+        return
+    pending = list(jobs)
+    tries: dict[Job, int] = {}
+    while pending:
+        pending = _run_pool(pending, settings, str(out_dir), workers, on_result, tries)
+
+
+def _run_pool(
+    jobs: list[Job],
+    settings: dict[str, Any],
+    out_dir: str,
+    workers: int,
+    on_result: Callable[[dict[str, Any]], None],
+    tries: dict[Job, int],
+) -> list[Job]:
+    """One executor's life: keeps `2 * workers` jobs in flight; returns the jobs to rerun if a worker died."""
+    queue = list(reversed(jobs))
+    executor = ProcessPoolExecutor(workers, mp_context(), initializer=_init_worker, initargs=(settings, out_dir))
+    in_flight: dict[Future, Job] = {}
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < 2 * workers:
+                job = queue.pop()
+                in_flight[executor.submit(_run_in_worker, job)] = job
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = in_flight.pop(fut)
+                try:
+                    on_result(fut.result())
+                except BrokenProcessPool as exc:
+                    # Which in-flight job killed the worker is unknown: each is rerun once, then recorded.
+                    rerun = _after_crash([job, *in_flight.values()], exc, tries, on_result)
+                    return rerun + list(reversed(queue))
+        return []
+    except BaseException:
+        _stop(executor)
+        raise
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _after_crash(
+    jobs: Iterable[Job], exc: BaseException, tries: dict[Job, int], on_result: Callable[[dict[str, Any]], None]
+) -> list[Job]:
+    rerun = []
+    for job in jobs:
+        tries[job] = tries.get(job, 0) + 1
+        if tries[job] > MAX_WORKER_RETRIES:
+            on_result(exception_record(job, exc, f"worker process died while running this episode: {exc!r}"))
+        else:
+            rerun.append(job)
+    return rerun
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Terminate the worker processes now (they ignore SIGINT and would finish their episode first)."""
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
