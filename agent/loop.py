@@ -102,8 +102,17 @@ class EpisodeTrace:
     wall_s: float = 0.0
     traceback: str | None = None
 
+    @property
+    def outcome(self) -> str:
+        """"success", "failure" or "success unknown"."""
+        return "success unknown" if self.success is None else ("success" if self.success else "failure")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready dict; `success` is a boolean (False when unknown, with success_known False)."""
+        d = asdict(self)
+        d["success"] = bool(self.success)
+        d["outcome"] = self.outcome
+        return d
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

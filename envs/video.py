@@ -12,16 +12,32 @@ from envs.base import TabletopEnv
 
 
 def caption(frame: np.ndarray, text: str) -> np.ndarray:
-    """A copy of `frame` with `text` written on a dark band at the bottom (scaled to the frame)."""
+    """A copy of `frame` with `text` written on a dark band at the bottom (scaled to the frame, wrapped to fit)."""
     out = np.ascontiguousarray(frame.copy())
     h, w = out.shape[:2]
     scale = max(0.3, w / 640)
     thick = 1
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    band = th + base + 6
+    lines = _wrap(text, w - 8, scale, thick)
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    line_h = th + base + 2
+    band = min(h, line_h * len(lines) + 4)
     out[h - band :, :] = (out[h - band :, :] * 0.35).astype(np.uint8)
-    cv2.putText(out, text, (4, h - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    for k, line in enumerate(lines):
+        y = h - band + 2 + th + k * line_h
+        cv2.putText(out, line, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return out
+
+
+def _wrap(text: str, width: int, scale: float, thick: int) -> list[str]:
+    """Greedy word wrap of `text` into lines at most `width` pixels wide (a word longer than that stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        trial = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(trial, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] <= width:
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 class VideoRecorder:
@@ -32,6 +48,7 @@ class VideoRecorder:
         self.fps = fps or env.metadata["render_fps"]
         self.every = max(1, round(env.control_hz / self.fps))
         self.text = ""
+        self.size = tuple(size) if size is not None else None  # (H, W) of the video; frames are resized to it
         self.frames: list[np.ndarray] = []
         env.step_hooks.append(self._on_step)
 
@@ -41,7 +58,13 @@ class VideoRecorder:
 
     def capture(self) -> None:
         """Add a frame now (e.g. at the start of a step)."""
-        self.frames.append(caption(self.env.camera_image(), self.text))
+        self.frames.append(caption(self._frame(), self.text))
+
+    def _frame(self) -> np.ndarray:
+        frame = self.env.camera_image()
+        if self.size is not None and frame.shape[:2] != self.size:
+            frame = cv2.resize(frame, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+        return frame
 
     def detach(self) -> None:
         if self._on_step in self.env.step_hooks:
@@ -51,7 +74,7 @@ class VideoRecorder:
         """Write the frames as H.264 mp4 (imageio-ffmpeg)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frames = self.frames or [caption(self.env.camera_image(), self.text)]
+        frames = self.frames or [caption(self._frame(), self.text)]
         write_video(path, frames, self.fps)
         return path
 

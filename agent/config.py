@@ -1,0 +1,57 @@
+"""Typed configuration of `palme-run` (a dataclass schema in hydra's ConfigStore; unknown keys fail at start)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
+from agent.planners import PlannerOptions
+
+
+@dataclass
+class RunConfig:
+    """Schema of `palme-run`: one episode (or an interactive session) of one task with one planner."""
+
+    env: str = "pickplace"  # world: pickplace | push
+    task: str = "stack"  # task of the world (unknown names list the known ones)
+    seed: int = 0  # scene seed: the same seed gives the same scene
+    split: str = "train"  # generalisation split the scene is drawn from (train, L1-L4)
+    instruction: str | None = None  # a user instruction on the seeded scene; None: the task's sampled one
+    interactive: bool = False  # read instructions from stdin one after another on the same scene
+    planner: str = "oracle"  # oracle | palme | text_only | random (switch to palme once a checkpoint ships)
+    checkpoint: str | None = None  # model planners: checkpoint folder; None: checkpoints/palme-tiny
+    mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
+    constrained: bool = False  # model planners: decode only the steps valid in the scene
+    max_new_tokens: int = 48  # model planners: tokens per generated step
+    device: str = "cpu"  # model planners: torch device
+    planner_seed: int = 0  # random planner: generator seed
+    max_steps: int | None = None  # step budget; None: 2x the oracle plan length at the start + 2
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES  # end after this many failed steps in a row
+    image_size: list[int] | None = None  # camera (H, W); None: the world's default
+    video: bool = True  # write episode.mp4 (rendering frames costs time; false for speed)
+    fps: int = 10  # video frames per second of simulated time
+    video_scale: int = 2  # video frames are the camera frames upscaled by this factor (readable captions)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("closed", "open"):
+            raise ValueError(f"mode must be 'closed' or 'open', got {self.mode!r}")
+        if self.video_scale < 1:
+            raise ValueError(f"video_scale must be >= 1, got {self.video_scale}")
+        if self.fps < 1:
+            raise ValueError(f"fps must be >= 1, got {self.fps}")
+        if self.image_size is not None and len(self.image_size) != 2:
+            raise ValueError(f"image_size must be [height, width], got {self.image_size}")
+
+    def planner_options(self) -> PlannerOptions:
+        """The options the planner factory reads."""
+        return PlannerOptions(
+            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained,
+            max_new_tokens=self.max_new_tokens, device=self.device, seed=self.planner_seed,
+        )
+
+
+def register_configs() -> None:
+    """Put the schema into hydra's ConfigStore (configs/run.yaml builds on it)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
