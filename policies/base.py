@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -57,10 +58,21 @@ def register_skill(world: str):
 
 def make_skill(world: str, name: str, **kwargs: Any) -> Skill:
     """Instantiate a registered skill; an unknown name lists the known ones."""
+    if world not in SKILL_REGISTRY:
+        _import_world_skills(world)
     known = SKILL_REGISTRY.get(world, {})
     if name not in known:
         raise ValueError(f"unknown skill {name!r} for world {world!r}; known skills: {sorted(known)}")
     return known[name](**kwargs)
+
+
+def _import_world_skills(world: str) -> None:
+    """Import `policies.<world>` so a world's skills register themselves on first use."""
+    try:
+        importlib.import_module(f"policies.{world}")
+    except ModuleNotFoundError as err:
+        if err.name != f"policies.{world}":
+            raise
 
 
 def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None) -> SkillResult:

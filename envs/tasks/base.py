@@ -44,6 +44,9 @@ class TaskInstance:
     extras: dict[str, Any] = field(default_factory=dict)  # world-specific, e.g. target zones
 
 
+_ABSTRACT = ("sample", "is_success", "oracle_plan", "parse_instruction")
+
+
 class Task(ABC):
     """A task: sample an instance from a seed, judge success on simulator state, plan from privileged state."""
 
@@ -55,7 +58,9 @@ class Task(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if getattr(cls, "__abstractmethods__", None):
+        # ABCMeta sets __abstractmethods__ only after __init_subclass__ runs, so look at the methods:
+        # an intermediate base that leaves an abstract method open is not checked.
+        if any(getattr(getattr(cls, m, None), "__isabstractmethod__", False) for m in _ABSTRACT):
             return
         for attr in ("name", "world", "templates", "success_doc"):
             if not getattr(cls, attr, None):

@@ -1,0 +1,321 @@
+"""The pick-and-place world: a Franka Panda, cubes of two sizes in the catalogue colours, flat coloured zones.
+
+In the spirit of PaLM-E's TAMP environment: cubes may start stacked, and a cube with others on
+top must be cleared before it can be grasped. The action is an end-effector delta position plus
+a gripper command; inverse kinematics runs inside the env, with the hand kept pointing down.
+The public helpers (`support_graph`, `held_object`, `free_spot`, ...) are the privileged state
+read by tasks, scripted skills and question generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pybullet as p
+
+from envs.base import TabletopEnv
+from envs.catalogue import COLORS
+from envs.tasks.base import TaskInstance
+
+# ---- scene geometry (metres, world frame; the robot base is at the origin, the table top at z=0) ----
+CUBE_SIZES: dict[str, float] = {"small": 0.04, "large": 0.05}  # edge lengths; Panda fingers open to 0.08
+WORKSPACE_LOW = np.array([0.28, -0.36])  # where cubes and zones are placed (x, y); all reachable top-down
+WORKSPACE_HIGH = np.array([0.66, 0.36])
+ZONE_SIDE = 0.15  # target zones are flat squares of this side
+ZONE_SLOT_OFFSET = 0.04  # zone slots: a 2x2 grid at +-this offset from the zone centre
+TABLE_HALF = np.array([0.55, 0.6, 0.02])  # table top half extents; centre at x=0.45
+TABLE_CENTER = np.array([0.45, 0.0, -0.02])
+CUBE_MASS = 0.08  # kg
+FRICTION = 1.0
+
+# ---- robot ----------------------------------------------------------------------------------
+EE_LINK = 11  # panda_grasptarget: between the finger pads
+ARM_JOINTS = tuple(range(7))
+FINGER_JOINTS = (9, 10)
+ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
+FINGER_FORCE = 20.0  # N per finger (URDF limit)
+MAX_OPENING = 0.08  # finger gap when fully open
+HOME_JOINTS = (0.0, -0.3, 0.0, -2.2, 0.0, 1.9, np.pi / 4)
+EE_DOWN = tuple(p.getQuaternionFromEuler([np.pi, 0.0, 0.0]))  # hand pointing down, fingers open along y
+EE_LOW = np.array([0.2, -0.45, 0.005])  # the end-effector target is kept inside this box
+EE_HIGH = np.array([0.8, 0.45, 0.55])
+MAX_DELTA = 0.015  # m per control step for an action of 1.0 (0.3 m/s at 20 Hz)
+JOINT_LOW = (-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671)
+JOINT_HIGH = (2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671)
+
+# ---- relations (tolerances used by `support_graph` and the success predicates) ------------------
+REST_Z_TOL = 0.01  # a cube rests on X when its bottom is within this of X's top
+TILT_TOL = 0.95  # |cos| of the angle between the cube's local z-ish axis and world z to count as flat
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Initial placement: stacks as (x, y, yaw, slot indices bottom-up), zones as (colour, x, y)."""
+
+    stacks: tuple[tuple[float, float, float, tuple[int, ...]], ...]
+    zones: tuple[tuple[str, float, float], ...]
+
+
+def zone_rgba(color: str) -> tuple[float, float, float, float]:
+    """A zone's colour: the catalogue colour mixed with white so a cube on its zone stays visible."""
+    r, g, b, _ = COLORS[color]
+    return (0.45 * r + 0.55, 0.45 * g + 0.55, 0.45 * b + 0.55, 1.0)
+
+
+class PickPlaceEnv(TabletopEnv):
+    """Franka Panda pick-and-place on a table with 3-8 cubes and 2-4 coloured target zones.
+
+    Action: Box(-1, 1, (4,)) = (dx, dy, dz) of the end-effector target in units of MAX_DELTA m per
+    control step, and a gripper command mapped linearly to the finger gap (-1 closed, +1 open).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    world: ClassVar[str] = "pickplace"
+    physics_hz: ClassVar[int] = 240
+    control_hz: ClassVar[int] = 20
+    settle_steps: ClassVar[int] = 120
+
+    def __init__(self, task: str = "stack", **kwargs: Any) -> None:
+        from envs import load_world
+
+        load_world(self.world)  # registers the tasks of this world
+        super().__init__(task, **kwargs)
+        self.robot = -1
+        self.zones: dict[str, np.ndarray] = {}  # zone colour -> centre (x, y)
+        self.ee_target = np.zeros(3)
+        self.finger_target = MAX_OPENING
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def _make_action_space(self) -> gym.spaces.Box:
+        return gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    def _camera_matrices(self) -> tuple[list[float], list[float]]:
+        view = p.computeViewMatrix(
+            cameraEyePosition=[1.0, 0.0, 0.75], cameraTargetPosition=[0.46, 0.0, 0.0],
+            cameraUpVector=[0.0, 0.0, 1.0], physicsClientId=self.client,
+        )
+        h, w = self.image_size
+        proj = p.computeProjectionMatrixFOV(
+            fov=58.0, aspect=w / h, nearVal=0.05, farVal=3.0, physicsClientId=self.client
+        )
+        return list(view), list(proj)
+
+    def _build_world(self) -> None:
+        c = self.client
+        table_col = p.createCollisionShape(p.GEOM_BOX, halfExtents=TABLE_HALF.tolist(), physicsClientId=c)
+        table_vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=TABLE_HALF.tolist(), rgbaColor=[0.42, 0.40, 0.38, 1.0], physicsClientId=c
+        )
+        self.table = p.createMultiBody(0, table_col, table_vis, TABLE_CENTER.tolist(), physicsClientId=c)
+        p.changeDynamics(self.table, -1, lateralFriction=FRICTION, physicsClientId=c)
+        self.robot = p.loadURDF(
+            "franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True,
+            flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT, physicsClientId=c,
+        )
+        for j, q in zip(ARM_JOINTS, HOME_JOINTS):
+            p.resetJointState(self.robot, j, q, physicsClientId=c)
+        for j in FINGER_JOINTS:
+            p.resetJointState(self.robot, j, MAX_OPENING / 2, physicsClientId=c)
+            p.changeDynamics(
+                self.robot, j, lateralFriction=FRICTION, spinningFriction=0.002, frictionAnchor=True,
+                physicsClientId=c,
+            )
+        self.finger_target = MAX_OPENING
+        self.ee_target = self.ee_pose()[0].copy()
+        self._drive_arm()
+
+    def _spawn(self, instance: TaskInstance) -> tuple[list[int], list[float]]:
+        layout: Layout = instance.layout
+        c = self.client
+        self.zones = {}
+        for color, x, y in layout.zones:
+            vis = p.createVisualShape(
+                p.GEOM_BOX, halfExtents=[ZONE_SIDE / 2, ZONE_SIDE / 2, 0.0005], rgbaColor=zone_rgba(color),
+                physicsClientId=c,
+            )
+            p.createMultiBody(0, -1, vis, [x, y, 0.0005], physicsClientId=c)
+            self.zones[color] = np.array([x, y])
+        n = len(instance.objects)
+        ids, sizes = [0] * n, [0.0] * n
+        for x, y, yaw, slots in layout.stacks:
+            z = 0.0
+            for i in slots:
+                s = CUBE_SIZES[instance.objects[i].size]
+                ids[i] = self._make_cube(instance.objects[i].color, s, (x, y, z + s / 2 + 0.0005), yaw)
+                sizes[i] = s
+                z += s + 0.001
+        return ids, sizes
+
+    def _make_cube(self, color: str, size: float, pos: tuple[float, float, float], yaw: float) -> int:
+        c = self.client
+        half = [size / 2] * 3
+        col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=c)
+        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=COLORS[color], physicsClientId=c)
+        quat = p.getQuaternionFromEuler([0, 0, yaw])
+        body = p.createMultiBody(CUBE_MASS, col, vis, pos, quat, physicsClientId=c)
+        p.changeDynamics(
+            body, -1, lateralFriction=FRICTION, spinningFriction=0.001, rollingFriction=0.0001,
+            physicsClientId=c,
+        )
+        return body
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        self.ee_target = np.clip(self.ee_target + action[:3] * MAX_DELTA, EE_LOW, EE_HIGH)
+        self.finger_target = float((action[3] + 1.0) / 2.0 * MAX_OPENING)
+        self._drive_arm()
+
+    def _drive_arm(self) -> None:
+        c = self.client
+        q = p.calculateInverseKinematics(
+            self.robot, EE_LINK, self.ee_target.tolist(), EE_DOWN,
+            lowerLimits=JOINT_LOW, upperLimits=JOINT_HIGH,
+            jointRanges=[h - lo for lo, h in zip(JOINT_LOW, JOINT_HIGH)], restPoses=HOME_JOINTS,
+            maxNumIterations=20, residualThreshold=1e-4, physicsClientId=c,
+        )
+        p.setJointMotorControlArray(
+            self.robot, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=q[:7], forces=ARM_FORCES,
+            physicsClientId=c,
+        )
+        p.setJointMotorControlArray(
+            self.robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[self.finger_target / 2] * 2,
+            forces=[FINGER_FORCE] * 2, physicsClientId=c,
+        )
+
+    def _robot_state(self) -> np.ndarray:
+        pos, quat = self.ee_pose()
+        joints = [s[0] for s in p.getJointStates(self.robot, (*ARM_JOINTS, *FINGER_JOINTS), physicsClientId=self.client)]
+        return np.concatenate([pos, quat, [joints[7] + joints[8]], joints])
+
+    def _in_workspace(self, pos: np.ndarray) -> bool:
+        # Still above the table top (with slack for penetration) and not beyond its edges.
+        on_table = np.all(np.abs(pos[:2] - TABLE_CENTER[:2]) <= TABLE_HALF[:2])
+        return bool(on_table and -0.03 < pos[2] < 1.0)
+
+    # ---- robot state ------------------------------------------------------------------------
+    def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position (3,), quaternion (4,)) of the point between the finger pads."""
+        st = p.getLinkState(self.robot, EE_LINK, computeForwardKinematics=True, physicsClientId=self.client)
+        return np.asarray(st[4]), np.asarray(st[5])
+
+    def gripper_opening(self) -> float:
+        """Current finger gap (m)."""
+        states = p.getJointStates(self.robot, FINGER_JOINTS, physicsClientId=self.client)
+        return float(states[0][0] + states[1][0])
+
+    # ---- privileged scene relations ---------------------------------------------------------
+    def block_top(self, i: int) -> float:
+        """Height of the top face of cube i (m)."""
+        return float(self.object_pose(i)[0][2] + self.object_sizes[i] / 2)
+
+    def is_flat(self, i: int) -> bool:
+        """Whether cube i sits on one of its faces (any 90-degree rotation about z is fine)."""
+        _, quat = self.object_pose(i)
+        m = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)
+        return bool(np.max(np.abs(m[2])) > TILT_TOL)
+
+    def touches_finger(self, i: int) -> tuple[bool, bool]:
+        """(left, right): whether each finger is in contact with cube i."""
+        hits = []
+        for link in FINGER_JOINTS:
+            pts = p.getContactPoints(self.robot, self.object_ids[i], link, -1, physicsClientId=self.client)
+            hits.append(len(pts) > 0)
+        return hits[0], hits[1]
+
+    def held_object(self) -> int | None:
+        """The cube pinched between both fingers (contacts with both), or None."""
+        for i in range(len(self.object_ids)):
+            if all(self.touches_finger(i)):
+                return i
+        return None
+
+    def support_graph(self) -> list[int | None]:
+        """What each cube rests on: -1 the table, j cube j, None neither (held, falling or tilted)."""
+        held = self.held_object()
+        pos = [self.object_pose(i)[0] for i in range(len(self.object_ids))]
+        out: list[int | None] = []
+        for i, pi in enumerate(pos):
+            si = self.object_sizes[i]
+            bottom = pi[2] - si / 2
+            if i == held or not self.is_flat(i):
+                out.append(None)
+            elif bottom < REST_Z_TOL:
+                out.append(-1)
+            else:
+                out.append(self._support_below(i, pos))
+        return out
+
+    def _support_below(self, i: int, pos: list[np.ndarray]) -> int | None:
+        bottom = pos[i][2] - self.object_sizes[i] / 2
+        best, best_d = None, np.inf
+        for j, pj in enumerate(pos):
+            if j == i:
+                continue
+            top = pj[2] + self.object_sizes[j] / 2
+            reach = (self.object_sizes[i] + self.object_sizes[j]) / 2
+            d = float(np.linalg.norm(pos[i][:2] - pj[:2]))
+            if abs(bottom - top) < REST_Z_TOL and d < reach * 0.85 and d < best_d:
+                best, best_d = j, d
+        return best
+
+    def blocks_above(self, i: int, graph: list[int | None] | None = None) -> list[int]:
+        """Cubes stacked on cube i (transitively), from the one directly on it upwards."""
+        graph = self.support_graph() if graph is None else graph
+        out, cur = [], i
+        while True:
+            nxt = [j for j, s in enumerate(graph) if s == cur]
+            if not nxt:
+                return out
+            cur = nxt[0]
+            out.append(cur)
+
+    def rests_on(self, i: int, j: int) -> bool:
+        """Whether cube i rests on cube j (j = -1: on the table)."""
+        return self.support_graph()[i] == j
+
+    def in_zone(self, i: int, color: str) -> bool:
+        """Whether cube i lies in the zone of `color`: its centre inside the square, resting, not held."""
+        if color not in self.zones:
+            return False
+        if self.support_graph()[i] is None:
+            return False
+        d = np.abs(self.object_pose(i)[0][:2] - self.zones[color])
+        return bool(np.all(d <= ZONE_SIDE / 2))
+
+    def free_spot(
+        self, size: float, near: np.ndarray | None = None, exclude: tuple[int, ...] = (),
+        clearance: float = 0.085,
+    ) -> np.ndarray | None:
+        """A table spot (x, y) for a cube of `size` at least `clearance` from every other cube and outside
+        the zones; the candidate nearest `near` (deterministic grid search), or None if the table is full.
+        """
+        xs = np.arange(WORKSPACE_LOW[0], WORKSPACE_HIGH[0] + 1e-9, 0.02)
+        ys = np.arange(WORKSPACE_LOW[1], WORKSPACE_HIGH[1] + 1e-9, 0.02)
+        grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)  # (N, 2)
+        ok = np.ones(len(grid), bool)
+        for j in range(len(self.object_ids)):
+            if j in exclude:
+                continue
+            pj = self.object_pose(j)[0][:2]
+            ok &= np.linalg.norm(grid - pj, axis=1) >= clearance + (self.object_sizes[j] - 0.04) / 2
+        for centre in self.zones.values():
+            ok &= np.any(np.abs(grid - centre) > ZONE_SIDE / 2 + size / 2 + 0.01, axis=1)
+        if not ok.any():
+            return None
+        cand = grid[ok]
+        ref = np.asarray(near[:2]) if near is not None else (WORKSPACE_LOW + WORKSPACE_HIGH) / 2
+        return cand[int(np.argmin(np.linalg.norm(cand - ref, axis=1)))]
+
+    def zone_spot(self, color: str, exclude: tuple[int, ...] = ()) -> np.ndarray | None:
+        """A free slot (x, y) of the 2x2 grid in zone `color`, or None if the zone is missing or full."""
+        if color not in self.zones:
+            return None
+        centre = self.zones[color]
+        others = [self.object_pose(j)[0][:2] for j in range(len(self.object_ids)) if j not in exclude]
+        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+            slot = centre + ZONE_SLOT_OFFSET * np.array([dx, dy])
+            if all(np.linalg.norm(slot - o) > 0.05 for o in others):
+                return slot
+        return None

@@ -1,0 +1,141 @@
+"""The pick-and-place world: gymnasium contract, determinism, oracles that succeed, clear answers to bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from envs import make_env
+from envs.pickplace import PickPlaceEnv
+from envs.tasks.base import make_task, task_names
+from envs.tasks.pickplace import HELDOUT_COMBOS
+from envs.vocab import SkillCall
+from policies.base import run_skill
+
+TASKS = ["grasp", "put_in_zone", "sort_by_color", "stack", "unstack"]
+
+
+def run_oracle(env: PickPlaceEnv, max_calls: int = 40) -> list[str]:
+    """Oracle planner loop: replan from the current state, execute the first step; returns the step reasons."""
+    reasons = []
+    for _ in range(max_calls):
+        plan = env.task.oracle_plan(env, env.goal)
+        if not plan or env.failure:
+            break
+        reasons.append(run_skill(env, plan[0]).reason)
+    return reasons
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = PickPlaceEnv("stack", obs_type="state")
+    yield e
+    e.close()
+
+
+def test_all_tasks_registered():
+    assert task_names("pickplace") == TASKS
+
+
+def test_check_env_passes():
+    e = make_env("pickplace", "stack")
+    check_env(e.unwrapped, skip_render_check=True)
+    obs, info = e.reset(seed=0)
+    assert obs["rgb"].shape == (128, 128, 3) and obs["rgb"].dtype == np.uint8
+    assert "is_success" in info and e.unwrapped.task_description == obs["instruction"]
+    e.close()
+
+
+def test_same_seed_same_scene_and_same_outcome():
+    a, b = PickPlaceEnv("put_in_zone"), PickPlaceEnv("put_in_zone")
+    oa, _ = a.reset(seed=11)
+    ob, _ = b.reset(seed=11)
+    for k in oa:
+        assert np.array_equal(oa[k], ob[k]) if k != "instruction" else oa[k] == ob[k]
+    actions = np.random.default_rng(0).uniform(-1, 1, (40, 4))
+    for act in actions:
+        ra, rb = a.step(act), b.step(act)
+    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(ra[0]["robot"], rb[0]["robot"])
+    assert np.array_equal(ra[0]["rgb"], rb[0]["rgb"])
+    oc, _ = a.reset(seed=12)
+    assert not np.array_equal(oc["objects"], oa["objects"])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_oracle_succeeds(task):
+    e = PickPlaceEnv(task, obs_type="state")
+    for seed in (1, 2):
+        e.reset(seed=seed)
+        assert not e.is_success
+        reasons = run_oracle(e)
+        assert e.is_success, f"{task} seed {seed}: {e.task_description!r} -> {reasons} ({e.failure})"
+        assert e.task.oracle_plan(e, e.goal) == []
+    e.close()
+
+
+def test_grasp_of_a_covered_cube_clears_it_first(env):
+    e = PickPlaceEnv("grasp", obs_type="state")
+    for seed in range(20):  # find a scene where the goal cube starts under another
+        e.reset(seed=seed)
+        if e.blocks_above(e.goal.obj):
+            break
+    covered = e.blocks_above(e.goal.obj)
+    plan = e.task.oracle_plan(e, e.goal)
+    assert plan[0] == SkillCall("pick", obj=covered[-1]) and plan[-1] == SkillCall("pick", obj=e.goal.obj)
+    res = run_skill(e, SkillCall("pick", obj=e.goal.obj))
+    assert not res.success and f"the {e.names[e.goal.obj]} is under the {e.names[covered[0]]}" == res.reason
+    e.close()
+
+
+def test_bad_input_gets_clear_answers(env):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"known tasks: \['grasp', 'put_in_zone'"):
+        PickPlaceEnv("juggle")
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        env.control(np.zeros(3))
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        env.step(np.array([0.0, np.nan, 0.0, 0.0]))
+    missing = run_skill(env, SkillCall("pick", obj=7))
+    assert not missing.success and "no object 8" in missing.reason
+    nothing = run_skill(env, SkillCall("place", obj=0, location="table"))
+    assert not nothing.success and "holds nothing" in nothing.reason
+    zone = run_skill(env, SkillCall("pick", obj=0))
+    assert zone.success
+    bad_zone = next(c for c in ("red", "green", "blue", "yellow", "purple") if c not in env.zones)
+    res = run_skill(env, SkillCall("place", obj=0, zone=bad_zone))
+    assert not res.success and f"no {bad_zone} zone" in res.reason
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_template_parses_back_to_its_goal(task):
+    t = make_task("pickplace", task)
+    rng = np.random.default_rng(0)
+    covered = set()
+    for _ in range(40):
+        inst = t.sample(rng, "train")
+        for template in (*t.templates, *t.heldout_templates):
+            if t._fields(template, inst.goal, inst.objects) is None:
+                continue
+            text = t.render(template, inst.goal, inst.objects)
+            assert t.parse_instruction(text, inst.objects) == inst.goal, text
+            assert t.parse_instruction(text.upper() + " .", inst.objects) == inst.goal
+            covered.add(template)
+    assert covered == {*t.templates, *t.heldout_templates}
+    assert t.parse_instruction("juggle the red cube", inst.objects) is None
+    assert len(t.templates) >= 5 and len(t.heldout_templates) >= 2 and t.success_doc
+
+
+def test_splits_control_objects_and_phrasing():
+    rng = np.random.default_rng(3)
+    for name in TASKS:
+        t = make_task("pickplace", name)
+        for _ in range(10):
+            pairs = lambda inst: {(o.color, o.size) for o in inst.objects}  # noqa: E731
+            train, l2, l3, l4 = (t.sample(rng, s) for s in ("train", "L2", "L3", "L4"))
+            assert 3 <= len(train.objects) <= 5 and not pairs(train) & HELDOUT_COMBOS
+            assert pairs(l2) & HELDOUT_COMBOS
+            assert 6 <= len(l3.objects) <= 8
+            assert l4.extras["template"] in t.heldout_templates
+            assert 2 <= len(train.layout.zones) <= 4
