@@ -1,0 +1,180 @@
+"""An episode in memory (`EpisodeData`) and its encoding into one data-file table (`encode_episode`).
+
+Encoding (PNG compression, per-episode statistics) is the costly part of writing, so it is a
+pure function that collection runs in the worker processes; the parent only assigns the global
+indices (episode, frame, task) and writes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from agent.prompts import render_whole_plan
+from training.dataset.schema import (
+    ENV_STATE_KEY,
+    IMAGE_KEY,
+    LANGUAGE_KEY,
+    STATE_KEY,
+    arrow_schema,
+)
+
+
+@dataclass
+class Frame:
+    """One recorded frame: the state at control step `t` and the action taken from it."""
+
+    t: int  # control steps since reset
+    rgb: np.ndarray  # (H, W, 3) uint8
+    robot: np.ndarray  # (ROBOT_DIM,) float32
+    objects: np.ndarray  # (MAX_OBJECTS, OBJ_DIM) float32
+    action: np.ndarray | None = None  # the next control action after this frame (None: none followed)
+    success: bool = False  # whether the task's goal held at this frame
+
+
+@dataclass
+class PlanStep:
+    """One executed plan step: its text, when it ran (control steps) and how it ended."""
+
+    text: str
+    start_t: int
+    end_t: int
+    success: bool
+    reason: str
+    call: dict[str, Any] | None = None  # the SkillCall as a dict, when the text parsed
+
+
+@dataclass
+class EpisodeData:
+    """Everything collection records about one episode, before encoding."""
+
+    world: str
+    task: str  # task name in the registry (e.g. "stack")
+    seed: int
+    split: str
+    instruction: str
+    control_hz: int
+    frames: list[Frame]
+    steps: list[PlanStep]
+    plans: list[tuple[int, list[str]]]  # (control step, whole plan incl. "done") at the start and after each replan
+    success: bool
+    failure: str | None = None
+    reason: str = ""
+    objects: list[dict[str, Any]] = field(default_factory=list)  # ObjectDesc fields per slot
+    names: list[str] = field(default_factory=list)  # object names as the plan language uses them
+    wall_s: float = 0.0
+
+    def timestamp(self, t: int) -> float:
+        """Seconds since the episode start for control step t (float32 precision, as stored)."""
+        return float(np.float32(t / self.control_hz))
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 RGB frame."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError(f"could not PNG-encode a frame of shape {rgb.shape}")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from PNG bytes; ValueError when the bytes are not a readable image."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if arr is None:
+        raise ValueError("not a readable PNG image")
+    return arr[:, :, ::-1].copy()
+
+
+def language_rows(ep: EpisodeData) -> list[dict[str, Any]]:
+    """LeRobot `language_persistent` rows: `plan` at the start and after replans, `subtask` per step
+    (timestamp = start), `memory` per step end (timestamp = end, content = step and its result)."""
+    rows: list[dict[str, Any]] = []
+
+    def row(content: str, style: str, t: int) -> dict[str, Any]:
+        return {"role": "assistant", "content": content, "style": style, "timestamp": ep.timestamp(t),
+                "camera": None, "tool_calls": None}
+
+    for t, plan in ep.plans:
+        rows.append(row(render_whole_plan(plan), "plan", t))
+    for s in ep.steps:
+        rows.append(row(s.text, "subtask", s.start_t))
+        result = "ok" if s.success else f"failed: {s.reason.strip().rstrip('.')}"
+        rows.append(row(f"{s.text}. Result: {result}.", "memory", s.end_t))
+    rows.sort(key=lambda r: (r["timestamp"], ("plan", "subtask", "memory").index(r["style"])))
+    return rows
+
+
+def _vector_stats(x: np.ndarray) -> dict[str, np.ndarray]:
+    x = x.astype(np.float64).reshape(len(x), -1)
+    return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": np.array([len(x)])}
+
+
+def _image_stats(frames: list[Frame]) -> dict[str, np.ndarray]:
+    """Per-channel stats in [0, 1] (LeRobot's image convention), on a 4x subsample to stay cheap."""
+    px = np.stack([f.rgb[::4, ::4] for f in frames]).reshape(-1, 3).astype(np.float64) / 255.0
+    s = _vector_stats(px)
+    s["count"] = np.array([len(frames)])
+    return s
+
+
+@dataclass
+class EncodedEpisode:
+    """An episode as a data-file table (global indices still zero) with its metadata and statistics."""
+
+    table: pa.Table
+    meta: dict[str, Any]  # our per-episode columns (task_name, seed, success, ...)
+    stats: dict[str, dict[str, np.ndarray]]  # per-feature stats of this episode (index columns filled later)
+    instruction: str
+
+
+def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> EncodedEpisode:
+    """PNG-compress the frames and build the data-file table of one episode."""
+    if not ep.frames:
+        raise ValueError(f"episode (task={ep.task!r}, seed={ep.seed}) has no frames")
+    n = len(ep.frames)
+    action_dim = int(features["action"]["shape"][0])
+    actions = np.stack([f.action if f.action is not None else np.zeros(action_dim, np.float32) for f in ep.frames])
+    robot = np.stack([f.robot for f in ep.frames]).astype(np.float32)
+    env_state = np.stack([f.objects.reshape(-1) for f in ep.frames]).astype(np.float32)
+    lang = language_rows(ep)
+    columns: dict[str, Any] = {
+        IMAGE_KEY: [{"bytes": encode_png(f.rgb), "path": None} for f in ep.frames],
+        STATE_KEY: list(robot),
+        ENV_STATE_KEY: list(env_state),
+        "action": list(actions.astype(np.float32)),
+        "next.success": [bool(f.success) for f in ep.frames],
+        "next.done": [i == n - 1 for i in range(n)],
+        "timestamp": np.array([ep.timestamp(f.t) for f in ep.frames], np.float32),
+        "frame_index": np.arange(n, dtype=np.int64),
+        "episode_index": np.zeros(n, np.int64),
+        "index": np.zeros(n, np.int64),
+        "task_index": np.zeros(n, np.int64),
+        LANGUAGE_KEY: [lang] * n,
+    }
+    schema = arrow_schema(features)
+    arrays = [pa.array([list(v) for v in columns[k]] if k in (STATE_KEY, ENV_STATE_KEY, "action") else columns[k],
+                       type=schema.field(k).type) for k in schema.names]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    stats = {
+        IMAGE_KEY: _image_stats(ep.frames),
+        STATE_KEY: _vector_stats(robot),
+        ENV_STATE_KEY: _vector_stats(env_state),
+        "action": _vector_stats(actions),
+        "next.success": _vector_stats(np.array(columns["next.success"], np.float64)[:, None]),
+        "timestamp": _vector_stats(columns["timestamp"][:, None]),
+        "frame_index": _vector_stats(columns["frame_index"][:, None]),
+    }
+    meta = {
+        "task_name": ep.task, "seed": int(ep.seed), "split": ep.split, "success": bool(ep.success),
+        "failure": ep.failure, "reason": ep.reason, "instruction": ep.instruction,
+        "n_steps": len(ep.steps), "control_steps": int(ep.frames[-1].t),
+        "objects": json.dumps(ep.objects), "names": json.dumps(ep.names),
+        "plan_steps": json.dumps([asdict(s) for s in ep.steps]),
+        "frame_t": json.dumps([int(f.t) for f in ep.frames]), "wall_s": float(ep.wall_s),
+    }
+    return EncodedEpisode(table=table, meta=meta, stats=stats, instruction=ep.instruction)

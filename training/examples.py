@@ -1,0 +1,238 @@
+"""Training examples from demonstration logs, written by the one `PromptBuilder`, and the mixture sampler.
+
+Sources (the keys of a mixture's weights):
+- `plan`: the frame at the start of step k + instruction + steps 1..k-1 with their feedback -> step k;
+- `plan_full`: the first frame + instruction -> the whole plan (PaLM-E p1/p2 style);
+- `vqa_color` (q1), `vqa_table` (q2), `vqa_relation` (q3), `vqa_feasibility` (q4), `vqa_count`,
+  `caption`: questions about a frame, answered from its logged object states (training/vqa.py);
+- `success`: "was the task completed?" on an episode's first and last frames;
+- `skill_success`: "was <step> successful?" on the frame where the step ended.
+Question frames are the ones a planner sees: every step start and the final frame.
+Examples are built as light `ExampleSpec`s (text + frame reference); arrays are attached when
+an example is drawn, from the dataset's decode-once image cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.prompts import (
+    Example,
+    PromptBuilder,
+    count_objects,
+    format_feedback,
+    render_whole_plan,
+    split_whole_plan,
+)
+from training.dataset.reader import LogDataset
+from training.vqa import VQA_GENERATORS, Scene, camera_from_info, skill_question, success_question
+
+PLANNING_SOURCES = ("plan", "plan_full")
+VQA_SOURCES = tuple(VQA_GENERATORS)
+ALL_SOURCES = (*PLANNING_SOURCES, *VQA_SOURCES, "success", "skill_success")
+# PaLM-E's "full mixture" co-trains planning with VQA/captioning; robot-only keeps the planning sources.
+MIXTURES: dict[str, dict[str, float]] = {
+    "full": {"plan": 0.35, "plan_full": 0.1, "vqa_color": 0.06, "vqa_table": 0.08, "vqa_relation": 0.1,
+             "vqa_feasibility": 0.1, "vqa_count": 0.05, "caption": 0.06, "success": 0.05, "skill_success": 0.05},
+    "planning_only": {"plan": 0.75, "plan_full": 0.25},
+}
+
+
+@dataclass
+class MixtureConfig:
+    """Which sources the training data mixes, and how often each is drawn."""
+
+    preset: str = "full"  # a key of MIXTURES, used when `weights` is empty
+    weights: dict[str, float] = field(default_factory=dict)  # source -> weight (overrides the preset)
+    seed: int = 0  # sampler seed: the same seed draws the same sequence of examples
+    include_failed: bool = False  # also build examples from episodes whose task failed (kept with a flag)
+
+    def resolved(self) -> dict[str, float]:
+        """The weights in force; ValueError names unknown sources or presets."""
+        if not self.weights and self.preset not in MIXTURES:
+            raise ValueError(f"unknown mixture preset {self.preset!r}; expected one of {sorted(MIXTURES)}")
+        w = dict(self.weights) if self.weights else dict(MIXTURES[self.preset])
+        unknown = sorted(set(w) - set(ALL_SOURCES))
+        if unknown:
+            raise ValueError(f"unknown mixture sources {unknown}; expected some of {list(ALL_SOURCES)}")
+        if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+            raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {w}")
+        return w
+
+
+@dataclass(frozen=True)
+class ExampleSpec:
+    """An example without its arrays: prompt text, answer, and which frame it is about."""
+
+    source: str
+    prompt: str
+    answer: str
+    episode: int  # position in LogDataset.episodes
+    frame: int  # frame index within the episode
+
+
+class ExampleBuilder:
+    """Builds every source's ExampleSpecs from a LogDataset with one PromptBuilder."""
+
+    def __init__(self, ds: LogDataset, prompts: PromptBuilder | None = None, seed: int = 0,
+                 include_failed: bool = False) -> None:
+        self.ds = ds
+        self.prompts = prompts or PromptBuilder()
+        self.seed = seed
+        self.include_failed = include_failed
+        self.camera, self.table_z, self.workspace = camera_from_info(ds.info)
+
+    def _episodes(self) -> Iterator[int]:
+        for pos, ep in enumerate(self.ds.episodes):
+            if ep.success or self.include_failed:
+                yield pos
+
+    def _n(self, pos: int, i: int) -> int:
+        return count_objects(self.ds.episodes[pos].env_state[i])
+
+    def planning(self) -> list[ExampleSpec]:
+        """Next-step examples: one per executed step (history carries earlier results, failures included)."""
+        out = []
+        for pos in self._episodes():
+            ep = self.ds.episodes[pos]
+            history: list[tuple[str, str]] = []
+            for step in ep.steps:
+                i = ep.frame_at(step["start_t"])
+                prompt = self.prompts.planning(ep.instruction, history, self._n(pos, i))
+                out.append(ExampleSpec("plan", prompt, step["text"], pos, i))
+                history.append((step["text"], format_feedback(step["success"], step["reason"])))
+        return out
+
+    def whole_plans(self) -> list[ExampleSpec]:
+        """Whole-plan examples from the first frame, for episodes whose plan ran without a failed step."""
+        out = []
+        for pos in self._episodes():
+            ep = self.ds.episodes[pos]
+            plans = ep.plans()
+            if not plans or not all(s["success"] for s in ep.steps):
+                continue
+            steps = split_whole_plan(plans[0][1])
+            prompt = self.prompts.whole_plan(ep.instruction, self._n(pos, 0))
+            out.append(ExampleSpec("plan_full", prompt, render_whole_plan(steps), pos, 0))
+        return out
+
+    def question_frames(self, pos: int) -> list[int]:
+        """Frames a planner sees: every step start and the last frame."""
+        ep = self.ds.episodes[pos]
+        return sorted({ep.frame_at(s["start_t"]) for s in ep.steps} | {ep.length - 1})
+
+    def scene(self, pos: int, i: int) -> Scene:
+        ep = self.ds.episodes[pos]
+        return Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z, self.workspace)
+
+    def vqa(self) -> dict[str, list[ExampleSpec]]:
+        """One question per VQA source per question frame (seeded by dataset seed, episode and frame)."""
+        out: dict[str, list[ExampleSpec]] = {s: [] for s in VQA_SOURCES}
+        for pos in self._episodes():
+            for i in self.question_frames(pos):
+                scene = self.scene(pos, i)
+                rng = np.random.default_rng([self.seed, self.ds.episodes[pos].index, i])
+                for source, gen in VQA_GENERATORS.items():
+                    if source == "vqa_table" and self.camera is None:
+                        continue
+                    qa = gen(scene, rng)
+                    if qa is not None:
+                        prompt = self.prompts.question(qa[0], self._n(pos, i))
+                        out[source].append(ExampleSpec(source, prompt, qa[1], pos, i))
+        return out
+
+    def success(self) -> list[ExampleSpec]:
+        """Success detection on first and last frames (labels from the logged success flag)."""
+        out = []
+        for pos, ep in enumerate(self.ds.episodes):  # failed episodes are useful negatives here
+            for i in sorted({0, ep.length - 1}):
+                prompt = self.prompts.question(success_question(ep.instruction), self._n(pos, i))
+                out.append(ExampleSpec("success", prompt, "yes" if ep.frame_success[i] else "no", pos, i))
+        return out
+
+    def skill_success(self) -> list[ExampleSpec]:
+        """Was <step> successful? on the frame where it ended."""
+        out = []
+        for pos, ep in enumerate(self.ds.episodes):
+            for step in ep.steps:
+                if step["text"] == "done":
+                    continue
+                i = ep.frame_at(step["end_t"])
+                prompt = self.prompts.question(skill_question(step["text"]), self._n(pos, i))
+                out.append(ExampleSpec("skill_success", prompt, "yes" if step["success"] else "no", pos, i))
+        return out
+
+    def all_sources(self, wanted: Mapping[str, float] | None = None) -> dict[str, list[ExampleSpec]]:
+        """Specs of every source (only those with weight > 0 in `wanted`, when given)."""
+        want = {k for k, v in (wanted or dict.fromkeys(ALL_SOURCES, 1.0)).items() if v > 0}
+        out: dict[str, list[ExampleSpec]] = {}
+        if "plan" in want:
+            out["plan"] = self.planning()
+        if "plan_full" in want:
+            out["plan_full"] = self.whole_plans()
+        if want & set(VQA_SOURCES):
+            out.update({k: v for k, v in self.vqa().items() if k in want})
+        if "success" in want:
+            out["success"] = self.success()
+        if "skill_success" in want:
+            out["skill_success"] = self.skill_success()
+        return out
+
+    def materialize(self, spec: ExampleSpec) -> Example:
+        """The Example the model sees: the spec's text with the frame's arrays."""
+        ep = self.ds.episodes[spec.episode]
+        obs = self.ds.frame(spec.episode, spec.frame, image=self.prompts.use_image)
+        kind = "plan" if spec.source == "plan" else ("plan_full" if spec.source == "plan_full" else spec.source)
+        return self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=kind, episode=ep.index,
+                                    frame=spec.frame, task=ep.task_name, source=spec.source)
+
+
+class MixtureSampler:
+    """Draws examples from sources with per-source weights; seeded, so the same seed gives the same stream."""
+
+    def __init__(self, builder: ExampleBuilder, config: MixtureConfig | None = None) -> None:
+        self.builder = builder
+        self.config = config or MixtureConfig()
+        weights = self.config.resolved()
+        self.sources = {k: v for k, v in builder.all_sources(weights).items() if v}
+        active = [k for k in self.sources if weights.get(k, 0) > 0]
+        if not active:
+            raise ValueError(f"no examples for any source with weight > 0 ({weights}); is the dataset empty?")
+        self.names = active
+        w = np.array([weights[k] for k in active], np.float64)
+        self.probs = w / w.sum()
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def sizes(self) -> dict[str, int]:
+        """Number of distinct examples per active source."""
+        return {k: len(self.sources[k]) for k in self.names}
+
+    def draw_spec(self) -> ExampleSpec:
+        source = self.names[int(self.rng.choice(len(self.names), p=self.probs))]
+        pool = self.sources[source]
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def draw(self) -> Example:
+        """One example with its arrays."""
+        return self.builder.materialize(self.draw_spec())
+
+    def batch(self, n: int) -> list[Example]:
+        return [self.draw() for _ in range(n)]
+
+    def __iter__(self) -> Iterator[Example]:
+        while True:
+            yield self.draw()
+
+
+def load_mixture(root: str, config: MixtureConfig | None = None, prompts: PromptBuilder | None = None,
+                 skip_bad: bool = False, log: Any = print) -> MixtureSampler:
+    """Open a log folder and build its mixture; with `skip_bad`, bad episodes are skipped and counted."""
+    ds = LogDataset(root, on_error="skip" if skip_bad else "raise")
+    if ds.skipped:
+        log(f"skipped {len(ds.skipped)} bad episode(s) of {root}: " + "; ".join(str(p) for p in ds.skipped[:5]))
+    config = config or MixtureConfig()
+    return MixtureSampler(ExampleBuilder(ds, prompts, seed=config.seed, include_failed=config.include_failed), config)

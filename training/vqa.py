@@ -1,0 +1,259 @@
+"""Questions and answers about a scene, computed from logged object-state rows (no simulator needed).
+
+Frames of reference, as the questions mean them:
+- "left"/"right" are as seen in the camera image: object A is left of B when A's centre projects
+  to a smaller image column than B's (the camera's view and projection matrices are stored in
+  the dataset's info.json). "Left/right/center of the table" splits the workspace's projected
+  width into thirds.
+- "front"/"back" of the table: the half nearer to / farther from the camera, i.e. the lower /
+  upper half of the image around the workspace centre's projection.
+- "on top of": A rests on B when A's bottom face is within `REST_TOL` of B's top face and their
+  centres are within 0.85 x the mean edge length horizontally (the same test the world uses).
+- "nearer to": 3-D distance between centres; asked only when the two distances differ by > 2 cm.
+Questions whose answer would sit within a small margin of a boundary are not asked, so every
+answer is unambiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
+from envs.vocab import object_names, referral_name
+
+REST_TOL = 0.012  # m between a cube's bottom and its support's top
+ALIGN_FRACTION = 0.85  # horizontal centre distance / mean edge length below which cubes overlap
+UV_MARGIN = 0.02  # image-width fraction: "left of" needs this much separation
+NEAR_MARGIN = 0.02  # m: "nearer to" needs this much difference
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera from PyBullet's column-major view/projection matrices; `uv` is in [0, 1] image coords."""
+
+    view: tuple[float, ...]
+    proj: tuple[float, ...]
+
+    def uv(self, point: Sequence[float]) -> tuple[float, float]:
+        """(u, v): u grows to the right of the image, v grows downwards."""
+        v = np.asarray(self.view, np.float64).reshape(4, 4).T
+        p = np.asarray(self.proj, np.float64).reshape(4, 4).T
+        clip = p @ v @ np.array([*point[:3], 1.0])
+        ndc = clip[:3] / clip[3]
+        return float((ndc[0] + 1) / 2), float((1 - ndc[1]) / 2)
+
+
+@dataclass
+class SceneObject:
+    slot: int
+    name: str  # as the plan language names it
+    color: str
+    shape: str
+    size: float  # edge length (m)
+    pos: np.ndarray  # (3,) world position of the centre
+
+
+class Scene:
+    """The objects of one frame and their relations, from the (MAX_OBJECTS, OBJ_DIM) rows."""
+
+    def __init__(
+        self, rows: np.ndarray, names: Sequence[str] | None = None, camera: Camera | None = None,
+        table_z: float = 0.0, workspace: Sequence[Sequence[float]] | None = None,
+    ) -> None:
+        rows = np.asarray(rows, np.float64)
+        present = [i for i in range(len(rows)) if rows[i, -1] > 0.5]
+        descs = [(COLOR_NAMES[int(rows[i, 8])], SHAPE_NAMES[int(rows[i, 9])]) for i in present]
+        if names is None:  # slot -> name, as the plan language would name them without sizes
+            by_slot = dict(zip(present, object_names([ObjectDesc(c, s) for c, s in descs])))
+        elif len(names) <= max(present, default=-1):
+            raise ValueError(f"names must cover every present slot {present}, got {len(names)} names")
+        else:
+            by_slot = {i: names[i] for i in present}
+        self.objects = [
+            SceneObject(i, by_slot[i], c, s, float(rows[i, 7]), rows[i, :3].copy())
+            for i, (c, s) in zip(present, descs)
+        ]
+        self.camera, self.table_z = camera, table_z
+        self.workspace = np.asarray(workspace, np.float64) if workspace is not None else None  # [[x0, y0], [x1, y1]]
+        self._support = [self._support_of(o) for o in self.objects]
+
+    # ---- relations ----------------------------------------------------------------------------
+    def _support_of(self, o: SceneObject) -> int | str | None:
+        """Index (into `objects`) of what `o` rests on, "table", or None (held / in the air)."""
+        bottom = o.pos[2] - o.size / 2
+        if abs(bottom - self.table_z) < REST_TOL:
+            return "table"
+        best, best_d = None, np.inf
+        for k, b in enumerate(self.objects):
+            if b is o:
+                continue
+            d = float(np.linalg.norm(o.pos[:2] - b.pos[:2]))
+            if abs(bottom - (b.pos[2] + b.size / 2)) < REST_TOL and d < ALIGN_FRACTION * (o.size + b.size) / 2 and d < best_d:
+                best, best_d = k, d
+        return best
+
+    def support(self, k: int) -> int | str | None:
+        return self._support[k]
+
+    def on_top_of(self, a: int, b: int) -> bool:
+        """Whether object a rests directly on object b."""
+        return self._support[a] == b
+
+    def above(self, k: int) -> int | None:
+        """The object resting directly on object k, if any."""
+        for j, s in enumerate(self._support):
+            if s == k:
+                return j
+        return None
+
+    def uv(self, k: int) -> tuple[float, float]:
+        if self.camera is None:
+            raise ValueError("image-frame relations need the camera matrices (info.json palme.camera)")
+        return self.camera.uv(self.objects[k].pos)
+
+    def table_side(self, k: int) -> tuple[str | None, str | None]:
+        """("left" | "center" | "right", "front" | "back") in the camera image; None near a boundary."""
+        u, v = self.uv(k)
+        if self.workspace is not None:
+            (x0, y0), (x1, y1) = self.workspace
+            corners = [self.camera.uv((x, y, self.table_z)) for x in (x0, x1) for y in (y0, y1)]
+            us = [c[0] for c in corners]
+            u_lo, u_hi = min(us), max(us)
+            u_c, v_c = self.camera.uv(((x0 + x1) / 2, (y0 + y1) / 2, self.table_z))
+        else:
+            u_lo, u_hi, u_c, v_c = 0.0, 1.0, 0.5, 0.5
+        third = (u_hi - u_lo) / 6
+        margin = UV_MARGIN / 2
+        if u < u_c - third - margin:
+            lr = "left"
+        elif u > u_c + third + margin:
+            lr = "right"
+        elif abs(u - u_c) < third - margin:
+            lr = "center"
+        else:
+            lr = None
+        fb = None if abs(v - v_c) < margin else ("front" if v > v_c else "back")
+        return lr, fb
+
+    def left_of(self, a: int, b: int) -> bool | None:
+        """Whether a appears left of b in the image; None when too close to tell."""
+        du = self.uv(a)[0] - self.uv(b)[0]
+        return None if abs(du) < UV_MARGIN else du < 0
+
+    def caption(self) -> str:
+        """Short scene caption: where every object rests."""
+        parts = []
+        for k, o in enumerate(self.objects):
+            s = self._support[k]
+            where = "on the table" if s == "table" else ("in the air" if s is None else f"on the {self.objects[s].name}")
+            parts.append(f"the {o.name} is {where}")
+        return "; ".join(parts) + "." if parts else "the table is empty."
+
+
+# ---- question generators: (scene, rng) -> (question, answer) or None ----------------------------
+QA = tuple[str, str]
+
+
+def q_color(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """q1: colour by entity referral."""
+    if not scene.objects:
+        return None
+    k = int(rng.integers(len(scene.objects)))
+    o = scene.objects[k]
+    return f"What colour is {referral_name(o.slot)}?", o.color
+
+
+def q_table(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """q2: object-table relation (left/right/center or front/back, as seen by the camera)."""
+    for k in rng.permutation(len(scene.objects)):
+        lr, fb = scene.table_side(int(k))
+        name = scene.objects[int(k)].name
+        if lr is not None and (fb is None or rng.random() < 0.5):
+            return f"Is the {name} left, right, or center of the table?", lr
+        if fb is not None:
+            return f"Is the {name} in the front or the back of the table?", fb
+    return None
+
+
+def q_relation(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """q3: object-object relation: on top of, left of, nearer to."""
+    n = len(scene.objects)
+    if n < 2:
+        return None
+    kinds = ["on"] + (["left"] if scene.camera is not None else []) + (["near"] if n >= 3 else [])
+    kind = rng.choice(kinds)
+    a, b = (int(x) for x in rng.choice(n, 2, replace=False))
+    na, nb = scene.objects[a].name, scene.objects[b].name
+    if kind == "on":
+        stacked = [(i, s) for i, s in enumerate(scene._support) if isinstance(s, int)]
+        if stacked and rng.random() < 0.5:  # half the time ask about a real stack, else answers would be mostly "no"
+            a, b = stacked[int(rng.integers(len(stacked)))]
+            na, nb = scene.objects[a].name, scene.objects[b].name
+        return f"Is the {na} on top of the {nb}?", "yes" if scene.on_top_of(a, b) else "no"
+    if kind == "left":
+        left = scene.left_of(a, b)
+        return None if left is None else (f"Is the {na} left of the {nb}?", "yes" if left else "no")
+    c = int(rng.choice([i for i in range(n) if i not in (a, b)]))
+    da = np.linalg.norm(scene.objects[a].pos - scene.objects[c].pos)
+    db = np.linalg.norm(scene.objects[b].pos - scene.objects[c].pos)
+    if abs(da - db) < NEAR_MARGIN:
+        return None
+    nc = scene.objects[c].name
+    return f"Which is nearer to the {nc}, the {na} or the {nb}?", f"the {na if da < db else nb}"
+
+
+def q_feasibility(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """q4: can X be picked up now? -> yes / no, the Y is on top of it."""
+    if not scene.objects:
+        return None
+    blocked = [k for k in range(len(scene.objects)) if scene.above(k) is not None]
+    pool = blocked if blocked and rng.random() < 0.5 else list(range(len(scene.objects)))
+    k = int(pool[int(rng.integers(len(pool)))])
+    top = scene.above(k)
+    answer = "yes" if top is None else f"no, the {scene.objects[top].name} is on top of it"
+    return f"Can the {scene.objects[k].name} be picked up now?", answer
+
+
+def q_count(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """Counting: all objects, or those of one colour."""
+    if rng.random() < 0.5 or not scene.objects:
+        return "How many objects are on the table?", str(len(scene.objects))
+    color = scene.objects[int(rng.integers(len(scene.objects)))].color
+    return f"How many {color} objects are there?", str(sum(o.color == color for o in scene.objects))
+
+
+def q_caption(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """Short scene caption."""
+    return "Describe the scene.", scene.caption()
+
+
+VQA_GENERATORS = {
+    "vqa_color": q_color,
+    "vqa_table": q_table,
+    "vqa_relation": q_relation,
+    "vqa_feasibility": q_feasibility,
+    "vqa_count": q_count,
+    "caption": q_caption,
+}
+
+
+def success_question(instruction: str) -> str:
+    """Success detection on a frame: was the task completed?"""
+    return f"Was the task completed? Task: {instruction.strip().rstrip('.')}."
+
+
+def skill_question(step: str) -> str:
+    """PaLM-E's failure detection: was <skill> successful?"""
+    return f"Was {step.strip().rstrip('.')} successful?"
+
+
+def camera_from_info(info: dict[str, Any]) -> tuple[Camera | None, float, Any]:
+    """(camera, table height, workspace) recorded in a dataset's info.json palme block."""
+    palme = info.get("palme") or {}
+    cam = palme.get("camera")
+    camera = Camera(tuple(cam["view"]), tuple(cam["proj"])) if cam else None
+    return camera, float(palme.get("table_z", 0.0)), palme.get("workspace")
