@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -84,6 +85,7 @@ class EpisodeRunner:
             from agent.eval_agent import build_planner
 
             self.planner = build_planner(self.settings)
+            set_torch_threads(self.settings.get("torch_threads", 1))  # after a model planner has loaded torch
         return self.planner
 
     def close(self) -> None:
@@ -121,7 +123,6 @@ def _init_worker(settings: dict[str, Any], out_dir: str) -> None:
     """Worker start: Ctrl-C is the parent's business; one torch thread per worker (workers are the parallelism)."""
     global _RUNNER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_torch_threads(settings.get("torch_threads", 1))
     _RUNNER = EpisodeRunner(settings, out_dir)
 
 
@@ -131,20 +132,23 @@ def _run_in_worker(job: Job) -> dict[str, Any]:
 
 
 def set_torch_threads(n: int) -> None:
-    """Fix torch's intra-op threads (results then do not depend on the machine's core count)."""
-    if n > 0:
-        import torch
-
+    """Fix torch's intra-op threads if torch is in use (results then do not depend on the core count)."""
+    torch = sys.modules.get("torch")
+    if n > 0 and torch is not None:
         torch.set_num_threads(n)
 
 
-def mp_context() -> mp.context.BaseContext:
+def mp_context(world: str) -> mp.context.BaseContext:
     """forkserver where available (fast worker start, no inherited PyBullet/torch state), else spawn."""
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["agent.eval_runner", "agent.eval_agent", "numpy"])
-        return ctx
-    return mp.get_context("spawn")
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    from envs import WORLDS
+
+    ctx = mp.get_context("forkserver")
+    # Modules imported once in the server and inherited by every worker it forks.
+    world_modules = [WORLDS[world][1].split(":")[0], WORLDS[world][2], f"policies.{world}"] if world in WORLDS else []
+    ctx.set_forkserver_preload(["agent.eval_runner", "agent.eval_agent", *world_modules])
+    return ctx
 
 
 def run_jobs(
@@ -160,7 +164,6 @@ def run_jobs(
     """
     if workers <= 1:
         runner = EpisodeRunner(settings, out_dir)
-        set_torch_threads(settings.get("torch_threads", 1))
         try:
             for job in jobs:
                 on_result(runner.run(job))
@@ -183,7 +186,7 @@ def _run_pool(
 ) -> list[Job]:
     """One executor's life: keeps `2 * workers` jobs in flight; returns the jobs to rerun if a worker died."""
     queue = list(reversed(jobs))
-    executor = ProcessPoolExecutor(workers, mp_context(), initializer=_init_worker, initargs=(settings, out_dir))
+    executor = ProcessPoolExecutor(workers, mp_context(settings["env"]), initializer=_init_worker, initargs=(settings, out_dir))
     in_flight: dict[Future, Job] = {}
     try:
         while queue or in_flight:
