@@ -216,3 +216,23 @@ def test_cli_info_and_validate(ds_root, capsys):
     assert "episodes     3" in out and "frames       15" in out and "success      3/3" in out
     assert cli(["validate", str(ds_root)]) == 0
     assert "OK: 3 episodes, 15 frames" in capsys.readouterr().out
+
+
+def test_mixture_is_seeded_weighted_and_checks_its_config(ds_root):
+    from training.examples import ExampleBuilder, MixtureConfig, MixtureSampler
+
+    def stream(seed, **kw):
+        sampler = MixtureSampler(ExampleBuilder(LogDataset(ds_root)), MixtureConfig(seed=seed, **kw))
+        return [(s.source, s.prompt, s.answer) for s in (sampler.draw_spec() for _ in range(300))]
+
+    a, b, c = stream(3), stream(3), stream(4)
+    assert a == b and a != c
+    counts = {s: sum(x[0] == s for x in a) for s in {x[0] for x in a}}
+    assert len(counts) >= 8 and counts["plan"] > counts["vqa_count"]  # full mixture: planning weighted most
+    only = stream(0, preset="planning_only")
+    assert {x[0] for x in only} == {"plan", "plan_full"}
+    custom = stream(0, weights={"vqa_color": 1.0})
+    assert {x[0] for x in custom} == {"vqa_color"}
+    assert all(ans in ("red", "green", "blue") for _, _, ans in custom)
+    with pytest.raises(ValueError, match="unknown mixture sources"):
+        MixtureConfig(weights={"webqa": 1.0}).resolved()

@@ -1,0 +1,108 @@
+"""palme-collect end to end: SIGKILL mid-run keeps every finished episode; re-running appends without
+duplicates; recorded frames include every plan step's start; examples are the prompts the agent builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.loop import Agent
+from agent.planners import OraclePlanner
+from agent.prompts import PromptBuilder
+from envs import make_env
+from training.collect import CollectConfig, collect, dataset_features, dataset_palme_block
+from training.dataset import DatasetWriter, LogDataset, encode_episode, validate
+from training.examples import ExampleBuilder
+from training.recorder import EpisodeRecorder
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = dict(env="pickplace", task="grasp", workers=1, fps=1, image_size=[48, 48], progress=False)
+
+
+def _committed(out: Path) -> int:
+    try:
+        return json.loads((out / "meta/info.json").read_text())["total_episodes"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """palme-collect SIGKILLed after its first committed episode."""
+    out = tmp_path_factory.mktemp("collect") / "grasp"
+    cmd = [sys.executable, "-m", "training.collect", "env=pickplace", "task=grasp", "episodes=6", "workers=1",
+           "fps=1", "image_size=[48,48]", f"out={out}", "progress=false", "hydra.run.dir=" + str(out.parent / "hydra")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 150
+        while _committed(out) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the orphaned worker processes of this run
+        except ProcessLookupError:
+            pass
+    return out
+
+
+def test_sigkill_keeps_finished_episodes_and_rerun_appends_without_duplicates(killed_run):
+    out = killed_run
+    n = _committed(out)
+    assert n >= 1
+    assert [p for p in validate(out) if p.level == "error"] == []
+    before = [(e.task_name, e.seed) for e in LogDataset(out).episodes]
+    assert len(before) == n
+    summary = collect(CollectConfig(**ARGS, episodes=1, out=str(out)), log=lambda *_: None)
+    assert summary["written"] == 1
+    ds = LogDataset(out)
+    keys = [(e.task_name, e.seed) for e in ds.episodes]
+    assert keys[:n] == before and len(keys) == n + 1 and len(set(keys)) == n + 1
+    assert validate(out) == []
+    info = ds.info
+    assert info["palme"]["seed_ranges"] == {"train": [0, 1_000_000], "test": [1_000_000, 2_000_000]}
+    assert all(0 <= s < 1_000_000 for _, s in keys)
+
+
+def test_frames_hold_every_step_start_on_a_fixed_grid(killed_run):
+    ds = LogDataset(killed_run)
+    every = 20  # control_hz 20 at fps 1
+    for ep in ds.episodes:
+        starts = {s["start_t"] for s in ep.steps}
+        assert starts <= set(ep.frame_t)
+        assert all(t % every == 0 or t in starts or t == ep.frame_t[-1] for t in ep.frame_t)
+        assert np.allclose(ep.timestamp, np.asarray(ep.frame_t, np.float32) / 20)
+        assert ep.frame_success[-1] == ep.success and not ep.frame_success[0]
+
+
+def test_examples_are_exactly_the_prompts_the_agent_builds(tmp_path):
+    env = make_env("pickplace", "grasp", image_size=(48, 48))
+    planner = OraclePlanner()
+    planner.prompts = PromptBuilder()  # the agent then builds (and records) the planning prompt of each step
+    recorder = EpisodeRecorder(env, fps=2)
+    agent = Agent(planner, render=True, **recorder.hooks())
+    trace = agent.episode(env, seed=1)
+    assert trace.success
+    cfg = CollectConfig(**ARGS, episodes=1, out=str(tmp_path / "one"))
+    features = dataset_features(env)
+    with DatasetWriter(cfg.out, features, fps=2, palme=dataset_palme_block(cfg, env)) as w:
+        w.add(encode_episode(recorder.finish(trace, "train"), features))
+    builder = ExampleBuilder(LogDataset(cfg.out), PromptBuilder())
+    specs = builder.planning()
+    assert [s.prompt for s in specs] == [r.prompt for r in trace.steps]
+    assert [s.answer for s in specs] == [r.step for r in trace.steps]
+    ex = builder.materialize(specs[0])
+    assert ex.image.shape == (48, 48, 3) and ex.objects.shape == (8, 11) and ex.robot.shape == (17,)
+    full = builder.whole_plans()[0]
+    assert full.answer.endswith("done.") and full.prompt.endswith("Plan:")
+    env.close()

@@ -1,0 +1,213 @@
+"""`palme-collect`: demonstration logs from the oracle planner and scripted skills, in parallel workers.
+
+    palme-collect env=pickplace task=stack episodes=1000 workers=2 out=data/stack
+
+Each worker process owns one env and runs the agent loop (`agent.loop.Agent` + `OraclePlanner`)
+with an `EpisodeRecorder`, then PNG-encodes the episode. The parent is the only writer: it appends
+each finished episode to the LeRobot v3.0 folder as soon as it arrives, so a killed run keeps every
+episode it finished, and re-running into the same folder skips the (task, seed) pairs already there.
+
+Why worker processes and not gymnasium's AsyncVectorEnv: an episode here is a skill loop of
+hundreds of control steps with planner decisions in between, and its length differs per seed;
+a vector env steps all envs in lockstep, one action each, which would need the whole agent loop
+turned inside out. A process pool (forkserver context: PyBullet clients must not be forked from a
+parent that already touched them) gives each worker a whole episode at a time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from envs.tasks.base import SPLITS, seed_range
+
+_WORKER: dict[str, Any] = {}  # per-process env, agent and recorder (set by _init_worker)
+
+
+@dataclass
+class CollectConfig:
+    """Schema of `palme-collect` (unknown keys fail at start)."""
+
+    env: str = "pickplace"  # world: pickplace | push
+    task: str = "stack"  # task of the world
+    episodes: int = 100  # episodes to add to the folder (successful ones, unless keep_failures)
+    workers: int = 2  # worker processes, one env each
+    out: str = "data/${task}"  # dataset folder (LeRobot v3.0 layout); appended to when it exists
+    split: str = "train"  # seed range: train seeds [0, 1e6) or held-out test seeds [1e6, 2e6) for L1-L4
+    seed_start: int | None = None  # first seed tried; None: the start of the split's range
+    max_attempts: int | None = None  # seeds tried at most; None: 3x episodes
+    fps: int = 2  # recorded frames per second of simulated time (plus every plan step's start)
+    image_size: list[int] | None = None  # camera (H, W); None: the world's default
+    keep_failures: bool = False  # also keep episodes whose task failed (labelled success=false)
+    progress: bool = True  # tqdm progress bar (episodes/s, success ratio)
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown split {self.split!r}; expected one of {list(SPLITS)}")
+        if self.fps < 1:
+            raise ValueError(f"fps must be >= 1, got {self.fps}")
+        if self.image_size is not None and len(self.image_size) != 2:
+            raise ValueError(f"image_size must be [height, width], got {self.image_size}")
+
+
+def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
+    kw: dict[str, Any] = {"split": cfg.split}
+    if cfg.image_size is not None:
+        kw["image_size"] = tuple(cfg.image_size)
+    return kw
+
+
+def _init_worker(cfg: CollectConfig) -> None:
+    """Build this process's env, recorder and agent once."""
+    from agent.loop import Agent
+    from agent.planners import OraclePlanner
+    from envs import make_env
+    from training.recorder import EpisodeRecorder
+
+    env = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
+    recorder = EpisodeRecorder(env, cfg.fps)
+    _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=Agent(OraclePlanner(), render=True, **recorder.hooks()))
+    _WORKER["features"] = dataset_features(env)
+
+
+def _run_episode(seed: int) -> tuple[int, bool, Any, str]:
+    """One episode in a worker: (seed, success, encoded episode or None when dropped, failure reason)."""
+    from training.dataset.episode import encode_episode
+
+    cfg, recorder = _WORKER["cfg"], _WORKER["recorder"]
+    recorder.reset()
+    trace = _WORKER["agent"].episode(_WORKER["env"], seed=seed)
+    ok = bool(trace.success)
+    if not ok and not cfg.keep_failures:
+        return seed, False, None, f"{trace.failure}: {trace.reason}"
+    enc = encode_episode(recorder.finish(trace, cfg.split), _WORKER["features"])
+    return seed, ok, enc, "" if ok else f"{trace.failure}: {trace.reason}"
+
+
+def dataset_features(env: Any) -> dict[str, dict[str, Any]]:
+    """info.json features for this env's image size and action space."""
+    from training.dataset.schema import make_features
+
+    u = env.unwrapped
+    dim = int(env.action_space.shape[0])
+    names = list(getattr(u, "action_names", None) or [f"action_{i}" for i in range(dim)])
+    return make_features(tuple(u.image_size), names)
+
+
+def dataset_palme_block(cfg: CollectConfig, env: Any) -> dict[str, Any]:
+    """Our own info.json keys: world, tasks, seed ranges, camera (for image-frame VQA), table and workspace."""
+    from envs.catalogue import MAX_OBJECTS, OBJ_FIELDS
+
+    u = env.unwrapped
+    world_mod = sys.modules[type(u).__module__]
+    low, high = getattr(world_mod, "WORKSPACE_LOW", None), getattr(world_mod, "WORKSPACE_HIGH", None)
+    center, half = getattr(world_mod, "TABLE_CENTER", None), getattr(world_mod, "TABLE_HALF", None)
+    table_z = float(center[2] + half[2]) if center is not None and half is not None else 0.0
+    return {
+        "world": cfg.env,
+        "tasks": [cfg.task],
+        "control_hz": int(u.control_hz),
+        "frame_policy": f"every {max(1, round(u.control_hz / cfg.fps))} control steps + every plan step start + last",
+        "seed_ranges": {"train": list(seed_range("train")), "test": list(seed_range("L1"))},
+        "collected_splits": [cfg.split],
+        "keep_failures": bool(cfg.keep_failures),
+        "object_rows": {"fields": list(OBJ_FIELDS), "max_objects": MAX_OBJECTS},
+        "camera": {"view": [float(x) for x in u._view], "proj": [float(x) for x in u._proj],
+                   "image_size": list(u.image_size)},
+        "table_z": table_z,
+        "workspace": [list(map(float, low)), list(map(float, high))] if low is not None and high is not None else None,
+    }
+
+
+def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
+    """Run the collection; returns a summary (episodes written, attempts, episodes/min, MB/episode)."""
+    from tqdm import tqdm
+
+    from envs import load_world, make_env
+    from envs.tasks.base import task_names
+    from training.dataset.writer import DatasetWriter
+
+    load_world(cfg.env)
+    if cfg.task not in task_names(cfg.env):
+        raise ValueError(f"unknown task {cfg.task!r} for env {cfg.env!r}; known tasks: {task_names(cfg.env)}")
+    probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
+    features, palme = dataset_features(probe), dataset_palme_block(cfg, probe)
+    robot_type = getattr(probe.unwrapped, "robot_type", None) or probe.unwrapped.world
+    probe.close()
+    lo, hi = seed_range(cfg.split)
+    first = lo if cfg.seed_start is None else cfg.seed_start
+    if not lo <= first < hi:
+        raise ValueError(f"seed_start {first} is outside the {cfg.split} seed range [{lo}, {hi})")
+    max_attempts = cfg.max_attempts or 3 * cfg.episodes
+    writer = DatasetWriter(cfg.out, features, fps=cfg.fps, robot_type=robot_type, palme=palme)
+    seeds = (s for s in range(first, hi) if not writer.has(cfg.task, s))
+    written = tried = succeeded = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.episodes, unit="ep", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("forkserver"), initializer=_init_worker,
+                                 initargs=(cfg,)) as pool:
+            pending: set[Future] = set()
+            while True:
+                while len(pending) < 2 * cfg.workers and written + len(pending) < cfg.episodes and tried < max_attempts:
+                    pending.add(pool.submit(_run_episode, next(seeds)))
+                    tried += 1
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    seed, ok, enc, why = fut.result()
+                    succeeded += ok
+                    if enc is not None and written < cfg.episodes and writer.add(enc) is not None:
+                        written += 1
+                        bar.update(1)
+                    elif not ok and cfg.progress is False:
+                        log(f"seed {seed}: dropped ({why})")
+                    done_n = tried - len(pending)
+                    rate = done_n / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix_str(f"{rate:.2f} ep/s, success {succeeded}/{done_n}")
+    finally:
+        bar.close()
+        writer.close()
+    wall = time.perf_counter() - t0
+    size = sum(f.stat().st_size for f in Path(cfg.out).rglob("*.parquet")) / 2**20
+    total = int(writer.info["total_episodes"])
+    summary = {
+        "out": cfg.out, "written": written, "attempts": tried, "oracle_successes": succeeded,
+        "success_ratio": succeeded / max(tried, 1), "wall_s": round(wall, 1),
+        "episodes_per_min": round(60 * written / max(wall, 1e-9), 2), "total_episodes": total,
+        "mb_per_episode": round(size / max(total, 1), 3),
+    }
+    if written < cfg.episodes:
+        log(f"warning: only {written} of {cfg.episodes} episodes after {tried} attempts (max_attempts)")
+    log(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return summary
+
+
+def main() -> None:
+    """Console entry point (hydra)."""
+    import hydra
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+
+    @hydra.main(config_path="pkg://configs", config_name="collect", version_base="1.3")
+    def _app(dcfg) -> None:
+        cfg = CollectConfig(**OmegaConf.to_container(dcfg, resolve=True))
+        collect(cfg)
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()
