@@ -50,7 +50,7 @@ def play_episode(
         max_consecutive_failures=settings.get("max_consecutive_failures", DEFAULT_MAX_CONSECUTIVE_FAILURES),
     )
     if video is not None:
-        recorder = VideoRecorder(u)
+        recorder = VideoRecorder(u, fps=settings.get("video_fps"))
     try:
         trace = agent.episode(env, seed=seed)
         if recorder is not None:

@@ -54,6 +54,7 @@ class EvalConfig:
     workers: int = 1  # worker processes per rank (one env + one planner each); 1 = in this process
     seed_offset: int = 0  # episode n uses seed seed_range(split)[0] + seed_offset + n
     videos_per_task: int = 10  # record the first K episodes of each task and split (LeRobot: 10)
+    video_fps: int | None = None  # video frames per simulated second; None = the env's render_fps (rendering is costly)
     image_size: list[int] | None = None  # (H, W) of the camera; None = the env's default
     max_steps: int | None = None  # step budget per episode; None = the agent's default (2x oracle + 2)
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES  # end after this many failed steps in a row
@@ -99,6 +100,8 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
     bad = [s for s in cfg.splits if s not in SPLITS]
     if bad or not cfg.splits:
         raise ValueError(f"unknown split(s) {bad or cfg.splits}; expected some of {list(EVAL_SPLITS)} (or split=all)")
+    if cfg.video_fps is not None and cfg.video_fps < 1:
+        raise ValueError(f"video_fps must be >= 1 or None (the env's render_fps), got {cfg.video_fps}")
     if cfg.episodes < 1 or cfg.workers < 1 or cfg.videos_per_task < 0:
         raise ValueError(f"need episodes >= 1, workers >= 1, videos_per_task >= 0; got {cfg.episodes}, "
                          f"{cfg.workers}, {cfg.videos_per_task}")
@@ -114,17 +117,18 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
 
 
 def plan_jobs(cfg: EvalConfig) -> list[Job]:
-    """Every episode of the run, split by split and task by task, with seeds from the split's test range."""
+    """Every episode of the run, seeds from each split's test range; episode-major order, so that a
+    partial run (Ctrl-C, a deadline) has about as many episodes of every task and split."""
     from envs.tasks.base import seed_range
 
-    jobs = []
     for split in cfg.splits:
         lo, hi = seed_range(split)
         if lo + cfg.seed_offset + cfg.episodes > hi:
             raise ValueError(f"seed_offset + episodes runs past the seed range of split {split} [{lo}, {hi})")
-        for task in cfg.tasks:
-            jobs += [Job(split, task, n, lo + cfg.seed_offset + n, n < cfg.videos_per_task) for n in range(cfg.episodes)]
-    return jobs
+    return [
+        Job(split, task, n, seed_range(split)[0] + cfg.seed_offset + n, n < cfg.videos_per_task)
+        for n in range(cfg.episodes) for split in cfg.splits for task in cfg.tasks
+    ]
 
 
 # ---- outputs -----------------------------------------------------------------------------------
@@ -197,7 +201,7 @@ def config_summary(cfg: EvalConfig) -> dict[str, Any]:
 
 def runner_settings(cfg: EvalConfig) -> dict[str, Any]:
     """What a worker needs to build its planner and env (plain data, sent to worker processes)."""
-    keys = ("env", "planner", "image_size", "max_steps", "max_consecutive_failures", "torch_threads")
+    keys = ("env", "planner", "image_size", "max_steps", "max_consecutive_failures", "torch_threads", "video_fps")
     return {k: getattr(cfg, k) for k in keys} | {"planner_options": asdict(cfg.planner_options())}
 
 
@@ -245,16 +249,18 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
         wins = sum(r["success"] for r in writer.records)
         bar.set_postfix(success=f"{100 * wins / len(writer.records):.1f}%")
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C: with a valid partial report.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         run_jobs(shard, runner_settings(cfg), out_dir, cfg.workers, on_result)
     except KeyboardInterrupt:
         bar.close()
-        info = writer.flush(interrupted=True, final=True)
+        writer.flush(interrupted=True, final=True)
         print(f"\ninterrupted: partial report of {len(writer.records)} episodes in {out_dir}", file=sys.stderr)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     bar.close()
     if world > 1:
         writer.records = [r for part in _all_gather_json(writer.records) for r in part]
@@ -264,6 +270,12 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
 
         dist.destroy_process_group()
     return info
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

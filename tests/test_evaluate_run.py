@@ -151,7 +151,7 @@ def test_torchrun_shards_episodes_by_rank_and_merges_them(tmp_path):
     info = json.loads((out / "eval_info.json").read_text())
     assert info["config"]["world_size"] == 2 and info["overall"]["n_episodes"] == 4
     assert [t["metrics"]["seeds"] for t in info["per_task"]] == [[1_000_000, 1_000_001]] * 2
-    # Jobs are dealt to ranks in turn (episode 1 ran on rank 1); every video lands in rank 0's folder.
+    # Jobs are dealt to ranks in turn (unstack ran on rank 1); every video lands in rank 0's folder.
     assert info["overall"]["video_paths"] == [f"videos/L1_{t}/eval_episode_{n}.mp4" for t in ("grasp", "unstack")
                                               for n in (0, 1)]
     assert all((out / v).is_file() for v in info["overall"]["video_paths"])
