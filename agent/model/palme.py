@@ -1,0 +1,381 @@
+"""`PalmE`: multimodal sentences (text with image and state tokens) through a transformers causal LM.
+
+Composed prismatic-style from parts chosen by id in `PalmEConfig`:
+    image encoder (ViT) -> projector -> LLM width      `<img>`   -> n_image_tokens tokens
+    object encoder (MLP over one object row)           `<obj_j>` -> obj_tokens tokens
+    robot encoder (MLP over the robot vector)          `<robot>` -> 1 token
+    causal LM (AutoModelForCausalLM)                   reads the sequence, writes the answer
+
+Batch layout (`collate`), B examples padded on the LEFT to length T:
+    input_ids (B, T)        placeholder ids repeated once per encoder token they stand for
+    attention_mask (B, T)   0 on padding;   position_ids (B, T) = cumsum(mask) - 1, clamped at 0
+    labels (B, T)           answer ids + EOS, IGNORE_INDEX elsewhere (train=True only)
+    pixel_values (Ni, 3, S, S), image_index (n_img_placeholders,)   images, and which one each `<img>` shows
+    object_rows (No, OBJ_DIM), robot_rows (Nr, ROBOT_DIM)           one row per placeholder, in text order
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import AutoTokenizer
+
+from agent.model.config import SCHEMA_VERSION, STAGES, PalmEConfig
+from agent.model.decoding import PrefixTrie, greedy_decode
+from agent.model.llm import llm_config_dict, llm_from_config, make_llm
+from agent.model.parts import ImageEncoder, local_image_settings, make_projector, make_vision, object_encoder, robot_encoder
+from agent.model.tokenizer import add_placeholders
+from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Deterministic weight init from `seed` without touching the caller's global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class PalmE(nn.Module):
+    """PaLM-E: encoders + projector + causal LM. `model(batch) -> loss`, `model.generate(examples) -> texts`."""
+
+    def __init__(self, cfg: PalmEConfig, tokenizer: Any = None, *, tokenizer_texts: Sequence[str] | None = None,
+                 saved: dict[str, Any] | None = None):
+        """Build from `cfg`; `tokenizer` (or `tokenizer_texts` to train one); `saved`: a checkpoint's config.json."""
+        super().__init__()
+        if cfg.vision == "local" and saved is None:
+            cfg = PalmEConfig.from_dict({**cfg.to_dict(), **local_image_settings(cfg.vision_path)})
+        self.config = cfg
+        if tokenizer is not None:
+            add_placeholders(tokenizer)  # before a from-scratch LM sizes its vocabulary on it
+        with _seeded(cfg.seed):
+            if saved is None:
+                self.llm, self.tokenizer = make_llm(cfg, tokenizer_texts, tokenizer)
+            else:
+                self.llm, self.tokenizer = llm_from_config(saved["llm_config"], cfg.attn_implementation), tokenizer
+            ids = add_placeholders(self.tokenizer)
+            vision = make_vision(cfg, saved.get("vision_config") if saved else None)
+            self.image_encoder = ImageEncoder(vision, cfg.image_size, cfg.image_mean, cfg.image_std)
+            width = self.llm.get_input_embeddings().embedding_dim
+            self.projector = make_projector(cfg.projector, self.image_encoder.width, width)
+            self.object_encoder = object_encoder(cfg.state_hidden, width, cfg.obj_tokens)
+            self.robot_encoder = robot_encoder(cfg.state_hidden, width)
+            if cfg.lora:
+                self._apply_lora()
+        self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
+        self.obj_ids = [ids[obj_token(j)] for j in range(1, MAX_OBJECTS + 1)]
+        self.eos_id = int(self.tokenizer.eos_token_id)
+        with torch.no_grad():  # count rather than derive: CLS / register tokens differ between backbones
+            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+            self.n_image_tokens = int(self.image_encoder(probe).shape[1])
+        self.set_stage(cfg.stage)
+
+    # -----------------------------------------------------------------------------------------
+    # construction helpers
+
+    @classmethod
+    def build(cls, cfg: PalmEConfig, tokenizer: Any = None, tokenizer_texts: Sequence[str] | None = None) -> PalmE:
+        """A fresh model from a config (same as the constructor)."""
+        return cls(cfg, tokenizer, tokenizer_texts=tokenizer_texts)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.parameters()).device
+
+    @property
+    def prompt_builder(self) -> PromptBuilder:
+        """The PromptBuilder with the flags this model is trained and run with."""
+        c = self.config
+        return PromptBuilder(use_image=c.use_image, use_state=c.use_state, entity_referral=c.entity_referral)
+
+    def _apply_lora(self) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        c = self.config
+        lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                          target_modules=list(c.lora_targets))
+        self.llm = get_peft_model(self.llm, lora)
+        c.lora = True
+
+    # -----------------------------------------------------------------------------------------
+    # training stages
+
+    def set_stage(self, stage: str) -> None:
+        """Choose what trains: full | frozen_llm (encoders + projector) | projector_only | lora (adapters + encoders).
+
+        projector_only trains the image projector and the state MLPs (the state modality's projectors);
+        with LoRA applied, "full" trains the adapters, never the base LLM weights.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
+        if stage == "lora" and not self.config.lora:
+            self._apply_lora()
+        self.requires_grad_(False)
+        parts = [self.projector, self.object_encoder, self.robot_encoder]
+        if stage != "projector_only":
+            parts.append(self.image_encoder)
+        for part in parts:
+            part.requires_grad_(True)
+        if stage in ("full", "lora"):
+            for name, p in self.llm.named_parameters():
+                p.requires_grad_(not self.config.lora or "lora_" in name)
+        self.config.stage = stage
+        counts = self.parameter_counts()
+        log.info("PalmE stage %s: %s trainable / %s parameters", stage, f"{counts['trainable']:,}",
+                 f"{counts['total']:,}")
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameters (tied weights counted once)."""
+        params = list(self.parameters())
+        return {"trainable": sum(p.numel() for p in params if p.requires_grad),
+                "total": sum(p.numel() for p in params)}
+
+    def fit_state_stats(self, examples: Sequence[Example]) -> None:
+        """Set the object/robot normalisation from data (present object rows only); saved with the weights."""
+        objs = [np.asarray(e.objects, np.float32) for e in examples if e.objects is not None]
+        rows = np.concatenate(objs) if objs else np.zeros((0, OBJ_DIM), np.float32)
+        rows = rows[rows[:, -1] > 0.5]
+        robots = np.stack([np.asarray(e.robot, np.float32) for e in examples if e.robot is not None] or
+                          [np.zeros(ROBOT_DIM, np.float32)])
+        if len(rows) > 1:
+            self.object_encoder.set_stats(torch.from_numpy(rows).to(self.device))
+        if len(robots) > 1:
+            self.robot_encoder.set_stats(torch.from_numpy(robots).to(self.device))
+
+    # -----------------------------------------------------------------------------------------
+    # batches
+
+    def collate(self, examples: Sequence[Example], train: bool) -> dict[str, torch.Tensor]:
+        """Tokenise, expand placeholders, left-pad (see the module docstring for the layout)."""
+        if not examples:
+            raise ValueError("collate needs at least one example")
+        enc = [self._encode(e, train) for e in examples]
+        width = max(len(ids) for ids, *_ in enc)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(enc), width), pad, dtype=torch.long)  # (B, T)
+        labels = torch.full((len(enc), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)  # (B, T)
+        for b, (ids, n_prompt, *_rest) in enumerate(enc):
+            start = width - len(ids)
+            input_ids[b, start:] = torch.tensor(ids)
+            mask[b, start:] = 1
+            labels[b, start + n_prompt:] = torch.tensor(ids[n_prompt:], dtype=torch.long)
+        images = [e.image for e, (_, _, n_img, _, _) in zip(examples, enc) if n_img]
+        image_index = [i for i, n in enumerate(n for _, _, n, _, _ in enc if n) for _ in range(n)]
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(1) - 1).clamp_min(0),  # (B, T): left padding shifts nothing
+            "pixel_values": self.image_encoder.preprocess(images),  # (Ni, 3, S, S)
+            "image_index": torch.tensor(image_index, dtype=torch.long),  # (n_img_placeholders,)
+            "object_rows": _stack([r for *_, objs, _ in enc for r in objs], OBJ_DIM),  # (No, OBJ_DIM)
+            "robot_rows": _stack([r for *_, robots in enc for r in robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
+        }
+        if train:
+            batch["labels"] = labels
+        return batch
+
+    def _encode(self, ex: Example, train: bool) -> tuple[list[int], int, int, list[np.ndarray], list[np.ndarray]]:
+        """(ids with placeholders expanded, prompt length, number of <img>, object rows, robot rows) of one example."""
+        prompt = self.tokenizer.encode(ex.prompt, add_special_tokens=False)
+        if not prompt:
+            raise ValueError("an example needs a non-empty prompt")
+        obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
+        ids: list[int] = []
+        n_img, objs, robots = 0, [], []
+        for t in prompt:
+            if t == self.img_id:
+                _check_image_present(ex)
+                ids += [t] * self.n_image_tokens
+                n_img += 1
+            elif t in obj_slot:
+                objs.append(_object_row(ex, obj_slot[t]))
+                ids += [t] * self.config.obj_tokens
+            elif t == self.robot_id:
+                robots.append(_robot_row(ex))
+                ids.append(t)
+            else:
+                ids.append(t)
+        n_prompt = len(ids)
+        if train:
+            ids += self.answer_ids(ex.answer)
+        return ids, n_prompt, n_img, objs, robots
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids of an answer as the model writes it: a leading space, the text, EOS."""
+        return self.tokenizer.encode(" " + answer.strip(), add_special_tokens=False) + [self.eos_id]
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        dev = self.device
+        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    # -----------------------------------------------------------------------------------------
+    # forward
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The multimodal sentence: token embeddings with encoder outputs at the placeholder positions (B, T, D)."""
+        ids = batch["input_ids"]
+        obj_ids = torch.tensor(self.obj_ids, device=ids.device)
+        img_mask, robot_mask = ids == self.img_id, ids == self.robot_id
+        obj_mask = torch.isin(ids, obj_ids)
+        special = img_mask | robot_mask | obj_mask
+        x = self.llm.get_input_embeddings()(ids.masked_fill(special, 0))  # (B, T, D); placeholder rows replaced next
+        if batch["image_index"].numel():
+            tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
+            x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
+        if batch["object_rows"].numel():
+            x = _place(x, obj_mask, self.object_encoder(batch["object_rows"]), "<obj_j>")  # (No, k, D) in
+        if batch["robot_rows"].numel():
+            x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
+        return x
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens (labels); prompt and padding never count."""
+        batch = self._to_device(batch)
+        labels = batch.get("labels")
+        if labels is None or not bool((labels != IGNORE_INDEX).any()):
+            raise ValueError("the batch has no answer tokens; build it with collate(examples, train=True)")
+        first = int((labels != IGNORE_INDEX).any(0).nonzero()[0])
+        tail = labels.shape[1] - first  # left padding puts every answer in the last `tail` columns
+        out = self.llm(inputs_embeds=self.embed(batch), attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"], use_cache=False, logits_to_keep=tail + 1)
+        logits = out.logits[:, :-1]  # (B, tail, V): the logit at t predicts token t + 1
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, first:].reshape(-1),
+                               ignore_index=IGNORE_INDEX)
+
+    # -----------------------------------------------------------------------------------------
+    # generation
+
+    @torch.no_grad()
+    def generate(self, examples: Sequence[Example], max_new_tokens: int = 48,
+                 allowed: Sequence[Sequence[str] | None] | None = None) -> list[str]:
+        """Greedy answers, batched with a KV cache; `allowed[i]`: answers example i may give (constrained)."""
+        if allowed is not None and len(allowed) != len(examples):
+            raise ValueError(f"allowed needs one entry per example: {len(examples)} examples, {len(allowed)} entries")
+        was_training = self.training
+        self.eval()
+        try:
+            batch = self._to_device(self.collate(examples, train=False))
+            tries = [PrefixTrie([self.answer_ids(s) for s in a]) if a is not None else None
+                     for a in (allowed or [None] * len(examples))]
+            vocab = self.llm.get_input_embeddings().num_embeddings
+            banned = [t for t in {self.img_id, self.robot_id, *self.obj_ids, self.tokenizer.pad_token_id}
+                      if t != self.eos_id and t < vocab]
+            new = greedy_decode(self.llm, self.llm.get_input_embeddings(), self.embed(batch),
+                                batch["attention_mask"], batch["position_ids"], max_new_tokens, self.eos_id,
+                                banned, tries)
+        finally:
+            self.train(was_training)
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
+
+    # -----------------------------------------------------------------------------------------
+    # checkpoints
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """config.json (schema + prompt-format versions, model config) + model.safetensors + tokenizer files."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        base = self.llm.get_base_model() if self.config.lora else self.llm
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "prompt_format_version": PROMPT_FORMAT_VERSION,
+            "palme": self.config.to_dict(),
+            "llm_config": llm_config_dict(base),
+            "vision_config": None if self.config.vision == "scratch" else self.image_encoder.backbone.config.to_dict(),
+        }
+        (path / "config.json").write_text(json.dumps(meta, indent=2))
+        save_model(self, str(path / "model.safetensors"))  # handles tied (shared) tensors
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> PalmE:
+        """Load a checkpoint written by save_pretrained (in eval mode); mismatches fail with what differs."""
+        path = Path(path)
+        for name in CHECKPOINT_FILES:
+            if not (path / name).is_file():
+                raise ValueError(f"checkpoint {path} is missing {name}; a PalmE checkpoint has {list(CHECKPOINT_FILES)}")
+        meta = json.loads((path / "config.json").read_text())
+        _check_versions(meta, path)
+        cfg = PalmEConfig.from_dict(meta["palme"])
+        model = cls(cfg, AutoTokenizer.from_pretrained(path), saved=meta)
+        load_model(model, str(path / "model.safetensors"), strict=True)
+        return model.eval()
+
+
+def make_model(preset: str | PalmEConfig = "palme-tiny", tokenizer_texts: Sequence[str] | None = None,
+               **overrides: Any) -> PalmE:
+    """A fresh PalmE from a preset name (configs/model/) or a config, with field overrides."""
+    if isinstance(preset, str):
+        cfg = PalmEConfig.from_preset(preset, **overrides)
+    else:
+        cfg = PalmEConfig.from_dict({**preset.to_dict(), **overrides})
+    return PalmE(cfg, tokenizer_texts=tokenizer_texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_versions(meta: dict[str, Any], path: Path) -> None:
+    expected = {"schema_version": SCHEMA_VERSION, "prompt_format_version": PROMPT_FORMAT_VERSION}
+    diffs = [f"{k}: checkpoint has {meta.get(k)!r}, this code expects {v!r}" for k, v in expected.items()
+             if meta.get(k) != v]
+    if diffs:
+        raise ValueError(f"checkpoint {path} does not match this code: " + "; ".join(diffs))
+
+
+def _place(x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor, what: str) -> torch.Tensor:
+    """Write encoder tokens (N, n, D), in text order, into the masked positions of x (B, T, D)."""
+    flat = tokens.reshape(-1, tokens.shape[-1])  # (N * n, D)
+    if int(mask.sum()) != flat.shape[0]:
+        raise ValueError(f"{what}: {int(mask.sum())} placeholder positions but {flat.shape[0]} encoder tokens")
+    return x.masked_scatter(mask.unsqueeze(-1), flat.to(x.dtype))
+
+
+def _stack(rows: list[np.ndarray], dim: int) -> torch.Tensor:
+    return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, dim)
+
+
+def _check_image_present(ex: Example) -> None:
+    if ex.image is None:
+        raise ValueError(f"the prompt has {IMG_TOKEN} but the example has no image")
+
+
+def _object_row(ex: Example, j: int) -> np.ndarray:
+    """Row of object j (1-based) of an example, checked: the placeholder must name a present object."""
+    if ex.objects is None:
+        raise ValueError(f"the prompt has {obj_token(j)} but the example has no object rows")
+    rows = np.asarray(ex.objects, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
+        raise ValueError(f"object rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
+    present = int((rows[:, -1] > 0.5).sum())
+    if j > rows.shape[0] or rows[j - 1, -1] <= 0.5:
+        raise ValueError(f"the prompt has {obj_token(j)} but the example has {present} present object rows")
+    if not np.isfinite(rows[j - 1]).all():
+        raise ValueError(f"object row {j} holds NaN/inf: {rows[j - 1]}")
+    return rows[j - 1]
+
+
+def _robot_row(ex: Example) -> np.ndarray:
+    if ex.robot is None:
+        raise ValueError(f"the prompt has {ROBOT_TOKEN} but the example has no robot vector")
+    row = np.asarray(ex.robot, dtype=np.float32)
+    if row.shape != (ROBOT_DIM,) or not np.isfinite(row).all():
+        raise ValueError(f"robot vector must be finite with shape ({ROBOT_DIM},), got shape {row.shape}")
+    return row

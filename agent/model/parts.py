@@ -1,0 +1,196 @@
+"""Model parts chosen by id: vision backbones, projectors and the state encoders.
+
+Shapes: frames (N, H, W, 3) uint8 -> pixel values (N, 3, S, S) -> vision tokens (N, n, Dv) ->
+projector -> (N, n, D); object rows (N, OBJ_DIM) -> (N, k, D); robot vectors (N, ROBOT_DIM) -> (N, 1, D).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, ViTConfig, ViTModel
+
+from envs.catalogue import COLOR_NAMES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS, SHAPE_NAMES
+
+# ---------------------------------------------------------------------------------------------
+# vision
+
+
+def _scratch_vit(cfg: Any, saved: dict | None) -> nn.Module:
+    """A small ViT trained from scratch (its shape comes entirely from the PalmEConfig)."""
+    vcfg = ViTConfig(
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        hidden_size=cfg.vision_hidden,
+        num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=cfg.vision_heads,
+        intermediate_size=cfg.vision_intermediate,
+    )
+    return ViTModel(vcfg, add_pooling_layer=False)
+
+
+def _vision_config(path: str) -> Any:
+    """The vision config of a checkpoint dir: the vision tower's own for CLIP/SigLIP-style dual models."""
+    conf = AutoConfig.from_pretrained(path)
+    return getattr(conf, "vision_config", None) or conf
+
+
+def _local_vision(cfg: Any, saved: dict | None) -> nn.Module:
+    """A pretrained vision tower from a local directory; from `saved` (its config dict) when reloading ours."""
+    if saved is not None:
+        return AutoModel.from_config(AutoConfig.for_model(**saved))
+    return AutoModel.from_pretrained(cfg.vision_path, config=_vision_config(cfg.vision_path))
+
+
+VISION_BACKBONES: dict[str, Callable[[Any, dict | None], nn.Module]] = {
+    "scratch": _scratch_vit,
+    "local": _local_vision,
+}
+
+
+def make_vision(cfg: Any, saved: dict | None = None) -> nn.Module:
+    """The vision backbone named by cfg.vision."""
+    if cfg.vision not in VISION_BACKBONES:
+        raise ValueError(f"unknown vision backbone {cfg.vision!r}; known: {sorted(VISION_BACKBONES)}")
+    return VISION_BACKBONES[cfg.vision](cfg, saved)
+
+
+def local_image_settings(path: str) -> dict[str, Any]:
+    """image_size / image_mean / image_std a pretrained vision checkpoint was trained with."""
+    out: dict[str, Any] = {"image_size": int(_vision_config(path).image_size)}
+    pre = Path(path) / "preprocessor_config.json"
+    if pre.is_file():
+        data = json.loads(pre.read_text())
+        for key in ("image_mean", "image_std"):
+            if key in data:
+                out[key] = [float(v) for v in data[key]]
+    return out
+
+
+def check_image(image: Any) -> np.ndarray:
+    """The frame as an (H, W, 3) uint8 array, or a ValueError that says what came."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy (H, W, 3) uint8 array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be an (H, W, 3) uint8 array, got shape {image.shape} dtype {image.dtype}")
+    return image
+
+
+class ImageEncoder(nn.Module):
+    """Frames -> vision tokens: resize and normalise inside the model, then the backbone."""
+
+    def __init__(self, backbone: nn.Module, image_size: int, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.backbone = backbone
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def width(self) -> int:
+        """Dv, the width of the backbone's tokens."""
+        return int(self.backbone.config.hidden_size)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(H, W, 3) uint8 frames of any size -> (N, 3, S, S) normalised float pixels."""
+        out = []
+        for image in images:
+            x = torch.from_numpy(np.ascontiguousarray(check_image(image))).permute(2, 0, 1)[None].float() / 255
+            if x.shape[-2:] != (self.image_size, self.image_size):
+                x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+            out.append(x)  # (1, 3, S, S)
+        pixels = torch.cat(out) if out else torch.zeros(0, 3, self.image_size, self.image_size)
+        return (pixels - self.mean.cpu()) / self.std.cpu()  # (N, 3, S, S)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, n, Dv)."""
+        return self.backbone(pixel_values=pixels).last_hidden_state
+
+
+# ---------------------------------------------------------------------------------------------
+# projectors
+
+
+PROJECTORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "linear": lambda d_in, d_out: nn.Linear(d_in, d_out),  # PaLM-E's affine map
+    "mlp": lambda d_in, d_out: nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out)),
+}
+
+
+def make_projector(kind: str, d_in: int, d_out: int) -> nn.Module:
+    """The projector named `kind`, mapping width d_in to d_out."""
+    if kind not in PROJECTORS:
+        raise ValueError(f"unknown projector {kind!r}; known: {sorted(PROJECTORS)}")
+    return PROJECTORS[kind](d_in, d_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# state
+
+
+def _default_stats(fields: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Scale guesses per field (metres, unit quaternions, radians); `fit_state_stats` replaces them with data."""
+    mean, std = [], []
+    for f in fields:
+        if f in ("x", "y", "ee_x", "ee_y"):
+            mean.append(0.0), std.append(0.3)
+        elif f in ("z", "ee_z"):
+            mean.append(0.1), std.append(0.1)
+        elif f == "size" or f == "gripper_opening":
+            mean.append(0.04), std.append(0.03)
+        else:
+            mean.append(0.0), std.append(1.0)
+    return mean, std
+
+
+class VectorEncoder(nn.Module):
+    """Normalised vectors (categorical columns one-hot) -> MLP -> `n_tokens` LLM tokens each."""
+
+    def __init__(self, fields: Sequence[str], categorical: dict[str, int], hidden: int, width: int, n_tokens: int):
+        super().__init__()
+        self.cat_cols = [fields.index(f) for f in categorical]
+        self.cat_sizes = list(categorical.values())
+        self.num_cols = [i for i, f in enumerate(fields) if f not in categorical]
+        mean, std = _default_stats([fields[i] for i in self.num_cols])
+        self.register_buffer("mean", torch.tensor(mean))  # saved with the weights: normalisation travels along
+        self.register_buffer("std", torch.tensor(std))
+        d_in = len(self.num_cols) + sum(self.cat_sizes)
+        self.n_tokens, self.width = n_tokens, width
+        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, n_tokens * width))
+
+    def features(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N, F) raw rows -> (N, d_in) normalised numbers and one-hot categories."""
+        parts = [(rows[:, self.num_cols] - self.mean) / self.std]
+        for col, size in zip(self.cat_cols, self.cat_sizes):
+            parts.append(F.one_hot(rows[:, col].round().long().clamp(0, size - 1), size).to(rows.dtype))
+        return torch.cat(parts, dim=-1)  # (N, d_in)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N, F) -> (N, n_tokens, D)."""
+        return self.mlp(self.features(rows)).view(rows.shape[0], self.n_tokens, self.width)
+
+    def set_stats(self, rows: torch.Tensor) -> None:
+        """Normalisation statistics from data rows (N, F): per-field mean and std (floored)."""
+        num = rows[:, self.num_cols].double()
+        self.mean.copy_(num.mean(0).to(self.mean.dtype))
+        self.std.copy_(num.std(0, correction=0).clamp_min(1e-3).to(self.std.dtype))
+
+
+def object_encoder(hidden: int, width: int, n_tokens: int) -> VectorEncoder:
+    """Object rows (OBJ_FIELDS layout) -> k tokens; colour and shape ids are one-hot."""
+    categorical = {"color_id": len(COLOR_NAMES), "shape_id": len(SHAPE_NAMES)}
+    assert len(OBJ_FIELDS) == OBJ_DIM
+    return VectorEncoder(OBJ_FIELDS, categorical, hidden, width, n_tokens)
+
+
+def robot_encoder(hidden: int, width: int) -> VectorEncoder:
+    """The robot vector (ROBOT_FIELDS layout) -> 1 token."""
+    assert len(ROBOT_FIELDS) == ROBOT_DIM
+    return VectorEncoder(ROBOT_FIELDS, {}, hidden, width, 1)
