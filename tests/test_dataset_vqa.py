@@ -85,3 +85,20 @@ def test_feasibility_and_count_answers(scenes):
         q, a = q_count(scene, np.random.default_rng(1))
         if q == "How many objects are on the table?":
             assert int(a) == len(ids)
+
+
+def test_held_object_agrees_with_finger_contacts():
+    from envs.vocab import SkillCall
+    from policies.base import run_skill
+
+    env = make_env("pickplace", "grasp", obs_type="state")
+    u = env.unwrapped
+    env.reset(seed=0)
+    camera = Camera(tuple(u._view), tuple(u._proj))
+    top = next(i for i in range(len(u.object_ids)) if not u.blocks_above(i))
+    assert run_skill(u, SkillCall("pick", obj=top)).success
+    obs = u.observe(render=False)
+    scene = Scene(obs["objects"], u.names, camera, ee=obs["robot"][:3])
+    assert u.held_object() == top and scene.held == next(k for k, o in enumerate(scene.objects) if o.slot == top)
+    assert f"the {u.names[top]} is in the gripper" in scene.caption()
+    env.close()

@@ -127,7 +127,7 @@ class ExampleBuilder:
 
     def scene(self, pos: int, i: int) -> Scene:
         ep = self.ds.episodes[pos]
-        return Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z, self.workspace)
+        return Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z, self.workspace, ee=ep.robot[i][:3])
 
     def vqa(self) -> dict[str, list[ExampleSpec]]:
         """One question per VQA source per question frame (seeded by dataset seed, episode and frame)."""

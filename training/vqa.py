@@ -29,6 +29,7 @@ REST_TOL = 0.012  # m between a cube's bottom and its support's top
 ALIGN_FRACTION = 0.85  # horizontal centre distance / mean edge length below which cubes overlap
 UV_MARGIN = 0.02  # image-width fraction: "left of" needs this much separation
 NEAR_MARGIN = 0.02  # m: "nearer to" needs this much difference
+HELD_DIST = 0.03  # m: an unsupported cube this close to the end effector is in the gripper
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Scene:
 
     def __init__(
         self, rows: np.ndarray, names: Sequence[str] | None = None, camera: Camera | None = None,
-        table_z: float = 0.0, workspace: Sequence[Sequence[float]] | None = None,
+        table_z: float = 0.0, workspace: Sequence[Sequence[float]] | None = None, ee: Sequence[float] | None = None,
     ) -> None:
         rows = np.asarray(rows, np.float64)
         present = [i for i in range(len(rows)) if rows[i, -1] > 0.5]
@@ -80,6 +81,7 @@ class Scene:
         self.camera, self.table_z = camera, table_z
         self.workspace = np.asarray(workspace, np.float64) if workspace is not None else None  # [[x0, y0], [x1, y1]]
         self._support = [self._support_of(o) for o in self.objects]
+        self.held = self._held(ee)
 
     # ---- relations ----------------------------------------------------------------------------
     def _support_of(self, o: SceneObject) -> int | str | None:
@@ -95,6 +97,15 @@ class Scene:
             if abs(bottom - (b.pos[2] + b.size / 2)) < REST_TOL and d < ALIGN_FRACTION * (o.size + b.size) / 2 and d < best_d:
                 best, best_d = k, d
         return best
+
+    def _held(self, ee: Sequence[float] | None) -> int | None:
+        """The object in the gripper: resting on nothing and within HELD_DIST of the end effector."""
+        if ee is None:
+            return None
+        free = [(float(np.linalg.norm(o.pos - np.asarray(ee[:3]))), k) for k, o in enumerate(self.objects)
+                if self._support[k] is None]
+        close = [x for x in free if x[0] < HELD_DIST]
+        return min(close)[1] if close else None
 
     def support(self, k: int) -> int | str | None:
         return self._support[k]
@@ -149,7 +160,12 @@ class Scene:
         parts = []
         for k, o in enumerate(self.objects):
             s = self._support[k]
-            where = "on the table" if s == "table" else ("in the air" if s is None else f"on the {self.objects[s].name}")
+            if s == "table":
+                where = "on the table"
+            elif s is None:
+                where = "in the gripper" if k == self.held else "in the air"
+            else:
+                where = f"on the {self.objects[s].name}"
             parts.append(f"the {o.name} is {where}")
         return "; ".join(parts) + "." if parts else "the table is empty."
 
@@ -207,14 +223,19 @@ def q_relation(scene: Scene, rng: np.random.Generator) -> QA | None:
 
 
 def q_feasibility(scene: Scene, rng: np.random.Generator) -> QA | None:
-    """q4: can X be picked up now? -> yes / no, the Y is on top of it."""
+    """q4: can X be picked up now? -> yes / no, the Y is on top of it / no, the gripper is holding the Y."""
     if not scene.objects:
         return None
     blocked = [k for k in range(len(scene.objects)) if scene.above(k) is not None]
     pool = blocked if blocked and rng.random() < 0.5 else list(range(len(scene.objects)))
     k = int(pool[int(rng.integers(len(pool)))])
     top = scene.above(k)
-    answer = "yes" if top is None else f"no, the {scene.objects[top].name} is on top of it"
+    if scene.held == k:
+        answer = "no, it is already in the gripper"
+    elif scene.held is not None:
+        answer = f"no, the gripper is holding the {scene.objects[scene.held].name}"
+    else:
+        answer = "yes" if top is None else f"no, the {scene.objects[top].name} is on top of it"
     return f"Can the {scene.objects[k].name} be picked up now?", answer
 
 
