@@ -150,31 +150,19 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     max_attempts = cfg.max_attempts or 3 * cfg.episodes
     writer = DatasetWriter(cfg.out, features, fps=cfg.fps, robot_type=robot_type, palme=palme)
     seeds = (s for s in range(first, hi) if not writer.has(cfg.task, s))
-    written = tried = succeeded = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.episodes, unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     try:
         with ProcessPoolExecutor(cfg.workers, mp_context=get_context("forkserver"), initializer=_init_worker,
                                  initargs=(cfg,)) as pool:
             pending: set[Future] = set()
-            while True:
-                while len(pending) < 2 * cfg.workers and written + len(pending) < cfg.episodes and tried < max_attempts:
-                    pending.add(pool.submit(_run_episode, next(seeds)))
-                    tried += 1
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    seed, ok, enc, why = fut.result()
-                    succeeded += ok
-                    if enc is not None and written < cfg.episodes and writer.add(enc) is not None:
-                        written += 1
-                        bar.update(1)
-                    elif not ok and cfg.progress is False:
-                        log(f"seed {seed}: dropped ({why})")
-                    done_n = tried - len(pending)
-                    rate = done_n / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix_str(f"{rate:.2f} ep/s, success {succeeded}/{done_n}")
+            try:
+                written, tried, succeeded = _drive(cfg, pool, pending, writer, seeds, bar, log, max_attempts, t0)
+            except KeyboardInterrupt:  # keep what is written; running episodes are dropped
+                for fut in pending:
+                    fut.cancel()
+                log(f"interrupted: {writer.total_episodes} episodes in {cfg.out}")
+                raise
     finally:
         bar.close()
         writer.close()
@@ -191,6 +179,31 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
         log(f"warning: only {written} of {cfg.episodes} episodes after {tried} attempts (max_attempts)")
     log(" ".join(f"{k}={v}" for k, v in summary.items()))
     return summary
+
+
+def _drive(cfg, pool, pending, writer, seeds, bar, log, max_attempts, t0) -> tuple[int, int, int]:
+    """Keep 2 episodes per worker in flight; write each finished one at once. Returns (written, tried, succeeded)."""
+    written = tried = succeeded = 0
+    while True:
+        while len(pending) < 2 * cfg.workers and written + len(pending) < cfg.episodes and tried < max_attempts:
+            pending.add(pool.submit(_run_episode, next(seeds)))
+            tried += 1
+        if not pending:
+            return written, tried, succeeded
+        done, still = wait(pending, return_when=FIRST_COMPLETED)
+        pending.clear()
+        pending.update(still)
+        for fut in done:
+            seed, ok, enc, why = fut.result()
+            succeeded += ok
+            if enc is not None and written < cfg.episodes and writer.add(enc) is not None:
+                written += 1
+                bar.update(1)
+            elif not ok and not cfg.progress:
+                log(f"seed {seed}: dropped ({why})")
+            done_n = tried - len(pending)
+            rate = done_n / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix_str(f"{rate:.2f} ep/s, success {succeeded}/{done_n}")
 
 
 def main() -> None:
