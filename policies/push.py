@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from envs.push import EFFECTOR_RADIUS, X_MAX, X_MIN, Y_MAX, Y_MIN, on_board
+from envs.push import BOARD_CENTER, EFFECTOR_RADIUS, X_MAX, X_MIN, Y_MAX, Y_MIN, clip_to_board, on_board
 from envs.push_blocks import BLOCK_WIDTH
 from envs.tasks.push import (
     LOCATION_POINTS,
@@ -39,7 +39,7 @@ PRE_GAP = 0.02  # the approach ends this far behind the contact point
 APPROACH_STEP = 0.04  # m per control step while moving around blocks
 PUSH_STEP = (0.006, 0.03)  # m per control step while pushing: slow near the spot, so the block does not slide on
 SPOT_REACHED = 0.012
-EDGE_MARGIN = 0.02  # spots keep the block centre this far inside the board
+EDGE_MARGIN = 0.03  # spots keep the block centre this far inside the board
 STALL_STEPS = 50  # give up when the block has not come 5 mm closer for this many steps
 GRID = 0.01
 
@@ -60,19 +60,20 @@ def _clear(a: np.ndarray, b: np.ndarray, obstacles: list[tuple[np.ndarray, float
     return all(_seg_dist(c, a, b) > r for c, r in obstacles)
 
 
-def plan_path(start: np.ndarray, goal: np.ndarray, obstacles: list[tuple[np.ndarray, float]]) -> list[np.ndarray]:
-    """Waypoints from start to goal for the pusher around disc obstacles (A* on a 1 cm grid over the board,
-    then shortcut); just [goal] if no path exists."""
-    xs = np.arange(X_MIN, X_MAX + 1e-9, GRID)
-    ys = np.arange(Y_MIN, Y_MAX + 1e-9, GRID)
+def plan_path(start: np.ndarray, goal: np.ndarray, obstacles: list[tuple[np.ndarray, float]],
+              margin: float = 0.0) -> list[np.ndarray]:
+    """Waypoints from start to goal around disc obstacles (A* on a 1 cm grid over the board shrunk by
+    `margin`, then shortcut); just [goal] if no path exists."""
+    xs = np.arange(X_MIN + margin, X_MAX - margin + 1e-9, GRID)
+    ys = np.arange(Y_MIN + margin, Y_MAX - margin + 1e-9, GRID)
     gx, gy = np.meshgrid(xs, ys, indexing="ij")
     blocked = np.zeros(gx.shape, dtype=bool)
     for c, r in obstacles:
         blocked |= (gx - c[0]) ** 2 + (gy - c[1]) ** 2 < r**2
 
     def cell(q: np.ndarray) -> tuple[int, int]:
-        return (int(np.clip(round((q[0] - X_MIN) / GRID), 0, len(xs) - 1)),
-                int(np.clip(round((q[1] - Y_MIN) / GRID), 0, len(ys) - 1)))
+        return (int(np.clip(round((q[0] - xs[0]) / GRID), 0, len(xs) - 1)),
+                int(np.clip(round((q[1] - ys[0]) / GRID), 0, len(ys) - 1)))
 
     s, g = cell(start), cell(goal)
     blocked[s] = blocked[g] = False
@@ -138,6 +139,7 @@ class PushSkill(Skill):
         self.best, self.since_best = np.inf, 0
         self.settle = -1  # control steps left to let the block come to rest after stopping
         self.stalled = False
+        self.edge = False  # the block is at the board's edge where the pusher cannot get right behind it
         return None
 
     # ---- where to ------------------------------------------------------------------------------
@@ -177,7 +179,7 @@ class PushSkill(Skill):
             cost = pref + 0.5 * float(np.linalg.norm(q - b))
             for k in others:
                 is_ref = k == self.call.target
-                if float(np.linalg.norm(q - xy[k])) < (0.9 * BLOCK_WIDTH if is_ref else 1.2 * BLOCK_WIDTH):
+                if float(np.linalg.norm(q - xy[k])) < (0.9 * BLOCK_WIDTH if is_ref else 1.35 * BLOCK_WIDTH):
                     cost += 10.0  # occupied
                 elif _seg_dist(xy[k], b, q) < (0.85 if is_ref and self.call.relation == "next to" else 1.1) * BLOCK_WIDTH:
                     cost += 0.3  # the block would hit another one on the way (the skill then goes round)
@@ -226,15 +228,17 @@ class PushSkill(Skill):
             if self.since_best > STALL_STEPS:
                 self.stalled = True
                 return None
+        self.edge = False
         aim = self._aim(env, b, spot)
         d = _unit(aim - b)
         rel = b - e
         along = float(rel @ d)
         lateral = float(np.linalg.norm(rel - along * d))
-        if self.mode == "push" and (lateral > 0.02 or along < 0.01 or along > CONTACT + PRE_GAP + 0.015):
+        max_lateral = 0.03 if self.edge else 0.02
+        if self.mode == "push" and (lateral > max_lateral or along < 0.01 or along > CONTACT + PRE_GAP + 0.015):
             self.mode = "approach"  # the block drifted off the line: go round again
         if self.mode == "approach":
-            pre = b - d * (CONTACT + PRE_GAP)
+            pre = clip_to_board(b - d * (CONTACT + PRE_GAP))
             if float(np.linalg.norm(e - pre)) < 0.008:
                 self.mode = "push"
             else:
@@ -255,11 +259,14 @@ class PushSkill(Skill):
         if on_board(b - d * (CONTACT + PRE_GAP)):
             return aim
         # Push along the nearest direction the pusher can get behind, a few centimetres, then retry.
+        inward = _unit(BOARD_CENTER - b)
         for ang in np.radians([20, -20, 40, -40, 60, -60, 80, -80, 100, -100, 120, -120]):
             r = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ d
-            if on_board(b - r * (CONTACT + PRE_GAP)):
+            # Never detour outwards: a block pushed over the edge could not be brought back.
+            if float(r @ inward) > -0.1 and on_board(b - r * (CONTACT + PRE_GAP)):
                 self.detour = b + 0.05 * r
                 return self.detour
+        self.edge = True  # push from as close behind as the board allows, off-centre
         return aim
 
     def _block_obstacles(self, env: PushEnv) -> list[tuple[np.ndarray, float]]:
@@ -269,7 +276,7 @@ class PushSkill(Skill):
             if k == self.i:
                 continue
             # The block may end up touching the reference of "next to", so that one is shrunk.
-            grow = HALF + (-0.008 if (k == self.call.target and self.call.relation == "next to") else 0.006)
+            grow = HALF + (-0.008 if (k == self.call.target and self.call.relation == "next to") else 0.014)
             obs.append((env.block_xy(k), env.block_radius(k) * 0.8 + grow))
         return obs
 
@@ -280,7 +287,7 @@ class PushSkill(Skill):
         self.via = None
         if _clear(b, spot, obstacles) or any(float(np.linalg.norm(b - c)) < r for c, r in obstacles):
             return spot
-        path = plan_path(b, spot, obstacles)
+        path = plan_path(b, spot, obstacles, margin=EDGE_MARGIN)
         if len(path) > 1:
             self.via = path[0]
             return self.via
@@ -289,7 +296,7 @@ class PushSkill(Skill):
     def _obstacles(self, env: PushEnv) -> list[tuple[np.ndarray, float]]:
         obs = []
         for k in range(len(env.object_ids)):
-            margin = 0.004 if k == self.i else 0.008
+            margin = 0.004 if k == self.i else 0.012
             obs.append((env.block_xy(k), env.block_radius(k) + EFFECTOR_RADIUS + margin))
         return obs
 
@@ -321,7 +328,8 @@ class PushSkill(Skill):
         steps = 0  # run_skill counts the steps
         if self._succeeded(env):
             return SkillResult(True, f"pushed the {self.name_i} {self._where(env)}", steps)
-        why = "it stopped moving closer" if self.stalled else "it is not there"
+        why = ("it is at the edge of the board, the pusher cannot get behind it" if self.edge and self.stalled
+               else "it stopped moving closer" if self.stalled else "it is not there")
         return SkillResult(False, f"could not push the {self.name_i} {self._where(env)}: {why}", steps)
 
     def _where(self, env: PushEnv) -> str:

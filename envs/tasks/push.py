@@ -535,7 +535,7 @@ def on_board_target(xy: np.ndarray, margin: float = 0.03) -> bool:
 
 
 # ---- long-horizon tasks ------------------------------------------------------------------------
-PLACED_MARGIN = 0.015  # a block counts as placed by the oracle only this far inside a success region
+PLACED_MARGIN = 0.005  # a block counts as placed by the oracle only this far inside a success region
 
 
 @dataclass(frozen=True)
