@@ -233,3 +233,73 @@ def test_interactive_session_runs_instructions_on_the_same_scene(tmp_path):
     assert result["success_known"] is False
     assert json.loads((tmp_path / "trace.json").read_text()) == result
     assert "SUCCESS UNKNOWN" in out.getvalue()
+
+
+# ---- the model planners (an untrained tiny PalmE: its text is untrusted input) ------------------------------
+TINY = dict(llm_hidden=64, llm_layers=1, llm_heads=2, llm_kv_heads=2, llm_intermediate=128, vision_hidden=32,
+            vision_layers=1, vision_heads=2, vision_intermediate=64, state_hidden=64)
+
+
+def _tiny_model(grasp_env, **overrides):
+    model_mod = pytest.importorskip("agent.model")
+    from agent.parser import SceneContext
+
+    texts = []
+    for seed in range(3):
+        grasp_env.reset(seed=seed)
+        texts += valid_steps(SceneContext.from_env(grasp_env)) + [grasp_env.unwrapped.task_description]
+    return model_mod.make_model("palme-tiny", tokenizer_texts=texts, **(TINY | overrides))
+
+
+@pytest.fixture(scope="module")
+def tiny_palme(grasp_env):
+    return _tiny_model(grasp_env)
+
+
+def test_constrained_palme_planner_writes_only_steps_that_parse(grasp_env, tiny_palme):
+    from agent.planners import PalmEPlanner
+
+    planner = PalmEPlanner(model=tiny_palme, constrained=True, max_new_tokens=24)
+    starts = []
+    trace = Agent(planner, max_steps=2, on_step_start=starts.append).episode(grasp_env, seed=0)
+    assert planner.needs_image and all("rgb" in s.obs for s in starts)
+    assert all(s.error is None for s in trace.steps), [s.text for s in trace.steps]
+    assert all(s.prompt.startswith("Given <img>.") for s in trace.steps)
+    assert trace.success is True or (trace.failure in FAILURE_KINDS and trace.reason)
+
+
+def test_free_text_and_open_loop_palme_planners_end_cleanly(grasp_env, tiny_palme):
+    from agent.planners import PalmEPlanner
+
+    for planner in (PalmEPlanner(model=tiny_palme, max_new_tokens=12),
+                    PalmEPlanner(model=tiny_palme, mode="open", max_plan_tokens=40)):
+        trace = Agent(planner, max_steps=3).episode(grasp_env, seed=1)
+        assert trace.success is True or (trace.failure in FAILURE_KINDS and trace.reason)
+        assert 1 <= len(trace.steps) <= 3
+        json.loads(trace.to_json())
+
+
+def test_text_only_planner_prompts_carry_no_image_or_state(grasp_env):
+    from agent.planners import TextOnlyPlanner
+
+    model = _tiny_model(grasp_env, use_image=False, use_state=False)
+    starts = []
+    planner = TextOnlyPlanner(model=model, constrained=True, max_new_tokens=24)
+    trace = Agent(planner, max_steps=1, on_step_start=starts.append).episode(grasp_env, seed=0)
+    assert not planner.needs_image and "rgb" not in starts[0].obs
+    assert trace.steps[0].prompt.startswith("Task: ") and "<obj_" not in trace.steps[0].prompt
+
+
+def test_palme_run_loads_a_checkpoint(tmp_path, grasp_env, tiny_palme):
+    import io
+
+    from agent.cli.run import run
+    from agent.config import RunConfig
+
+    tiny_palme.save_pretrained(tmp_path / "ckpt")
+    cfg = RunConfig(task="grasp", seed=0, planner="palme", checkpoint=str(tmp_path / "ckpt"), constrained=True,
+                    max_steps=1, video=False)
+    result = run(cfg, tmp_path / "out", out=io.StringIO())
+    assert result["planner"] == "palme" and len(result["steps"]) == 1 and result["steps"][0]["error"] is None
+    with pytest.raises(ValueError, match="does not exist"):
+        run(RunConfig(task="grasp", planner="palme", checkpoint=str(tmp_path / "nowhere"), video=False), tmp_path)
