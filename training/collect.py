@@ -26,6 +26,7 @@ from typing import Any
 
 from envs.tasks.base import SPLITS, seed_range
 
+ROBOT_TYPES = {"pickplace": "franka_panda", "push": "planar_pusher"}  # info.json robot_type per world
 _WORKER: dict[str, Any] = {}  # per-process env, agent and recorder (set by _init_worker)
 
 
@@ -141,7 +142,7 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
         raise ValueError(f"unknown task {cfg.task!r} for env {cfg.env!r}; known tasks: {task_names(cfg.env)}")
     probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
     features, palme = dataset_features(probe), dataset_palme_block(cfg, probe)
-    robot_type = getattr(probe.unwrapped, "robot_type", None) or probe.unwrapped.world
+    robot_type = getattr(probe.unwrapped, "robot_type", None) or ROBOT_TYPES.get(cfg.env, cfg.env)
     probe.close()
     lo, hi = seed_range(cfg.split)
     first = lo if cfg.seed_start is None else cfg.seed_start

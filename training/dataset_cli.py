@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
+
 from envs.video import caption, write_video
 from training.dataset.checks import DatasetError
 from training.dataset.reader import LogDataset
@@ -36,6 +38,12 @@ def cmd_info(root: Path) -> int:
     print(f"tasks        {info['total_tasks']} instructions; episodes per task: "
           + ", ".join(f"{k} {v}" for k, v in sorted(by_task.items())))
     print(f"success      {ok}/{n}" + (f" ({100 * ok / n:.1f}%)" if n else ""))
+    failures: dict[str, int] = {}
+    for e in ds.episodes:
+        if not e.success:
+            failures[e.failure or "unknown"] = failures.get(e.failure or "unknown", 0) + 1
+    if failures:
+        print("failures     " + ", ".join(f"{k} {v}" for k, v in sorted(failures.items())))
     print(f"splits       {info.get('splits')}  seed ranges {palme.get('seed_ranges')}")
     print(f"size         {size:.1f} MB" + (f" ({size / n:.2f} MB per episode)" if n else ""))
     return 0
@@ -57,7 +65,7 @@ def cmd_validate(root: Path, images: bool) -> int:
     return 0
 
 
-def cmd_render(root: Path, episode: int, out: Path | None, fps: int | None) -> int:
+def cmd_render(root: Path, episode: int, out: Path | None, fps: int | None, scale: int = 2) -> int:
     """Write an mp4 of one episode with the plan step active at each frame written on it."""
     ds = LogDataset(root, on_error="skip")
     pos = next((k for k, e in enumerate(ds.episodes) if e.index == episode), None)
@@ -68,7 +76,10 @@ def cmd_render(root: Path, episode: int, out: Path | None, fps: int | None) -> i
     for i, t in enumerate(ep.frame_t):
         active = [s for s in ep.steps if s["start_t"] <= t]
         text = f"{len(active)}. {active[-1]['text']}" if active else ep.instruction
-        frames.append(caption(ds.image(pos, i), text))
+        img = ds.image(pos, i)
+        if scale > 1:  # upscale so the caption is readable
+            img = cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+        frames.append(caption(img, text))
     out = out or Path("outputs") / "renders" / f"{root.name}_episode_{episode:06d}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_video(out, frames, fps or ds.fps)
@@ -88,13 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--episode", type=int, required=True)
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--fps", type=int, default=None)
+    r.add_argument("--scale", type=int, default=2, help="upscale frames by this factor (readable captions)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "info":
             return cmd_info(args.dir)
         if args.cmd == "validate":
             return cmd_validate(args.dir, images=not args.no_images)
-        return cmd_render(args.dir, args.episode, args.out, args.fps)
+        if args.scale < 1:
+            raise ValueError(f"--scale must be >= 1, got {args.scale}")
+        return cmd_render(args.dir, args.episode, args.out, args.fps, args.scale)
     except NotADatasetError as err:
         print(err, file=sys.stderr)
         return 2
