@@ -25,9 +25,11 @@ CUBE_SIZES: dict[str, float] = {"small": 0.04, "large": 0.05}  # edge lengths; P
 WORKSPACE_LOW = np.array([0.28, -0.36])  # where cubes and zones are placed (x, y); all reachable top-down
 WORKSPACE_HIGH = np.array([0.66, 0.36])
 ZONE_SIDE = 0.15  # target zones are flat squares of this side
-ZONE_SLOT_OFFSET = 0.04  # zone slots: a 2x2 grid at +-this offset from the zone centre
+ZONE_SLOT_OFFSET = (0.04, 0.05)  # zone slots: a 2x2 grid at +-(dx, dy) from the zone centre; wider along
+# y, the finger axis, so the fingers opening next to a cube in the neighbouring slot do not touch it
 TABLE_HALF = np.array([0.55, 0.6, 0.02])  # table top half extents; centre at x=0.45
 TABLE_CENTER = np.array([0.45, 0.0, -0.02])
+TABLE_X, TABLE_HALF_X, TABLE_HALF_Y = float(TABLE_CENTER[0]), float(TABLE_HALF[0]), float(TABLE_HALF[1])
 CUBE_MASS = 0.08  # kg
 FRICTION = 1.0
 
@@ -45,10 +47,32 @@ EE_HIGH = np.array([0.8, 0.45, 0.55])
 MAX_DELTA = 0.015  # m per control step for an action of 1.0 (0.3 m/s at 20 Hz)
 JOINT_LOW = (-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671)
 JOINT_HIGH = (2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671)
+JOINT_RANGES = tuple(h - lo for lo, h in zip(JOINT_LOW, JOINT_HIGH))
+IK_ITERATIONS = 10  # per control step; the target moves at most MAX_DELTA per step, so few are needed
 
 # ---- relations (tolerances used by `support_graph` and the success predicates) ------------------
 REST_Z_TOL = 0.01  # a cube rests on X when its bottom is within this of X's top
 TILT_TOL = 0.95  # |cos| of the angle between the cube's local z-ish axis and world z to count as flat
+
+
+# ---- the robot's footprint when the hand comes down (from the link AABBs, grasp point at the origin) ----
+YAW_SLACK = 1.3  # a cube turned by up to ~20 degrees reaches this factor further than its half edge
+RELEASE_MARGIN = 0.016  # the fingers open to the cube's edge plus this to let go
+SPACING_X, SPACING_Y = 0.08, 0.15  # cubes this far apart (in x or in y) never meet the hand, even as towers
+
+
+def hand_footprint(height: float, opening: float) -> tuple[float, float]:
+    """Half extents (x, y) of what the robot occupies at `height` above the grasp point."""
+    if height > 0.09:
+        return 0.10, 0.125  # hand and last arm link
+    if height > 0.03:
+        return 0.04, 0.11  # hand
+    return 0.016, opening / 2 + 0.022  # finger pads
+
+
+def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """Layout rule: far enough apart for the hand whatever the two stacks' heights."""
+    return abs(a[0] - b[0]) >= SPACING_X or abs(a[1] - b[1]) >= SPACING_Y
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,7 @@ class PickPlaceEnv(TabletopEnv):
         self.robot = -1
         self.zones: dict[str, np.ndarray] = {}  # zone colour -> centre (x, y)
         self.ee_target = np.zeros(3)
+        self._ik_target: np.ndarray | None = None  # the target the arm motors were last set for
         self.finger_target = MAX_OPENING
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -112,8 +137,7 @@ class PickPlaceEnv(TabletopEnv):
         self.table = p.createMultiBody(0, table_col, table_vis, TABLE_CENTER.tolist(), physicsClientId=c)
         p.changeDynamics(self.table, -1, lateralFriction=FRICTION, physicsClientId=c)
         self.robot = p.loadURDF(
-            "franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True,
-            flags=p.URDF_USE_SELF_COLLISION_EXCLUDE_PARENT, physicsClientId=c,
+            "franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True, physicsClientId=c,
         )
         for j, q in zip(ARM_JOINTS, HOME_JOINTS):
             p.resetJointState(self.robot, j, q, physicsClientId=c)
@@ -123,8 +147,16 @@ class PickPlaceEnv(TabletopEnv):
                 self.robot, j, lateralFriction=FRICTION, spinningFriction=0.002, frictionAnchor=True,
                 physicsClientId=c,
             )
+        # The real fingers are coupled mechanically; without the coupling a pinched cube slides along the
+        # finger axis (the two finger forces balance wherever the pair is).
+        gear = p.createConstraint(
+            self.robot, FINGER_JOINTS[0], self.robot, FINGER_JOINTS[1], p.JOINT_GEAR, [1, 0, 0], [0, 0, 0], [0, 0, 0],
+            physicsClientId=c,
+        )
+        p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=c)
         self.finger_target = MAX_OPENING
         self.ee_target = self.ee_pose()[0].copy()
+        self._ik_target = None
         self._drive_arm()
 
     def _spawn(self, instance: TaskInstance) -> tuple[list[int], list[float]]:
@@ -169,16 +201,18 @@ class PickPlaceEnv(TabletopEnv):
 
     def _drive_arm(self) -> None:
         c = self.client
-        q = p.calculateInverseKinematics(
-            self.robot, EE_LINK, self.ee_target.tolist(), EE_DOWN,
-            lowerLimits=JOINT_LOW, upperLimits=JOINT_HIGH,
-            jointRanges=[h - lo for lo, h in zip(JOINT_LOW, JOINT_HIGH)], restPoses=HOME_JOINTS,
-            maxNumIterations=20, residualThreshold=1e-4, physicsClientId=c,
-        )
-        p.setJointMotorControlArray(
-            self.robot, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=q[:7], forces=ARM_FORCES,
-            physicsClientId=c,
-        )
+        # IK only when the target moved: the motors keep their last targets, so holds cost nothing.
+        if self._ik_target is None or not np.array_equal(self._ik_target, self.ee_target):
+            q = p.calculateInverseKinematics(
+                self.robot, EE_LINK, self.ee_target.tolist(), EE_DOWN,
+                lowerLimits=JOINT_LOW, upperLimits=JOINT_HIGH, jointRanges=JOINT_RANGES, restPoses=HOME_JOINTS,
+                maxNumIterations=IK_ITERATIONS, residualThreshold=1e-4, physicsClientId=c,
+            )
+            p.setJointMotorControlArray(
+                self.robot, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=q[:7], forces=ARM_FORCES,
+                physicsClientId=c,
+            )
+            self._ik_target = self.ee_target.copy()
         p.setJointMotorControlArray(
             self.robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[self.finger_target / 2] * 2,
             forces=[FINGER_FORCE] * 2, physicsClientId=c,
@@ -191,8 +225,9 @@ class PickPlaceEnv(TabletopEnv):
 
     def _in_workspace(self, pos: np.ndarray) -> bool:
         # Still above the table top (with slack for penetration) and not beyond its edges.
-        on_table = np.all(np.abs(pos[:2] - TABLE_CENTER[:2]) <= TABLE_HALF[:2])
-        return bool(on_table and -0.03 < pos[2] < 1.0)
+        # Plain float comparisons: this runs for every cube on every control step.
+        x, y, z = float(pos[0]), float(pos[1]), float(pos[2])
+        return abs(x - TABLE_X) <= TABLE_HALF_X and abs(y) <= TABLE_HALF_Y and -0.03 < z < 1.0
 
     # ---- robot state ------------------------------------------------------------------------
     def ee_pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +244,11 @@ class PickPlaceEnv(TabletopEnv):
     def block_top(self, i: int) -> float:
         """Height of the top face of cube i (m)."""
         return float(self.object_pose(i)[0][2] + self.object_sizes[i] / 2)
+
+    def object_yaw(self, i: int) -> float:
+        """Yaw of cube i folded into [-pi/4, pi/4): a cube looks the same every quarter turn."""
+        yaw = p.getEulerFromQuaternion(self.object_pose(i)[1])[2]
+        return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
     def is_flat(self, i: int) -> bool:
         """Whether cube i sits on one of its faces (any 90-degree rotation about z is fine)."""
@@ -284,29 +324,44 @@ class PickPlaceEnv(TabletopEnv):
         d = np.abs(self.object_pose(i)[0][:2] - self.zones[color])
         return bool(np.all(d <= ZONE_SIDE / 2))
 
+    def hand_clear(self, xy: np.ndarray, ee_z: float, opening: float, exclude: tuple[int, ...] = ()) -> bool:
+        """Whether the hand can come down to height `ee_z` over `xy` with the fingers `opening` apart
+        without touching any cube (other than `exclude`)."""
+        for j in range(len(self.object_ids)):
+            if j in exclude:
+                continue
+            pj = self.object_pose(j)[0]
+            hx, hy = hand_footprint(pj[2] + self.object_sizes[j] / 2 - ee_z, opening)
+            r = self.object_sizes[j] / 2 * YAW_SLACK + 0.004
+            if abs(xy[0] - pj[0]) < hx + r and abs(xy[1] - pj[1]) < hy + r:
+                return False
+        return True
+
     def free_spot(
-        self, size: float, near: np.ndarray | None = None, exclude: tuple[int, ...] = (),
-        clearance: float = 0.085,
+        self, size: float, near: np.ndarray | None = None, exclude: tuple[int, ...] = ()
     ) -> np.ndarray | None:
-        """A table spot (x, y) for a cube of `size` at least `clearance` from every other cube and outside
-        the zones; the candidate nearest `near` (deterministic grid search), or None if the table is full.
+        """A table spot (x, y) outside the zones where a cube of `size` can be set down and later picked up
+        without the hand touching another cube: the candidate nearest `near` (deterministic grid search),
+        preferring spots that stay clear even if the neighbours grow into towers; None if the table is full.
         """
         xs = np.arange(WORKSPACE_LOW[0], WORKSPACE_HIGH[0] + 1e-9, 0.02)
         ys = np.arange(WORKSPACE_LOW[1], WORKSPACE_HIGH[1] + 1e-9, 0.02)
         grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)  # (N, 2)
         ok = np.ones(len(grid), bool)
-        for j in range(len(self.object_ids)):
-            if j in exclude:
-                continue
-            pj = self.object_pose(j)[0][:2]
-            ok &= np.linalg.norm(grid - pj, axis=1) >= clearance + (self.object_sizes[j] - 0.04) / 2
         for centre in self.zones.values():
             ok &= np.any(np.abs(grid - centre) > ZONE_SIDE / 2 + size / 2 + 0.01, axis=1)
-        if not ok.any():
-            return None
-        cand = grid[ok]
+        others = [self.object_pose(j)[0][:2] for j in range(len(self.object_ids)) if j not in exclude]
         ref = np.asarray(near[:2]) if near is not None else (WORKSPACE_LOW + WORKSPACE_HIGH) / 2
-        return cand[int(np.argmin(np.linalg.norm(cand - ref, axis=1)))]
+        order = np.argsort(np.linalg.norm(grid - ref, axis=1), kind="stable")
+        cands = [grid[k] for k in order if ok[k]]
+        opening = size + RELEASE_MARGIN
+        for strict in (True, False):
+            for q in cands:
+                if strict and not all(_apart(q, o) for o in others):
+                    continue
+                if self.hand_clear(q, size / 2, opening, exclude):
+                    return q
+        return None
 
     def zone_spot(self, color: str, exclude: tuple[int, ...] = ()) -> np.ndarray | None:
         """A free slot (x, y) of the 2x2 grid in zone `color`, or None if the zone is missing or full."""
@@ -315,7 +370,7 @@ class PickPlaceEnv(TabletopEnv):
         centre = self.zones[color]
         others = [self.object_pose(j)[0][:2] for j in range(len(self.object_ids)) if j not in exclude]
         for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            slot = centre + ZONE_SLOT_OFFSET * np.array([dx, dy])
+            slot = centre + np.array(ZONE_SLOT_OFFSET) * [dx, dy]
             if all(np.linalg.norm(slot - o) > 0.05 for o in others):
                 return slot
         return None

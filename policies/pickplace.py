@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from envs.pickplace import MAX_DELTA, MAX_OPENING
+from envs.pickplace import MAX_DELTA, MAX_OPENING, RELEASE_MARGIN
 from envs.vocab import SkillCall
 from policies.base import Skill, SkillResult, register_skill
 
@@ -27,7 +27,7 @@ CLEARANCE = 0.06  # the held cube's bottom (or the fingertips) stays this far ab
 MIN_TRAVEL_Z = 0.16
 GRASP_RETRIES = 3
 PLACE_RETRIES = 2
-STACK_XY_TOL = 0.006  # the held cube must be this well centred over its target before release
+STACK_XY_TOL = 0.004  # the held cube must be this well centred over its target before release
 CLOSE_STEPS = 10  # control steps to close the fingers (0.5 s)
 OPEN_STEPS = 8
 
@@ -56,6 +56,26 @@ def move_to(
         if np.linalg.norm(env.ee_target - goal) < 1e-4 and np.linalg.norm(env.ee_pose()[0] - goal) < tol:
             return True
         yield toward(env, goal, speed, grip)
+    return False
+
+
+def servo_cube(
+    env: PickPlaceEnv, i: int, dest_fn: Callable[[], np.ndarray], z_goal: float, tol: float, max_steps: int = 60
+) -> Actions:
+    """Lower held cube i until its centre is over `dest_fn()` (within `tol`) at height `z_goal`.
+
+    Steers by the cube's measured position, not the hand's, with gains below 1 because the arm lags
+    its target; the cube stays 1 cm higher until it is aligned, so it never scrapes the target.
+    """
+    for _ in range(max_steps):
+        pos = env.object_pose(i)[0]
+        err_xy = dest_fn() - pos[:2]
+        aligned = bool(np.linalg.norm(err_xy) <= tol)
+        err_z = z_goal + (0.0 if aligned else 0.01) - pos[2]
+        if aligned and abs(err_z) < 0.002:
+            return True
+        goal = env.ee_target + np.array([0.4 * err_xy[0], 0.4 * err_xy[1], 0.5 * err_z])
+        yield toward(env, goal, SLOW, -1.0)
     return False
 
 
@@ -128,7 +148,9 @@ class Pick(_ScriptedSkill):
         if env.held_object() == i:
             return True
         size = env.object_sizes[i]
-        open_w = min(MAX_OPENING, size * 1.3 + 0.012)  # wide enough for a turned cube, narrow near neighbours
+        # Wide enough for the cube as it is turned, no wider: neighbours may stand close along the finger axis.
+        yaw = env.object_yaw(i)
+        open_w = min(MAX_OPENING, size * (abs(np.cos(yaw)) + abs(np.sin(yaw))) + RELEASE_MARGIN)
         for _ in range(GRASP_RETRIES):
             safe = travel_height(env, None)
             yield from move_to(env, lambda: np.array([*env.ee_target[:2], safe]), FAST, grip_cmd(open_w), 0.02)
@@ -163,6 +185,9 @@ class Place(_ScriptedSkill):
 
     name = "place"
 
+    def __init__(self, spot: tuple[float, float] | None = None) -> None:
+        self.spot = None if spot is None else np.asarray(spot, dtype=float)  # overrides the table spot search
+
     def precondition(self, env, call):
         held = env.held_object()
         x = env.names[call.obj]
@@ -189,6 +214,8 @@ class Place(_ScriptedSkill):
             return (lambda: env.object_pose(j)[0][:2]), env.block_top(j), STACK_XY_TOL
         if call.zone is not None:
             spot = env.zone_spot(call.zone, exclude=(i,))
+        elif self.spot is not None:
+            spot = self.spot
         else:
             spot = env.free_spot(env.object_sizes[i], near=env.object_pose(i)[0], exclude=(i,))
         return (lambda: spot), 0.0, 0.01
@@ -197,28 +224,33 @@ class Place(_ScriptedSkill):
         i = call.obj
         size = env.object_sizes[i]
         dest_xy, surface, tol = self.destination(env, call)
+        rest_z = surface + size / 2 + 0.003  # cube centre height at release: it drops the last 3 mm
         safe = travel_height(env, i)
         yield from move_to(env, lambda: np.array([*env.ee_target[:2], safe]), FAST, -1.0, 0.02)
+        yield from hold(env, 2, -1.0)
+        # Travel: the cube may sit off-centre in the fingers, so aim the hand at target + grasp offset
+        # (measured while still: measured in motion it would include the arm's lag).
+        offset = env.ee_target - env.object_pose(i)[0]
+        aim = lambda z: np.array([*(dest_xy() + offset[:2]), z])  # noqa: E731
+        yield from move_to(env, lambda: aim(safe), FAST, -1.0, 0.01)
+        yield from move_to(env, lambda: aim(rest_z + offset[2] + 0.03), FAST, -1.0, 0.006)
         for _ in range(PLACE_RETRIES + 1):
-            # The cube may sit off-centre in the fingers: steer the cube, not the hand, over the target.
-            # The offset is measured while the hand is still (it would feed back the arm's lag if live).
-            yield from hold(env, 2, -1.0)
-            offset = env.ee_target - env.object_pose(i)[0]
-            release_z = surface + size / 2 + offset[2] + 0.003
-            aim = lambda z: np.array([*(dest_xy() + offset[:2]), z])  # noqa: E731
-            yield from move_to(env, lambda: aim(safe), FAST, -1.0, 0.01)
-            yield from move_to(env, lambda: aim(release_z + 0.04), FAST, -1.0, 0.006)
-            yield from move_to(env, lambda: aim(release_z), SLOW, -1.0, 0.004, 40)
-            yield from hold(env, 3, -1.0)
+            aligned = yield from servo_cube(env, i, dest_xy, rest_z, tol)
             if env.held_object() != i:
                 return False  # dropped on the way
-            if np.linalg.norm(env.object_pose(i)[0][:2] - dest_xy()) <= tol:
+            if aligned:
                 break
-            up = np.array([*env.ee_target[:2], release_z + 0.03])  # misaligned: lift and align again
-            yield from move_to(env, lambda: up, SLOW, -1.0, 0.01, 20)
-        release_w = min(MAX_OPENING, size + 0.025)
+            up = env.ee_target + np.array([0.0, 0.0, 0.02])  # lift clear, then try again
+            yield from move_to(env, lambda: up, SLOW, -1.0, 0.005, 20)
+        else:
+            return False
+        yaw = env.object_yaw(i)  # relative to the hand, whose yaw is fixed at 0
+        release_w = min(MAX_OPENING, size * (abs(np.cos(yaw)) + abs(np.sin(yaw))) + RELEASE_MARGIN)
         yield from hold(env, OPEN_STEPS, grip_cmd(release_w))
-        retreat = np.array([*env.ee_target[:2], release_z + 0.04])
+        if any(env.touches_finger(i)):  # still pinched (e.g. turned in the grip): open all the way
+            release_w = MAX_OPENING
+            yield from hold(env, OPEN_STEPS, grip_cmd(release_w))
+        retreat = np.array([*env.ee_target[:2], env.ee_target[2] + 0.04])
         yield from move_to(env, lambda: retreat, SLOW, grip_cmd(release_w), 0.01, 20)
         top = travel_height(env, None)
         yield from move_to(env, lambda: np.array([*env.ee_target[:2], top]), FAST, grip_cmd(release_w), 0.02)

@@ -139,3 +139,35 @@ def test_splits_control_objects_and_phrasing():
             assert 6 <= len(l3.objects) <= 8
             assert l4.extras["template"] in t.heldout_templates
             assert 2 <= len(train.layout.zones) <= 4
+
+
+def test_support_graph_matches_the_spawned_towers(env):
+    for seed in range(6):
+        env.reset(seed=seed)
+        graph = env.support_graph()
+        for _, _, _, slots in env.instance.layout.stacks:
+            assert graph[slots[0]] == -1
+            for below, above in zip(slots, slots[1:]):
+                assert graph[above] == below
+        assert env.held_object() is None
+
+
+def test_free_spot_leaves_room_for_the_hand(env):
+    env.reset(seed=4)
+    for i in range(len(env.object_ids)):
+        spot = env.free_spot(env.object_sizes[i], near=env.object_pose(i)[0], exclude=(i,))
+        assert spot is not None and env.hand_clear(spot, env.object_sizes[i] / 2, 0.07, exclude=(i,))
+        assert all(np.any(np.abs(spot - c) > 0.075) for c in env.zones.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_oracle_succeeds_with_eight_cubes(task):
+    e = PickPlaceEnv(task, obs_type="state", split="L3")
+    e.task = make_task("pickplace", task, n_objects=8)
+    wins = 0
+    for seed in range(1_000_000, 1_000_010):
+        e.reset(seed=seed)
+        run_oracle(e, max_calls=60)
+        wins += e.is_success
+    assert wins >= 9

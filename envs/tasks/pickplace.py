@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from envs.catalogue import COLOR_NAMES, SIZE_NAMES, ObjectDesc
-from envs.pickplace import CUBE_SIZES, WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_SIDE, Layout
+from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, SIZE_NAMES, ObjectDesc
+from envs.pickplace import WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_SIDE, Layout, _apart
 from envs.tasks.base import Task, TaskInstance, register_task
 from envs.vocab import SkillCall, object_names, referral_name
 
@@ -36,8 +36,10 @@ LIFT_HEIGHT = 0.02  # grasp success: the held cube's bottom is at least this far
 
 
 # ================================ scene sampling ===============================================
-def n_objects(rng: np.random.Generator, split: str) -> int:
-    """Number of cubes: 3-5, or 6-8 in L3."""
+def n_objects(rng: np.random.Generator, split: str, fixed: int | None = None) -> int:
+    """Number of cubes: 3-5, or 6-8 in L3 (`fixed` overrides, e.g. 8 for the hardest scenes)."""
+    if fixed is not None:
+        return fixed
     return int(rng.integers(6, 9)) if split == "L3" else int(rng.integers(3, 6))
 
 
@@ -82,11 +84,11 @@ def sample_layout(
     in_tower = {i for t in towers for i in t}
     stacks_slots = [tuple(t) for t in towers] + [(i,) for i in range(n) if i not in in_tower]
     for _ in range(200):
-        zone_xy = _scatter(rng, len(zones), ZONE_SIDE + 0.03, [], ZONE_SIDE / 2)
+        zone_xy = _scatter(rng, len(zones), lambda a, b: np.linalg.norm(a - b) >= ZONE_SIDE + 0.03, [], ZONE_SIDE / 2)
         if zone_xy is None:
             continue
         keep_out = [(z, ZONE_SIDE / 2 + 0.045) for z in zone_xy]  # cubes start outside the zones
-        stack_xy = _scatter(rng, len(stacks_slots), CUBE_SPACING, keep_out, 0.03)
+        stack_xy = _scatter(rng, len(stacks_slots), stacks_apart, keep_out, 0.03)
         if stack_xy is None:
             continue
         stacks = tuple(
@@ -97,15 +99,21 @@ def sample_layout(
     raise RuntimeError(f"could not place {n} cubes and {len(zones)} zones without overlap")
 
 
+def stacks_apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two stacks leave room for the fingers and the hand, whatever their heights become."""
+    return bool(np.linalg.norm(a - b) >= CUBE_SPACING and _apart(a, b))
+
+
 def _scatter(
-    rng: np.random.Generator, k: int, spacing: float, keep_out: list[tuple[np.ndarray, float]], margin: float
+    rng: np.random.Generator, k: int, apart: Callable[[np.ndarray, np.ndarray], bool],
+    keep_out: list[tuple[np.ndarray, float]], margin: float,
 ) -> list[np.ndarray] | None:
-    """k points in the workspace (`margin` inside its edges), pairwise >= spacing apart, outside keep-out squares."""
+    """k points in the workspace (`margin` inside its edges), pairwise `apart`, outside keep-out squares."""
     pts: list[np.ndarray] = []
     for _ in range(k):
         for _ in range(100):
             q = rng.uniform(WORKSPACE_LOW + margin, WORKSPACE_HIGH - margin)
-            if all(np.linalg.norm(q - o) >= spacing for o in pts) and all(
+            if all(apart(q, o) for o in pts) and all(
                 np.any(np.abs(q - c) > r) for c, r in keep_out
             ):
                 pts.append(q)
@@ -238,6 +246,11 @@ class PickPlaceTask(Task):
 
     world: ClassVar[str] = "pickplace"
 
+    def __init__(self, n_objects: int | None = None) -> None:
+        if n_objects is not None and not 3 <= n_objects <= MAX_OBJECTS:
+            raise ValueError(f"n_objects must be in [3, {MAX_OBJECTS}], got {n_objects}")
+        self.n_objects = n_objects  # fixed cube count, or None for the split's range
+
     def sample(self, rng: np.random.Generator, split: str = "train") -> TaskInstance:
         objects, goal, towers, zones = self._sample_goal(rng, split)
         layout = sample_layout(rng, len(objects), towers, zones)
@@ -323,7 +336,7 @@ class StackTask(PickPlaceTask):
     }
 
     def _sample_goal(self, rng, split):
-        n = n_objects(rng, split)
+        n = n_objects(rng, split, self.n_objects)
         objects = sample_objects(rng, split, n)
         k = int(rng.integers(3, 5)) if split == "L3" else int(rng.integers(2, 4))
         order = focus_objects(rng, objects, k)
@@ -392,7 +405,7 @@ class GraspTask(PickPlaceTask):
     )
 
     def _sample_goal(self, rng, split):
-        n = n_objects(rng, split)
+        n = n_objects(rng, split, self.n_objects)
         objects = sample_objects(rng, split, n)
         target = focus_objects(rng, objects, 1)[0]
         towers: list[list[int]] = []
@@ -476,7 +489,7 @@ class PutInZoneTask(ZoneGoalMixin, PickPlaceTask):
     )
 
     def _sample_goal(self, rng, split):
-        n = n_objects(rng, split)
+        n = n_objects(rng, split, self.n_objects)
         zones = zone_colors(rng, int(rng.integers(2, 5)))
         objects = sample_objects(rng, split, n)
         zone = zones[int(rng.integers(len(zones)))]
@@ -526,7 +539,7 @@ class SortByColorTask(ZoneGoalMixin, PickPlaceTask):
     )
 
     def _sample_goal(self, rng, split):
-        n = n_objects(rng, split)
+        n = n_objects(rng, split, self.n_objects)
         k = max(int(rng.integers(2, 5)), (n + 1) // 2)  # at most 2-3 cubes per zone
         must = []
         if split == "L2":
@@ -557,7 +570,7 @@ class UnstackTask(PickPlaceTask):
     success_doc = "every cube rests directly on the table: flat, bottom within 1 cm of the table top, not held."
 
     def _sample_goal(self, rng, split):
-        n = n_objects(rng, split)
+        n = n_objects(rng, split, self.n_objects)
         objects = sample_objects(rng, split, n)
         first = focus_objects(rng, objects, 1)
         lengths = (3, 4) if split == "L3" else (2, 3)
