@@ -40,7 +40,7 @@ APPROACH_STEP = 0.04  # m per control step while moving around blocks
 PUSH_STEP = (0.006, 0.03)  # m per control step while pushing: slow near the spot, so the block does not slide on
 SPOT_REACHED = 0.012
 EDGE_MARGIN = 0.03  # spots keep the block centre this far inside the board
-STALL_STEPS = 50  # give up when the block has not come 5 mm closer for this many steps
+STALL_STEPS = 60  # give up when the block has not come 5 mm closer for this many steps
 GRID = 0.01
 
 
@@ -135,7 +135,6 @@ class PushSkill(Skill):
         self.offset = self._choose_spot(env)  # spot, relative to the reference block when there is one
         self.mode = "approach"
         self.detour: np.ndarray | None = None
-        self.via: np.ndarray | None = None  # waypoint of the block round other blocks
         self.best, self.since_best = np.inf, 0
         self.settle = -1  # control steps left to let the block come to rest after stopping
         self.stalled = False
@@ -281,17 +280,13 @@ class PushSkill(Skill):
         return obs
 
     def _via(self, env: PushEnv, b: np.ndarray, spot: np.ndarray) -> np.ndarray:
+        """The spot if the block's straight path to it is clear, else the next waypoint of a fresh path round
+        the other blocks (replanned every step, so a block that overshoots a waypoint is not pushed back)."""
         obstacles = self._block_obstacles(env)
-        if self.via is not None and float(np.linalg.norm(b - self.via)) > 0.015 and _clear(b, self.via, obstacles):
-            return self.via
-        self.via = None
         if _clear(b, spot, obstacles) or any(float(np.linalg.norm(b - c)) < r for c, r in obstacles):
             return spot
         path = plan_path(b, spot, obstacles, margin=EDGE_MARGIN)
-        if len(path) > 1:
-            self.via = path[0]
-            return self.via
-        return spot
+        return next((q for q in path if float(np.linalg.norm(q - b)) > 0.03), spot)
 
     def _obstacles(self, env: PushEnv) -> list[tuple[np.ndarray, float]]:
         obs = []
