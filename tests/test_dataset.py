@@ -177,6 +177,22 @@ def test_missing_and_corrupt_frames_are_reported_by_frame(ds_root):
         ds.image(0, 3)
 
 
+def test_deleted_frame_row_is_reported(ds_root):
+    path = ds_root / data_path(2)
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table.slice(0, 2), table.slice(3)]), path)
+    messages = [str(p) for p in _errors(ds_root, checksum=False)]
+    assert any("episode 2: data/chunk-000/file-002.parquet] 4 frames in the file, episode metadata says 5" in m
+               for m in messages), messages
+
+
+def test_other_world_or_second_writer_cannot_append(ds_root):
+    with pytest.raises(ValueError, match="holds the 'pickplace' world"):
+        DatasetWriter(ds_root, FEATURES, fps=5, palme={"world": "push"})
+    with DatasetWriter(ds_root), pytest.raises(ValueError, match="another writer"):
+        DatasetWriter(ds_root)
+
+
 def test_nan_state_is_reported_with_column_and_frame(ds_root):
     def nan(values):
         values[2][5] = float("nan")

@@ -164,6 +164,13 @@ class DatasetWriter:
         except OSError as err:
             self._lock.close()
             raise ValueError(f"{self.root}: another writer is appending to this dataset") from err
+        try:
+            self._open(features, fps, robot_type, palme, chunks_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, features, fps, robot_type, palme, chunks_size) -> None:
         if (self.root / INFO_PATH).exists():
             self.info = load_info(self.root)
             check_versions(self.info, self.root)
@@ -262,6 +269,8 @@ class DatasetWriter:
     def _merge_palme(self, palme: dict[str, Any]) -> None:
         """Record what this run adds (tasks collected, seed ranges) without losing earlier runs' entries."""
         block = self.info.setdefault("palme", {"schema_version": SCHEMA_VERSION})
+        if block.get("world") and palme.get("world") and block["world"] != palme["world"]:
+            raise ValueError(f"{self.root}: dataset holds the {block['world']!r} world, this run collects {palme['world']!r}")
         for key, value in palme.items():
             if isinstance(value, list) and isinstance(block.get(key), list):
                 block[key] = block[key] + [v for v in value if v not in block[key]]
