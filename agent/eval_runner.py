@@ -138,17 +138,26 @@ def set_torch_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def mp_context(world: str) -> mp.context.BaseContext:
+def mp_context(world: str, planner: str = "oracle") -> mp.context.BaseContext:
     """forkserver where available (fast worker start, no inherited PyBullet/torch state), else spawn."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     from envs import WORLDS
 
     ctx = mp.get_context("forkserver")
-    # Modules imported once in the server and inherited by every worker it forks.
+    # Modules imported once in the server and inherited by every worker it forks (torch and
+    # transformers too for model planners: importing them costs seconds per worker otherwise).
     world_modules = [WORLDS[world][1].split(":")[0], WORLDS[world][2], f"policies.{world}"] if world in WORLDS else []
-    ctx.set_forkserver_preload(["agent.eval_runner", "agent.eval_agent", *world_modules])
+    model_modules = ["agent.model"] if uses_model(planner) else []
+    ctx.set_forkserver_preload(["agent.eval_runner", "agent.eval_agent", *world_modules, *model_modules])
     return ctx
+
+
+def uses_model(planner: str) -> bool:
+    """Whether a planner runs the PalmE model (and so needs torch and transformers)."""
+    from agent.planners import PLANNERS, PalmEPlanner
+
+    return planner in PLANNERS and issubclass(PLANNERS[planner], PalmEPlanner)
 
 
 def run_jobs(
@@ -172,8 +181,12 @@ def run_jobs(
         return
     pending = list(jobs)
     tries: dict[Job, int] = {}
+    barren = 0  # pools in a row that broke before finishing any episode
     while pending:
-        pending = _run_pool(pending, settings, str(out_dir), workers, on_result, tries)
+        pending, finished = _run_pool(pending, settings, str(out_dir), workers, on_result, tries)
+        barren = 0 if finished else barren + 1
+        if pending and barren >= 2:
+            raise RuntimeError("worker processes die before finishing any episode (see their stderr above)")
 
 
 def _run_pool(
@@ -183,10 +196,11 @@ def _run_pool(
     workers: int,
     on_result: Callable[[dict[str, Any]], None],
     tries: dict[Job, int],
-) -> list[Job]:
-    """One executor's life: keeps `2 * workers` jobs in flight; returns the jobs to rerun if a worker died."""
+) -> tuple[list[Job], int]:
+    """One executor's life: keeps `2 * workers` jobs in flight; returns (jobs to rerun if a worker died, episodes finished)."""
     queue = list(reversed(jobs))
-    executor = ProcessPoolExecutor(workers, mp_context(settings["env"]), initializer=_init_worker, initargs=(settings, out_dir))
+    finished = 0
+    executor = ProcessPoolExecutor(workers, mp_context(settings["env"], settings["planner"]), initializer=_init_worker, initargs=(settings, out_dir))
     in_flight: dict[Future, Job] = {}
     try:
         while queue or in_flight:
@@ -197,12 +211,14 @@ def _run_pool(
             for fut in done:
                 job = in_flight.pop(fut)
                 try:
-                    on_result(fut.result())
+                    rec = fut.result()
                 except BrokenProcessPool as exc:
                     # Which in-flight job killed the worker is unknown: each is rerun once, then recorded.
                     rerun = _after_crash([job, *in_flight.values()], exc, tries, on_result)
-                    return rerun + list(reversed(queue))
-        return []
+                    return rerun + list(reversed(queue)), finished
+                on_result(rec)
+                finished += 1
+        return [], finished
     except BaseException:
         _stop(executor)
         raise

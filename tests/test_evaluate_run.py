@@ -156,3 +156,24 @@ def test_torchrun_shards_episodes_by_rank_and_merges_them(tmp_path):
                                               for n in (0, 1)]
     assert all((out / v).is_file() for v in info["overall"]["video_paths"])
     assert [(e["task"], e["episode"]) for e in _episodes(out)] == [("grasp", 0), ("grasp", 1), ("unstack", 0), ("unstack", 1)]
+
+
+def test_same_checkpoint_and_seeds_give_identical_episodes(tmp_path):
+    """A PalmE checkpoint (untrained tiny model, constrained decoding so its steps run skills) evaluated twice."""
+    model_mod = pytest.importorskip("agent.model")
+    texts = ["pick up the red cube", "place the red cube on the blue cube", "place the green cube in the red zone",
+             "place the yellow cube on the table", "done", "pick up the small cyan cube and hold it"] * 10
+    tiny = dict(vocab_size=400, llm_hidden=64, llm_layers=1, llm_heads=2, llm_kv_heads=2, llm_intermediate=128,
+                vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64, state_hidden=32)
+    model_mod.make_model("palme-tiny", tokenizer_texts=texts, **tiny).save_pretrained(tmp_path / "ckpt")
+
+    def run(name: str) -> tuple[dict, list[dict]]:
+        cfg = EvalConfig(checkpoint=str(tmp_path / "ckpt"), constrained=True, max_new_tokens=24, max_steps=1,
+                         tasks=["grasp"], split="L1", episodes=2, videos_per_task=0, progress=False)
+        return evaluate(cfg, tmp_path / name), _episodes(tmp_path / name)
+
+    (info_a, eps_a), (info_b, eps_b) = run("a"), run("b")
+    assert info_a["config"]["planner"] == "palme" and info_a["config"]["checkpoint"] == str(tmp_path / "ckpt")
+    assert info_a["per_task"][0]["metrics"]["successes"] == info_b["per_task"][0]["metrics"]["successes"]
+    assert [[s["text"] for s in e["steps"]] for e in eps_a] == [[s["text"] for s in e["steps"]] for e in eps_b]
+    assert all(e["steps"] and e["traceback"] is None for e in eps_a)
