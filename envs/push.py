@@ -8,7 +8,6 @@ bounded speed during the 24 physics substeps of a control step.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,9 +15,10 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 
+from envs import load_world
 from envs.base import TabletopEnv
 from envs.catalogue import ROBOT_DIM
-from envs.push_blocks import BLOCK_SETS, _write_atomic, asset_dir, bounding_radius, create_block
+from envs.push_blocks import BLOCK_SETS, asset_dir, bounding_radius, create_block, write_atomic
 from envs.tasks.base import TaskInstance
 
 # Board (Language-Table): x is away from the robot base ("top" = small x), y to the right.
@@ -50,7 +50,8 @@ _PUSHER_URDF = """<?xml version="1.0"?>
     <limit lower="-1" upper="2" effort="100" velocity="5"/>
   </joint>
   <link name="carriage">
-    <inertial><mass value="0.2"/><inertia ixx="1e-4" iyy="1e-4" izz="1e-4" ixy="0" ixz="0" iyz="0"/></inertial>
+    <inertial><mass value="0.2"/><inertia ixx="1e-4" iyy="1e-4" izz="1e-4" ixy="0" ixz="0" iyz="0"/>
+    </inertial>
   </link>
   <joint name="slide_y" type="prismatic">
     <parent link="carriage"/><child link="effector"/>
@@ -58,9 +59,11 @@ _PUSHER_URDF = """<?xml version="1.0"?>
     <limit lower="-1" upper="1" effort="100" velocity="5"/>
   </joint>
   <link name="effector">
-    <inertial><mass value="0.2"/><inertia ixx="1e-4" iyy="1e-4" izz="1e-4" ixy="0" ixz="0" iyz="0"/></inertial>
+    <inertial><mass value="0.2"/><inertia ixx="1e-4" iyy="1e-4" izz="1e-4" ixy="0" ixz="0" iyz="0"/>
+    </inertial>
     <visual><origin xyz="0 0 {zc}"/><geometry><cylinder radius="{r}" length="{length}"/></geometry></visual>
-    <collision><origin xyz="0 0 {zc}"/><geometry><cylinder radius="{r}" length="{length}"/></geometry></collision>
+    <collision><origin xyz="0 0 {zc}"/>
+      <geometry><cylinder radius="{r}" length="{length}"/></geometry></collision>
   </link>
 </robot>
 """
@@ -70,11 +73,14 @@ def pusher_urdf() -> str:
     """Path of the generated URDF of the planar pusher (a cylinder on an x-y gantry)."""
     length = 0.06
     text = _PUSHER_URDF.format(
-        height=EFFECTOR_HEIGHT, r=EFFECTOR_RADIUS, length=length, zc=EFFECTOR_TIP + length / 2 - EFFECTOR_HEIGHT
+        height=EFFECTOR_HEIGHT,
+        r=EFFECTOR_RADIUS,
+        length=length,
+        zc=EFFECTOR_TIP + length / 2 - EFFECTOR_HEIGHT,
     )
     path = Path(asset_dir()) / "pusher.urdf"
     if not path.exists() or path.read_text() != text:
-        _write_atomic(path, text)
+        write_atomic(path, text)
     return str(path)
 
 
@@ -85,7 +91,9 @@ def on_board(xy: np.ndarray, margin: float = 0.0) -> bool:
 
 def clip_to_board(xy: np.ndarray, margin: float = 0.0) -> np.ndarray:
     """The nearest point on the board (shrunk by `margin`)."""
-    return np.array([np.clip(xy[0], X_MIN + margin, X_MAX - margin), np.clip(xy[1], Y_MIN + margin, Y_MAX - margin)])
+    return np.array(
+        [np.clip(xy[0], X_MIN + margin, X_MAX - margin), np.clip(xy[1], Y_MIN + margin, Y_MAX - margin)]
+    )
 
 
 class PushEnv(TabletopEnv):
@@ -107,6 +115,7 @@ class PushEnv(TabletopEnv):
                 f"split {split!r} draws held-out or larger block combinations; use block_set='N_CHOOSE_K' "
                 f"or None with it, not the fixed set {block_set!r}"
             )
+        load_world(self.world)  # registers the pushing tasks when the env is built directly, not via make_env
         super().__init__(task, **kwargs)
         self.block_set = block_set or "N_CHOOSE_K"
         self.task.block_set = self.block_set  # the task samples the blocks of each episode
@@ -131,8 +140,9 @@ class PushEnv(TabletopEnv):
     def _build_world(self) -> None:
         c = self.client
         plane = p.createCollisionShape(p.GEOM_PLANE, physicsClientId=c)
-        table_vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.001], rgbaColor=TABLE_RGBA,
-                                        physicsClientId=c)
+        table_vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[1.0, 1.0, 0.001], rgbaColor=TABLE_RGBA, physicsClientId=c
+        )
         self.table = p.createMultiBody(0, plane, table_vis, [0, 0, 0], physicsClientId=c)
         p.resetBasePositionAndOrientation(self.table, [0, 0, 0], [0, 0, 0, 1], physicsClientId=c)
         half = [(X_MAX - X_MIN) / 2, (Y_MAX - Y_MIN) / 2, 0.0005]
@@ -165,8 +175,14 @@ class PushEnv(TabletopEnv):
         for j in range(2):
             vmax = speed * (abs(delta[j]) / norm if norm > 1e-9 else 1.0)
             p.setJointMotorControl2(
-                self.pusher, j, p.POSITION_CONTROL, targetPosition=float(self.effector_target[j]),
-                force=50.0, positionGain=0.3, velocityGain=1.0, maxVelocity=max(vmax, 0.02),
+                self.pusher,
+                j,
+                p.POSITION_CONTROL,
+                targetPosition=float(self.effector_target[j]),
+                force=50.0,
+                positionGain=0.3,
+                velocityGain=1.0,
+                maxVelocity=max(vmax, 0.02),
                 physicsClientId=self.client,
             )
 
@@ -210,7 +226,3 @@ class PushEnv(TabletopEnv):
     def block_radius(self, i: int) -> float:
         """Bounding radius of block i (m)."""
         return self.object_sizes[i] / 2
-
-    def replace_goal(self, **changes: Any) -> None:
-        """Edit fields of the current (dataclass) goal, e.g. in tests."""
-        self.goal = dataclasses.replace(self.goal, **changes)

@@ -7,7 +7,6 @@ prisms, so they push as one rigid body without the hull filling their notches.
 
 from __future__ import annotations
 
-import itertools
 import os
 import tempfile
 import zlib
@@ -31,13 +30,20 @@ ASSET_VERSION = "v1"  # bump when the geometry changes so stale caches are not r
 
 ALL_BLOCKS: tuple[ObjectDesc, ...] = tuple(ObjectDesc(c, s) for c in BLOCK_COLORS for s in BLOCK_SHAPES)
 BLOCK_4: tuple[ObjectDesc, ...] = tuple(
-    ObjectDesc(c, s) for c, s in [("red", "moon"), ("blue", "cube"), ("green", "star"), ("yellow", "pentagon")]
+    ObjectDesc(c, s)
+    for c, s in [("red", "moon"), ("blue", "cube"), ("green", "star"), ("yellow", "pentagon")]
 )
 BLOCK_8: tuple[ObjectDesc, ...] = tuple(
     ObjectDesc(c, s)
     for c, s in [
-        ("red", "moon"), ("red", "pentagon"), ("blue", "moon"), ("blue", "cube"),
-        ("green", "cube"), ("green", "star"), ("yellow", "star"), ("yellow", "pentagon"),
+        ("red", "moon"),
+        ("red", "pentagon"),
+        ("blue", "moon"),
+        ("blue", "cube"),
+        ("green", "cube"),
+        ("green", "star"),
+        ("yellow", "star"),
+        ("yellow", "pentagon"),
     ]
 )
 BLOCK_SETS: tuple[str, ...] = ("N_CHOOSE_K", "BLOCK_4", "BLOCK_8")
@@ -156,7 +162,7 @@ def asset_dir() -> Path:
     return root / f"push-blocks-{ASSET_VERSION}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     # Several env processes may generate the cache at once: write aside, then rename.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -173,10 +179,10 @@ def mesh_files(shape: str) -> tuple[str, tuple[str, ...]]:
     visual = folder / f"{shape}.obj"
     pieces = [folder / f"{shape}_part{i}.obj" for i in range(len(parts))]
     if not visual.exists():
-        _write_atomic(visual, _obj_text(parts, BLOCK_HEIGHT))
+        write_atomic(visual, _obj_text(parts, BLOCK_HEIGHT))
     for path, part in zip(pieces, parts):
         if not path.exists():
-            _write_atomic(path, _obj_text([part], BLOCK_HEIGHT))
+            write_atomic(path, _obj_text([part], BLOCK_HEIGHT))
     return str(visual), tuple(str(x) for x in pieces)
 
 
@@ -187,7 +193,9 @@ def create_block(client: int, desc: ObjectDesc, xy: Sequence[float], yaw: float)
     col = p.createCollisionShapeArray(
         [p.GEOM_MESH] * n, fileNames=list(pieces), meshScales=[[1, 1, 1]] * n, physicsClientId=client
     )
-    vis = p.createVisualShape(p.GEOM_MESH, fileName=visual, rgbaColor=COLORS[desc.color], physicsClientId=client)
+    vis = p.createVisualShape(
+        p.GEOM_MESH, fileName=visual, rgbaColor=COLORS[desc.color], physicsClientId=client
+    )
     quat = p.getQuaternionFromEuler([0, 0, yaw])
     body = p.createMultiBody(
         BLOCK_MASS, col, vis, [xy[0], xy[1], BLOCK_HEIGHT / 2 + 1e-4], quat, physicsClientId=client
@@ -244,8 +252,3 @@ def block_synonyms(index: int, blocks: Sequence[ObjectDesc]) -> list[str]:
         names.append(b.shape)
     names.append(f"{b.color} {b.shape}")
     return names
-
-
-def all_combinations(k: int) -> list[tuple[ObjectDesc, ...]]:
-    """Every k-block combination of the 16 blocks (for tests and statistics)."""
-    return list(itertools.combinations(ALL_BLOCKS, k))

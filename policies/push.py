@@ -37,7 +37,10 @@ HALF = BLOCK_WIDTH / 2
 CONTACT = HALF + EFFECTOR_RADIUS  # pusher-to-block centre distance when touching a face
 PRE_GAP = 0.02  # the approach ends this far behind the contact point
 APPROACH_STEP = 0.04  # m per control step while moving around blocks
-PUSH_STEP = (0.006, 0.03)  # m per control step while pushing: slow near the spot, so the block does not slide on
+PUSH_STEP = (
+    0.006,
+    0.03,
+)  # m per control step while pushing: slow near the spot, so the block does not slide on
 SPOT_REACHED = 0.012
 EDGE_MARGIN = 0.03  # spots keep the block centre this far inside the board
 STALL_STEPS = 60  # give up when the block has not come 5 mm closer for this many steps
@@ -60,8 +63,9 @@ def _clear(a: np.ndarray, b: np.ndarray, obstacles: list[tuple[np.ndarray, float
     return all(_seg_dist(c, a, b) > r for c, r in obstacles)
 
 
-def plan_path(start: np.ndarray, goal: np.ndarray, obstacles: list[tuple[np.ndarray, float]],
-              margin: float = 0.0) -> list[np.ndarray]:
+def plan_path(
+    start: np.ndarray, goal: np.ndarray, obstacles: list[tuple[np.ndarray, float]], margin: float = 0.0
+) -> list[np.ndarray]:
     """Waypoints from start to goal around disc obstacles (A* on a 1 cm grid over the board shrunk by
     `margin`, then shortcut); just [goal] if no path exists."""
     xs = np.arange(X_MIN + margin, X_MAX - margin + 1e-9, GRID)
@@ -72,8 +76,10 @@ def plan_path(start: np.ndarray, goal: np.ndarray, obstacles: list[tuple[np.ndar
         blocked |= (gx - c[0]) ** 2 + (gy - c[1]) ** 2 < r**2
 
     def cell(q: np.ndarray) -> tuple[int, int]:
-        return (int(np.clip(round((q[0] - xs[0]) / GRID), 0, len(xs) - 1)),
-                int(np.clip(round((q[1] - ys[0]) / GRID), 0, len(ys) - 1)))
+        return (
+            int(np.clip(round((q[0] - xs[0]) / GRID), 0, len(xs) - 1)),
+            int(np.clip(round((q[1] - ys[0]) / GRID), 0, len(ys) - 1)),
+        )
 
     s, g = cell(start), cell(goal)
     blocked[s] = blocked[g] = False
@@ -130,8 +136,12 @@ class PushSkill(Skill):
         if call.direction is not None:
             self.goal_point = offset_point(self.start, call.direction, call.distance)
             if not on_board(self.goal_point, -0.01):
-                return SkillResult(False, f"pushing the {self.name_i} {call.distance} to the {call.direction} "
-                                   f"would take it off the board", 0)
+                return SkillResult(
+                    False,
+                    f"pushing the {self.name_i} {call.distance} to the {call.direction} "
+                    f"would take it off the board",
+                    0,
+                )
         self.offset = self._choose_spot(env)  # spot, relative to the reference block when there is one
         self.mode = "approach"
         self.detour: np.ndarray | None = None
@@ -159,8 +169,11 @@ class PushSkill(Skill):
             ref, u = self._ref(env), RELATION_VECTORS[c.relation]
             perp = np.array([-u[1], u[0]])
             # 0.095 m out: inside Language-Table's relative-location region (up to 1.1 x 0.08 m + 0.04 m).
-            return [(ref + s * u + lat * perp, abs(s - 0.095) + abs(lat))
-                    for s in (0.085, 0.095, 0.105) for lat in (-0.015, 0.0, 0.015)]
+            return [
+                (ref + s * u + lat * perp, abs(s - 0.095) + abs(lat))
+                for s in (0.085, 0.095, 0.105)
+                for lat in (-0.015, 0.0, 0.015)
+            ]
         centre = LOCATION_POINTS[c.location] if c.location is not None else self.goal_point
         radius = location_radius(c.location) - 0.03 if c.location is not None else RELATIVE_DIST - 0.045
         offs = np.arange(-radius, radius + 1e-9, GRID)
@@ -180,7 +193,10 @@ class PushSkill(Skill):
                 is_ref = k == self.call.target
                 if float(np.linalg.norm(q - xy[k])) < (0.9 * BLOCK_WIDTH if is_ref else 1.35 * BLOCK_WIDTH):
                     cost += 10.0  # occupied
-                elif _seg_dist(xy[k], b, q) < (0.85 if is_ref and self.call.relation == "next to" else 1.1) * BLOCK_WIDTH:
+                elif (
+                    _seg_dist(xy[k], b, q)
+                    < (0.85 if is_ref and self.call.relation == "next to" else 1.1) * BLOCK_WIDTH
+                ):
                     cost += 0.3  # the block would hit another one on the way (the skill then goes round)
             if cost < best_cost:
                 best, best_cost = q, cost
@@ -234,7 +250,9 @@ class PushSkill(Skill):
         along = float(rel @ d)
         lateral = float(np.linalg.norm(rel - along * d))
         max_lateral = 0.03 if self.edge else 0.02
-        if self.mode == "push" and (lateral > max_lateral or along < 0.01 or along > CONTACT + PRE_GAP + 0.015):
+        if self.mode == "push" and (
+            lateral > max_lateral or along < 0.01 or along > CONTACT + PRE_GAP + 0.015
+        ):
             self.mode = "approach"  # the block drifted off the line: go round again
         if self.mode == "approach":
             pre = clip_to_board(b - d * (CONTACT + PRE_GAP))
@@ -323,8 +341,13 @@ class PushSkill(Skill):
         steps = 0  # run_skill counts the steps
         if self._succeeded(env):
             return SkillResult(True, f"pushed the {self.name_i} {self._where(env)}", steps)
-        why = ("it is at the edge of the board, the pusher cannot get behind it" if self.edge and self.stalled
-               else "it stopped moving closer" if self.stalled else "it is not there")
+        why = (
+            "it is at the edge of the board, the pusher cannot get behind it"
+            if self.edge and self.stalled
+            else "it stopped moving closer"
+            if self.stalled
+            else "it is not there"
+        )
         return SkillResult(False, f"could not push the {self.name_i} {self._where(env)}: {why}", steps)
 
     def _where(self, env: PushEnv) -> str:
@@ -334,4 +357,3 @@ class PushSkill(Skill):
         if c.direction is not None:
             return f"{c.distance} to the {c.direction} ({MAGNITUDES[c.distance]:.2f} m)"
         return f"{c.relation} the {env.names[c.target]}"
-

@@ -1,4 +1,4 @@
-"""The pushing world: gymnasium contract, determinism, oracles that succeed, language round trips, bad input."""
+"""The pushing world: gym contract, determinism, oracles that succeed, language round trips, bad input."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TASKS = sorted(SINGLE_STEP_TASKS + LONG_HORIZON_TASKS)
 
 
 def run_oracle(env: PushEnv, max_calls: int = 16, budget: int = 1500) -> list[str]:
-    """Oracle planner loop: replan from the current state, execute the first step; returns the step texts and reasons."""
+    """Oracle planner loop: replan from the current state, run the first step; returns steps and reasons."""
     trace = []
     for _ in range(max_calls):
         plan = env.task.oracle_plan(env, env.goal)
@@ -55,7 +55,9 @@ def test_same_seed_same_scene_and_same_outcome():
     actions = np.random.default_rng(0).uniform(-0.1, 0.1, (30, 2))
     for act in actions:
         ra, rb = a.step(act), b.step(act)
-    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(ra[0]["robot"], rb[0]["robot"])
+    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(
+        ra[0]["robot"], rb[0]["robot"]
+    )
     assert np.array_equal(ra[0]["rgb"], rb[0]["rgb"])
     oc, _ = a.reset(seed=12)
     assert not np.array_equal(oc["objects"], oa["objects"])

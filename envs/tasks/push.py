@@ -18,13 +18,12 @@ import re
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from envs.catalogue import ObjectDesc
-from envs.push import EFFECTOR_START, X_MAX, X_MIN, Y_MAX, Y_MIN, WORKSPACE_BUFFER
+from envs.push import EFFECTOR_START, WORKSPACE_BUFFER, X_MAX, X_MIN, Y_MAX, Y_MIN
 from envs.push_blocks import (
     BLOCK_COLORS,
     BLOCK_WIDTH,
@@ -43,10 +42,14 @@ if TYPE_CHECKING:
 _LX_MIN, _LX_MAX = X_MIN - 0.025, X_MAX - 0.025
 _LX_C, _LY_C = (_LX_MIN + _LX_MAX) / 2, (Y_MIN + Y_MAX) / 2
 LOCATION_POINTS: dict[str, np.ndarray] = {
-    "top left": np.array([_LX_MIN, Y_MIN]), "top": np.array([_LX_MIN, _LY_C]),
-    "top right": np.array([_LX_MIN, Y_MAX]), "left": np.array([_LX_C, Y_MIN]),
-    "center": np.array([_LX_C, _LY_C]), "right": np.array([_LX_C, Y_MAX]),
-    "bottom left": np.array([_LX_MAX, Y_MIN]), "bottom": np.array([_LX_MAX, _LY_C]),
+    "top left": np.array([_LX_MIN, Y_MIN]),
+    "top": np.array([_LX_MIN, _LY_C]),
+    "top right": np.array([_LX_MIN, Y_MAX]),
+    "left": np.array([_LX_C, Y_MIN]),
+    "center": np.array([_LX_C, _LY_C]),
+    "right": np.array([_LX_C, Y_MAX]),
+    "bottom left": np.array([_LX_MAX, Y_MIN]),
+    "bottom": np.array([_LX_MAX, _LY_C]),
     "bottom right": np.array([_LX_MAX, Y_MAX]),
 }
 CORNERS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
@@ -67,8 +70,12 @@ ARM_CLEARANCE = 0.06 + BLOCK_WIDTH / 2  # reset: blocks start this far from the 
 SIDE_MARGIN = 0.03  # side_together: blocks start at least this far from the midline y = 0
 
 # Unit vectors of the plan language's directions: "top" is -x (towards the robot base), "left" is -y.
-_AXES = {"top": np.array([-1.0, 0]), "bottom": np.array([1.0, 0]), "left": np.array([0, -1.0]),
-         "right": np.array([0, 1.0])}
+_AXES = {
+    "top": np.array([-1.0, 0]),
+    "bottom": np.array([1.0, 0]),
+    "left": np.array([0, -1.0]),
+    "right": np.array([0, 1.0]),
+}
 DIRECTION_VECTORS: dict[str, np.ndarray] = {
     d: (lambda v: v / np.linalg.norm(v))(sum(_AXES[w] for w in d.split())) for d in DIRECTIONS
 }
@@ -106,20 +113,8 @@ def relation_ok(xy: np.ndarray, ref_xy: np.ndarray, relation: str) -> bool:
 
 
 def separated(xy: np.ndarray, avoid_xy: np.ndarray) -> bool:
-    """Language-Table's separate test: within 0.025 m of the point 0.1 m from the avoided block, away from it."""
+    """Language-Table's separate test: within 0.025 m of the point 0.1 m away from the avoided block."""
     return abs(float(np.linalg.norm(xy - avoid_xy)) - SEPARATE_OFFSET) < SEPARATE_DIST
-
-
-def push_call_reaches(xy: np.ndarray, call: SkillCall, scene_xy: np.ndarray) -> np.ndarray:
-    """Where a push step aims the block (its target point) when the block starts at `xy`."""
-    if call.location is not None:
-        return LOCATION_POINTS[call.location]
-    if call.direction is not None:
-        return offset_point(xy, call.direction, call.distance)
-    ref = scene_xy[call.target]
-    if call.relation == "next to":
-        return ref + BLOCK_WIDTH * 1.1 * _unit(xy - ref)
-    return ref + REL_OFFSET * RELATION_VECTORS[call.relation]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -139,15 +134,31 @@ LOCATION_SYNONYMS: dict[str, tuple[str, ...]] = {
     "right": ("right side of the board", "center right", "right side"),
     "bottom": ("bottom side", "bottom", "bottom of the board"),
     "bottom left": ("bottom left of the board", "bottom left", "lower left corner", "bottom left corner"),
-    "bottom right": ("bottom right of the board", "bottom right", "lower right corner", "bottom right corner"),
+    "bottom right": (
+        "bottom right of the board",
+        "bottom right",
+        "lower right corner",
+        "bottom right corner",
+    ),
 }
-_AXIS_WORDS = {"top": ("up", "upwards"), "bottom": ("down", "downwards"), "left": ("to the left", "left"),
-               "right": ("to the right", "right")}
+_AXIS_WORDS = {
+    "top": ("up", "upwards"),
+    "bottom": ("down", "downwards"),
+    "left": ("to the left", "left"),
+    "right": ("to the right", "right"),
+}
 _DIAGONAL_FORMS = ("{} and {}", "{} and then {}", "diagonally {} and {}", "{} and {} diagonally")
 DIRECTION_SYNONYMS: dict[str, tuple[str, ...]] = {
-    d: (_AXIS_WORDS[d] if " " not in d else tuple(
-        form.format(a, b) for form in _DIAGONAL_FORMS
-        for a in _AXIS_WORDS[d.split()[0]] for b in _AXIS_WORDS[d.split()[1]]))
+    d: (
+        _AXIS_WORDS[d]
+        if " " not in d
+        else tuple(
+            form.format(a, b)
+            for form in _DIAGONAL_FORMS
+            for a in _AXIS_WORDS[d.split()[0]]
+            for b in _AXIS_WORDS[d.split()[1]]
+        )
+    )
     for d in DIRECTIONS
 }
 SLIGHTLY_SYNONYMS = ("slightly", "a bit", "a little", "a little bit", "somewhat")
@@ -164,9 +175,14 @@ CORNER_SYNONYMS: dict[str, tuple[str, ...]] = {
 
 # Slot name -> (synonym table keyed by value) for slots that do not name blocks.
 _VALUE_SLOTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "loc": LOCATION_SYNONYMS, "dir": DIRECTION_SYNONYMS, "rel": RELATION_SYNONYMS,
-    "corner": CORNER_SYNONYMS, "side": SIDE_SYNONYMS, "other": SIDE_SYNONYMS,
-    "color": {c: (c,) for c in BLOCK_COLORS}, "slightly": {"slightly": SLIGHTLY_SYNONYMS},
+    "loc": LOCATION_SYNONYMS,
+    "dir": DIRECTION_SYNONYMS,
+    "rel": RELATION_SYNONYMS,
+    "corner": CORNER_SYNONYMS,
+    "side": SIDE_SYNONYMS,
+    "other": SIDE_SYNONYMS,
+    "color": {c: (c,) for c in BLOCK_COLORS},
+    "slightly": {"slightly": SLIGHTLY_SYNONYMS},
 }
 _BLOCK_SLOTS = ("obj", "target")
 _SLOT = re.compile(r"\{(\w+)\}")
@@ -185,7 +201,7 @@ def _template_regex(template: str, phrases: dict[str, Sequence[str]]) -> re.Patt
     parts, pos = [], 0
     for m in _SLOT.finditer(template):
         options = sorted(phrases[m[1]], key=len, reverse=True)
-        parts.append(re.escape(template[pos:m.start()]))
+        parts.append(re.escape(template[pos : m.start()]))
         parts.append(f"(?P<{m[1]}>" + "|".join(re.escape(o) for o in options) + ")")
         pos = m.end()
     parts.append(re.escape(template[pos:]))
@@ -208,8 +224,10 @@ def match_templates(
     """Slot values of the first template the text matches (slots hold only known phrases), else None."""
     text = normalize(text)
     blocks = block_phrases(objects)
-    values = {slot: {syn: value for value, syns in table.items() for syn in syns}
-              for slot, table in _VALUE_SLOTS.items()}
+    values = {
+        slot: {syn: value for value, syns in table.items() for syn in syns}
+        for slot, table in _VALUE_SLOTS.items()
+    }
     lookup = {**values, **dict.fromkeys(_BLOCK_SLOTS, blocks)}
     for template in templates:
         m = _template_regex(template, lookup).match(text)
@@ -220,9 +238,11 @@ def match_templates(
     return None
 
 
-def render_template(rng: np.random.Generator, template: str, slots: dict[str, Any],
-                    objects: Sequence[ObjectDesc]) -> str:
-    """Fill a template: block slots with a random Language-Table synonym, value slots with a random synonym."""
+def render_template(
+    rng: np.random.Generator, template: str, slots: dict[str, Any], objects: Sequence[ObjectDesc]
+) -> str:
+    """Fill a template: every slot with a random synonym (block slots: Language-Table's block names)."""
+
     def fill(m: re.Match) -> str:
         slot, value = m[1], slots[m[1]]
         options = block_synonyms(value, objects) if slot in _BLOCK_SLOTS else _VALUE_SLOTS[slot][value]
@@ -232,7 +252,9 @@ def render_template(rng: np.random.Generator, template: str, slots: dict[str, An
 
 
 # ---- scene sampling ----------------------------------------------------------------------------
-def sample_layout(rng: np.random.Generator, n: int, tries: int = 2000) -> list[tuple[float, float, float]] | None:
+def sample_layout(
+    rng: np.random.Generator, n: int, tries: int = 2000
+) -> list[tuple[float, float, float]] | None:
     """Language-Table reset: blocks uniform in the buffered board, random yaw, footprints >= 0.0175 m apart,
     away from the effector; None if the blocks do not fit."""
     lo = np.array([X_MIN + WORKSPACE_BUFFER, Y_MIN + WORKSPACE_BUFFER])
@@ -277,8 +299,9 @@ class PushTask(Task):
         return self.heldout_templates if split == "L4" and self.heldout_templates else self.templates
 
     @abstractmethod
-    def draw_goal(self, rng: np.random.Generator, objects: list[ObjectDesc],
-                  xy: np.ndarray) -> tuple[Any, dict[str, Any]] | None:
+    def draw_goal(
+        self, rng: np.random.Generator, objects: list[ObjectDesc], xy: np.ndarray
+    ) -> tuple[Any, dict[str, Any]] | None:
         """A goal for this scene and the template slots that say it, or None if the scene does not suit."""
 
     @abstractmethod
@@ -317,12 +340,17 @@ class BlockGoal:
 class Block2Block(PushTask):
     name = "block2block"
     templates = tuple(f"{v} the {{obj}} {p} the {{target}}" for v in PUSH_VERBS for p in PREPOSITIONS)
-    heldout_templates = ("nudge the {obj} over to the {target}", "shove the {obj} up against the {target}",
-                         "bring the {obj} beside the {target}")
+    heldout_templates = (
+        "nudge the {obj} over to the {target}",
+        "shove the {obj} up against the {target}",
+        "bring the {obj} beside the {target}",
+    )
     success_doc = "the two blocks' centres are less than 0.05 m apart"
 
     def draw_goal(self, rng, objects, xy):
-        pairs = [(i, j) for i, j in _pairs(len(objects)) if np.linalg.norm(xy[i] - xy[j]) > BLOCK2BLOCK_DIST + 0.01]
+        pairs = [
+            (i, j) for i, j in _pairs(len(objects)) if np.linalg.norm(xy[i] - xy[j]) > BLOCK2BLOCK_DIST + 0.01
+        ]
         if not pairs:
             return None
         i, j = _choice(rng, pairs)
@@ -335,8 +363,11 @@ class Block2Block(PushTask):
         return relation_ok(env.block_xy(goal.obj), env.block_xy(goal.target), "next to")
 
     def oracle_plan(self, env, goal):
-        return [] if self.is_success(env, goal) else [SkillCall("push", obj=goal.obj, target=goal.target,
-                                                                relation="next to")]
+        return (
+            []
+            if self.is_success(env, goal)
+            else [SkillCall("push", obj=goal.obj, target=goal.target, relation="next to")]
+        )
 
 
 # -- block2absolutelocation -----------------------------------------------------------------------
@@ -351,12 +382,20 @@ class LocationGoal:
 @register_task
 class Block2AbsoluteLocation(PushTask):
     name = "block2absolutelocation"
-    templates = (*(f"{v} the {{obj}} to the {{loc}}" for v in PUSH_VERBS), "push the {obj} towards the {loc}",
-                 "move the {obj} over to the {loc}")
-    heldout_templates = ("nudge the {obj} into the {loc}", "bring the {obj} to the {loc}",
-                         "the {obj} should go to the {loc}")
-    success_doc = ("the block's centre is within 0.115 m (0.1 m for the center) of the location point; "
-                   "location points are the board's corners, edge midpoints and centre, shifted 0.025 m in -x")
+    templates = (
+        *(f"{v} the {{obj}} to the {{loc}}" for v in PUSH_VERBS),
+        "push the {obj} towards the {loc}",
+        "move the {obj} over to the {loc}",
+    )
+    heldout_templates = (
+        "nudge the {obj} into the {loc}",
+        "bring the {obj} to the {loc}",
+        "the {obj} should go to the {loc}",
+    )
+    success_doc = (
+        "the block's centre is within 0.115 m (0.1 m for the center) of the location point; "
+        "location points are the board's corners, edge midpoints and centre, shifted 0.025 m in -x"
+    )
 
     def draw_goal(self, rng, objects, xy):
         i = int(rng.integers(len(objects)))
@@ -390,19 +429,29 @@ def _is_near(template: str) -> bool:
     return "{slightly}" in template or template.startswith("slightly ") or "small push" in template
 
 
-_NEAR_TEMPLATES = ("slightly {verb} the {{obj}} {{dir}}", "{verb} the {{obj}} {{slightly}} {{dir}}",
-                   "{verb} the {{obj}} {{dir}} {{slightly}}")
+_NEAR_TEMPLATES = (
+    "slightly {verb} the {{obj}} {{dir}}",
+    "{verb} the {{obj}} {{slightly}} {{dir}}",
+    "{verb} the {{obj}} {{dir}} {{slightly}}",
+)
 
 
 @register_task
 class Block2RelativeLocation(PushTask):
     name = "block2relativelocation"
-    templates = (*(t.format(verb=v) for t in _NEAR_TEMPLATES for v in ("move", "push", "slide")),
-                 *(f"{v} the {{obj}} {{dir}}" for v in ("move", "push", "slide")))
-    heldout_templates = ("nudge the {obj} {slightly} {dir}", "shift the {obj} {dir}",
-                         "give the {obj} a small push {dir}")
-    success_doc = ("the block's centre is within 0.1 m of the point 0.15 m ('slightly', 'a bit', ...) or "
-                   "0.25 m (no qualifier) from its start position in one of 8 directions")
+    templates = (
+        *(t.format(verb=v) for t in _NEAR_TEMPLATES for v in ("move", "push", "slide")),
+        *(f"{v} the {{obj}} {{dir}}" for v in ("move", "push", "slide")),
+    )
+    heldout_templates = (
+        "nudge the {obj} {slightly} {dir}",
+        "shift the {obj} {dir}",
+        "give the {obj} a small push {dir}",
+    )
+    success_doc = (
+        "the block's centre is within 0.1 m of the point 0.15 m ('slightly', 'a bit', ...) or "
+        "0.25 m (no qualifier) from its start position in one of 8 directions"
+    )
 
     def draw_goal(self, rng, objects, xy):
         i = int(rng.integers(len(objects)))
@@ -413,7 +462,9 @@ class Block2RelativeLocation(PushTask):
 
     def templates_for(self, goal, split):
         # The distance is said by the template: near ones carry "slightly" or a synonym.
-        return tuple(t for t in super().templates_for(goal, split) if _is_near(t) == (goal.distance == "slightly"))
+        return tuple(
+            t for t in super().templates_for(goal, split) if _is_near(t) == (goal.distance == "slightly")
+        )
 
     def goal_from_slots(self, slots, objects):
         return OffsetGoal(slots["obj"], slots["dir"], "slightly" if _is_near(slots["_template"]) else "far")
@@ -425,8 +476,10 @@ class Block2RelativeLocation(PushTask):
         return replace(goal, target_xy=(float(t[0]), float(t[1])))
 
     def is_success(self, env, goal):
-        return goal.target_xy is not None and float(
-            np.linalg.norm(env.block_xy(goal.obj) - np.asarray(goal.target_xy))) < RELATIVE_DIST
+        return (
+            goal.target_xy is not None
+            and float(np.linalg.norm(env.block_xy(goal.obj) - np.asarray(goal.target_xy))) < RELATIVE_DIST
+        )
 
     def oracle_plan(self, env, goal):
         if goal.target_xy is None or self.is_success(env, goal):
@@ -446,11 +499,18 @@ def best_offset_call(env: PushEnv, i: int, point: np.ndarray, radius: float) -> 
 @register_task
 class Block2BlockRelativeLocation(PushTask):
     name = "block2block_relative_location"
-    templates = tuple(f"{v} the {{obj}} {{rel}} the {{target}}" for v in ("move", "push", "put", "bring", "slide"))
-    heldout_templates = ("nudge the {obj} {rel} the {target}", "place the {obj} {rel} the {target} by pushing it")
-    success_doc = ("the block is within 0.04 m of the line from 0.04 to 0.088 m (0.5x to 1.1x the 0.08 m offset) "
-                   "beside the reference block in the named direction, and the reference block has not been "
-                   "dragged more than 0.05 m")
+    templates = tuple(
+        f"{v} the {{obj}} {{rel}} the {{target}}" for v in ("move", "push", "put", "bring", "slide")
+    )
+    heldout_templates = (
+        "nudge the {obj} {rel} the {target}",
+        "place the {obj} {rel} the {target} by pushing it",
+    )
+    success_doc = (
+        "the block is within 0.04 m of the line from 0.04 to 0.088 m (0.5x to 1.1x the 0.08 m offset) "
+        "beside the reference block in the named direction, and the reference block has not been "
+        "dragged more than 0.05 m"
+    )
 
     def draw_goal(self, rng, objects, xy):
         i, j = _choice(rng, _pairs(len(objects)))
@@ -460,7 +520,11 @@ class Block2BlockRelativeLocation(PushTask):
         return BlockGoal(i, j, rel), {"obj": i, "target": j, "rel": rel}
 
     def goal_from_slots(self, slots, objects):
-        return BlockGoal(slots["obj"], slots["target"], slots["rel"]) if slots["obj"] != slots["target"] else None
+        return (
+            BlockGoal(slots["obj"], slots["target"], slots["rel"])
+            if slots["obj"] != slots["target"]
+            else None
+        )
 
     def bind(self, env, goal):
         if goal.anchor is not None:
@@ -491,21 +555,35 @@ class SeparateGoal:
 @register_task
 class Separate(PushTask):
     name = "separate"
-    templates = ("pull the {obj} apart from the {target}", "move the {obj} away from the {target}",
-                 "separate the {obj} from the {target}", "push the {obj} away from the {target}",
-                 "slide the {obj} away from the {target}")
-    heldout_templates = ("get the {obj} away from the {target}", "put some space between the {obj} and the {target}")
-    success_doc = ("the block is within 0.025 m of the point 0.1 m from the avoided block on the line from it "
-                   "through the block (i.e. 0.075-0.125 m from the avoided block); scenes have the block closer "
-                   "than 0.08 m to exactly one other block, the one to avoid")
+    templates = (
+        "pull the {obj} apart from the {target}",
+        "move the {obj} away from the {target}",
+        "separate the {obj} from the {target}",
+        "push the {obj} away from the {target}",
+        "slide the {obj} away from the {target}",
+    )
+    heldout_templates = (
+        "get the {obj} away from the {target}",
+        "put some space between the {obj} and the {target}",
+    )
+    success_doc = (
+        "the block is within 0.025 m of the point 0.1 m from the avoided block on the line from it "
+        "through the block (i.e. 0.075-0.125 m from the avoided block); scenes have the block closer "
+        "than 0.08 m to exactly one other block, the one to avoid"
+    )
 
     def draw_goal(self, rng, objects, xy):
         n = len(objects)
-        close = [(i, [j for j in range(n) if j != i and np.linalg.norm(xy[i] - xy[j]) < JOINED_DIST])
-                 for i in range(n)]
+        close = [
+            (i, [j for j in range(n) if j != i and np.linalg.norm(xy[i] - xy[j]) < JOINED_DIST])
+            for i in range(n)
+        ]
         pairs = [(i, js[0]) for i, js in close if len(js) == 1]
-        pairs = [(i, j) for i, j in pairs
-                 if inside_bounds(xy[j] + SEPARATE_OFFSET * _unit(xy[i] - xy[j])) and not separated(xy[i], xy[j])]
+        pairs = [
+            (i, j)
+            for i, j in pairs
+            if inside_bounds(xy[j] + SEPARATE_OFFSET * _unit(xy[i] - xy[j])) and not separated(xy[i], xy[j])
+        ]
         if not pairs:
             return None
         i, j = _choice(rng, pairs)
@@ -560,7 +638,8 @@ def _partner(objects: Sequence[ObjectDesc], i: int) -> int | None:
 class CornerToSameColor(PushTask):
     name = "corner_to_same_color"
     templates = (
-        "there is a block that is closest to the {corner}. push that block to the other block of the same color",
+        "there is a block that is closest to the {corner}. "
+        "push that block to the other block of the same color",
         "push the block closest to the {corner} to the other block of the same color",
         "find the block nearest to the {corner} and push it to the other block of its color",
         "move the block that is closest to the {corner} next to the other block of the same color",
@@ -570,8 +649,10 @@ class CornerToSameColor(PushTask):
         "which block is nearest to the {corner}? bring it next to the block that shares its color",
         "the block closest to the {corner} belongs beside its same colored partner",
     )
-    success_doc = ("the block that was closest to the corner point when the instruction was given is less than "
-                   "0.05 m from the other block of its colour (scenes have exactly one such block)")
+    success_doc = (
+        "the block that was closest to the corner point when the instruction was given is less than "
+        "0.05 m from the other block of its colour (scenes have exactly one such block)"
+    )
 
     def draw_goal(self, rng, objects, xy):
         corner = _choice(rng, CORNERS)
@@ -595,7 +676,9 @@ class CornerToSameColor(PushTask):
         return replace(goal, obj=i, partner=_partner(env.objects, i))
 
     def is_success(self, env, goal):
-        return goal.partner is not None and relation_ok(env.block_xy(goal.obj), env.block_xy(goal.partner), "next to")
+        return goal.partner is not None and relation_ok(
+            env.block_xy(goal.obj), env.block_xy(goal.partner), "next to"
+        )
 
     def oracle_plan(self, env, goal):
         if goal.partner is None or self.is_success(env, goal):
@@ -617,7 +700,9 @@ def color_corner_assignment(env: PushEnv) -> dict[str, str]:
     best, best_cost = {}, np.inf
     for corners in itertools.permutations(CORNERS, len(colours)):
         assign = dict(zip(colours, corners))
-        cost = sum(float(np.linalg.norm(xy[k] - LOCATION_POINTS[assign[o.color]])) for k, o in enumerate(env.objects))
+        cost = sum(
+            float(np.linalg.norm(xy[k] - LOCATION_POINTS[assign[o.color]])) for k, o in enumerate(env.objects)
+        )
         if cost < best_cost - 1e-9:
             best, best_cost = assign, cost
     return best
@@ -642,10 +727,14 @@ class SortCorners(PushTask):
         "put the blocks of each color into their own corner",
         "push the blocks so that each color is in a different corner",
     )
-    heldout_templates = ("group the blocks by color, one corner per color",
-                         "arrange the blocks so every color gets its own corner")
-    success_doc = ("every block is within 0.115 m of a corner point, blocks of one colour share a corner and "
-                   "different colours use different corners; scenes have at most 2 blocks per colour")
+    heldout_templates = (
+        "group the blocks by color, one corner per color",
+        "arrange the blocks so every color gets its own corner",
+    )
+    success_doc = (
+        "every block is within 0.115 m of a corner point, blocks of one colour share a corner and "
+        "different colours use different corners; scenes have at most 2 blocks per colour"
+    )
 
     def draw_goal(self, rng, objects, xy):
         if max(color_counts(objects).values()) > 2:
@@ -671,8 +760,9 @@ class SortCorners(PushTask):
         location_of = {k: assign[o.color] for k, o in enumerate(env.objects)}
         xy = env.blocks_xy()
         # Blocks sitting in a corner that belongs to another colour leave first, to free its spots.
-        intruders = [k for k in location_of
-                     if any(in_location(xy[k], c) for c in CORNERS if c != location_of[k])]
+        intruders = [
+            k for k in location_of if any(in_location(xy[k], c) for c in CORNERS if c != location_of[k])
+        ]
         rest = [k for k in location_of if k not in intruders]
         return _location_pushes(env, intruders, location_of) + _location_pushes(env, rest, location_of)
 
@@ -716,16 +806,19 @@ class SideTogether(PushTask):
         "how to push all the blocks that are on the {side} side together, without bringing over any of the "
         "blocks that are on the {other} side?",
         "push the blocks on the {side} side together without bringing over blocks from the {other} side",
-        "gather all the blocks on the {side} side into one group, leaving the blocks on the {other} side there",
+        "gather all the blocks on the {side} side into one group, "
+        "leaving the blocks on the {other} side there",
         "bring together every block on the {side} side without moving any block over from the {other} side",
     )
     heldout_templates = (
         "cluster the blocks of the {side} half together, keeping the {other} half out of it",
         "collect every block on the {side} side into a group and leave the {other} side alone",
     )
-    success_doc = ("the blocks that were on the side (y < 0 is left) when the instruction was given form one "
-                   "group (each within 0.08 m of another, Language-Table's 'together' distance) and every block "
-                   "is still on the side of the midline it started on")
+    success_doc = (
+        "the blocks that were on the side (y < 0 is left) when the instruction was given form one "
+        "group (each within 0.08 m of another, Language-Table's 'together' distance) and every block "
+        "is still on the side of the midline it started on"
+    )
 
     def draw_goal(self, rng, objects, xy):
         if np.any(np.abs(xy[:, 1]) < SIDE_MARGIN):
@@ -763,8 +856,10 @@ class SideTogether(PushTask):
         core = max(groups, key=lambda g: (len(g), min(abs(xy[k][1]) for k in g)))
         plan: list[SkillCall] = []
         placed = list(core)
-        for k in sorted((k for k in goal.members if k not in core),
-                        key=lambda k: min(float(np.linalg.norm(xy[k] - xy[g])) for g in core)):
+        for k in sorted(
+            (k for k in goal.members if k not in core),
+            key=lambda k: min(float(np.linalg.norm(xy[k] - xy[g])) for g in core),
+        ):
             nearest = min(placed, key=lambda g: float(np.linalg.norm(xy[k] - xy[g])))
             plan.append(SkillCall("push", obj=k, target=nearest, relation="next to"))
             placed.append(k)
@@ -774,12 +869,20 @@ class SideTogether(PushTask):
 @register_task
 class AllToCenter(PushTask):
     name = "all_to_center"
-    templates = ("push all the blocks to the center", "move all the blocks to the middle of the board",
-                 "put every block in the center of the board", "slide all the blocks to the center",
-                 "gather all the blocks in the middle")
-    heldout_templates = ("bring every block to the middle of the board", "clear the edges by pushing all the "
-                         "blocks into the center")
-    success_doc = "every block is within 0.1 m of the board's center point (block2absolutelocation's center test)"
+    templates = (
+        "push all the blocks to the center",
+        "move all the blocks to the middle of the board",
+        "put every block in the center of the board",
+        "slide all the blocks to the center",
+        "gather all the blocks in the middle",
+    )
+    heldout_templates = (
+        "bring every block to the middle of the board",
+        "clear the edges by pushing all the blocks into the center",
+    )
+    success_doc = (
+        "every block is within 0.1 m of the board's center point (block2absolutelocation's center test)"
+    )
 
     def draw_goal(self, rng, objects, xy):
         return NoArgGoal("center"), {}
@@ -808,12 +911,18 @@ class ColorLocationGoal:
 @register_task
 class ColorToLocation(PushTask):
     name = "color_to_location"
-    templates = ("put the {color} blocks in the {loc}", "push the {color} blocks to the {loc}",
-                 "move all the {color} blocks to the {loc}", "slide the {color} blocks to the {loc}",
-                 "gather the {color} blocks at the {loc}")
+    templates = (
+        "put the {color} blocks in the {loc}",
+        "push the {color} blocks to the {loc}",
+        "move all the {color} blocks to the {loc}",
+        "slide the {color} blocks to the {loc}",
+        "gather the {color} blocks at the {loc}",
+    )
     heldout_templates = ("bring every {color} block to the {loc}", "the {color} blocks belong at the {loc}")
-    success_doc = ("every block of the colour is at the location (block2absolutelocation's test: within 0.115 m, "
-                   "0.1 m for the center); scenes have 2 or more blocks of the colour, and at most 2 for a corner")
+    success_doc = (
+        "every block of the colour is at the location (block2absolutelocation's test: within 0.115 m, "
+        "0.1 m for the center); scenes have 2 or more blocks of the colour, and at most 2 for a corner"
+    )
 
     def draw_goal(self, rng, objects, xy):
         counts = color_counts(objects)
@@ -826,7 +935,11 @@ class ColorToLocation(PushTask):
         return ColorLocationGoal(colour, loc), {"color": colour, "loc": loc}
 
     def goal_from_slots(self, slots, objects):
-        return ColorLocationGoal(slots["color"], slots["loc"]) if slots["color"] in {o.color for o in objects} else None
+        return (
+            ColorLocationGoal(slots["color"], slots["loc"])
+            if slots["color"] in {o.color for o in objects}
+            else None
+        )
 
     def _blocks(self, env, goal) -> list[int]:
         return [k for k, o in enumerate(env.objects) if o.color == goal.color]
@@ -842,7 +955,17 @@ class ColorToLocation(PushTask):
         return _location_pushes(env, ks, dict.fromkeys(ks, goal.location))
 
 
-SINGLE_STEP_TASKS: tuple[str, ...] = ("block2block", "block2absolutelocation", "block2relativelocation",
-                                      "block2block_relative_location", "separate")
-LONG_HORIZON_TASKS: tuple[str, ...] = ("corner_to_same_color", "sort_corners", "side_together", "all_to_center",
-                                       "color_to_location")
+SINGLE_STEP_TASKS: tuple[str, ...] = (
+    "block2block",
+    "block2absolutelocation",
+    "block2relativelocation",
+    "block2block_relative_location",
+    "separate",
+)
+LONG_HORIZON_TASKS: tuple[str, ...] = (
+    "corner_to_same_color",
+    "sort_corners",
+    "side_together",
+    "all_to_center",
+    "color_to_location",
+)
