@@ -24,7 +24,7 @@ from training.examples import ExampleBuilder
 from training.recorder import EpisodeRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = dict(env="pickplace", task="grasp", workers=1, fps=1, image_size=[48, 48], progress=False)
+ARGS = {"env": "pickplace", "task": "grasp", "workers": 1, "fps": 1, "image_size": [48, 48], "progress": False}
 
 
 def _committed(out: Path) -> int:

@@ -64,11 +64,11 @@ def test_image_frame_agrees_with_pixels(scenes):
                 cols[k] = xs.mean() / w
                 uu, vv = scene.uv(k)
                 assert abs(uu - (xs.mean() + 0.5) / w) < 0.05 and abs(vv - (ys.mean() + 0.5) / h) < 0.08
-        for a in cols:
-            for b in cols:
+        for a, col_a in cols.items():
+            for b, col_b in cols.items():
                 left = scene.left_of(a, b) if a != b else None
-                if left is not None and abs(cols[a] - cols[b]) > 0.04:
-                    assert left == (cols[a] < cols[b])
+                if left is not None and abs(col_a - col_b) > 0.04:
+                    assert left == (col_a < col_b)
                     compared += 1
     assert compared > 20
 

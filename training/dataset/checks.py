@@ -63,7 +63,7 @@ def read_parquet(root: Path, rel: str, columns: list[str] | None = None) -> tupl
         return None, "file is missing"
     try:
         return pq.read_table(path, columns=columns, page_checksum_verification=True), None
-    except Exception as err:  # pyarrow raises several types for truncated / corrupt files
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several types for truncated / corrupt files
         return None, f"unreadable parquet (truncated or corrupt): {type(err).__name__}: {str(err)[:160]}"
 
 

@@ -144,9 +144,9 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
     lang = language_rows(ep)
     columns: dict[str, Any] = {
         IMAGE_KEY: [{"bytes": encode_png(f.rgb), "path": None} for f in ep.frames],
-        STATE_KEY: list(robot),
-        ENV_STATE_KEY: list(env_state),
-        "action": list(actions.astype(np.float32)),
+        STATE_KEY: robot.tolist(),
+        ENV_STATE_KEY: env_state.tolist(),
+        "action": actions.astype(np.float32).tolist(),
         "next.success": [bool(f.success) for f in ep.frames],
         "next.done": [i == n - 1 for i in range(n)],
         "timestamp": np.array([ep.timestamp(f.t) for f in ep.frames], np.float32),
@@ -157,9 +157,7 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
         LANGUAGE_KEY: [lang] * n,
     }
     schema = arrow_schema(features)
-    arrays = [pa.array([list(v) for v in columns[k]] if k in (STATE_KEY, ENV_STATE_KEY, "action") else columns[k],
-                       type=schema.field(k).type) for k in schema.names]
-    table = pa.Table.from_arrays(arrays, schema=schema)
+    table = pa.Table.from_arrays([pa.array(columns[k], type=schema.field(k).type) for k in schema.names], schema=schema)
     stats = {
         IMAGE_KEY: _image_stats(ep.frames),
         STATE_KEY: _vector_stats(robot),

@@ -15,7 +15,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
@@ -239,7 +239,7 @@ class DatasetWriter:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
