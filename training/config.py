@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
+from agent.model.config import PalmEConfig
 
 STAGES = ("full", "frozen_llm", "projector_only", "lora")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -58,7 +58,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
-    stage: str = "full"  # which parameters train: full | frozen_llm | projector_only | lora
+    stage: str = "full"  # which parameters train: full | frozen_llm | projector_only | lora (applies to init_from too)
     precision: str = "auto"  # auto (bf16 autocast on a GPU that supports it, fp32 on CPU) | fp32 | bf16
     nan_policy: str = "stop"  # a non-finite loss or gradient: stop with a message, or skip the update
     max_skipped: int = 20  # nan_policy=skip: stop after this many skipped updates in a row
@@ -98,7 +98,7 @@ class TrainEvalConfig:
 class TrainConfig:
     """`palme-train`: train or fine-tune a PalmE planner on demonstration logs."""
 
-    model: Any = MISSING  # model preset (configs/model/*.yaml); ignored with init_from (the checkpoint's wins)
+    model: PalmEConfig = field(default_factory=PalmEConfig)  # preset: model=palme-tiny | palme-smollm2 (configs/model/); ignored with init_from (the checkpoint's wins)
     data: DataConfig = field(default_factory=DataConfig)
     train: OptimConfig = field(default_factory=OptimConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)

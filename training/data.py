@@ -34,6 +34,7 @@ class TrainData:
     heldout: dict[str, list[Ref]]
     weights: dict[str, float]
     tasks: list[tuple[str, str]]  # (world, task) pairs found in the data, sorted
+    heldout_episodes: list[set[int]] = field(default_factory=list)  # per folder: held-out episode positions
     skipped: int = 0  # episodes skipped as invalid
     image_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
@@ -47,6 +48,15 @@ class TrainData:
         """The Example of a (source, index) pair drawn by the training stream."""
         source, index = pair
         return self.example(self.train[source][index])
+
+    def state_examples(self) -> list[Example]:
+        """Object and robot rows of every frame of the training episodes (for the model's state normalisation)."""
+        out = []
+        for folder, builder in enumerate(self.builders):
+            for pos, ep in enumerate(builder.ds.episodes):
+                if pos not in self.heldout_episodes[folder]:
+                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i]) for i in range(ep.length)]
+        return out
 
     def sizes(self) -> dict[str, int]:
         """Training examples per source."""
@@ -98,6 +108,7 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
     heldout: dict[str, list[Ref]] = {}
     tasks: set[tuple[str, str]] = set()
     skipped, image_shape = 0, None
+    held_all: list[set[int]] = []
     for folder, root in enumerate(cfg.dirs):
         check_folder(root, cfg)
         ds = LogDataset(root, on_error="skip" if cfg.skip_invalid else "raise")
@@ -112,6 +123,7 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
         builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed)
         builders.append(builder)
         held = _heldout_positions(len(ds.episodes), cfg.val_fraction, seed, folder)
+        held_all.append(held)
         for source, specs in builder.all_sources(weights).items():
             for spec in specs:
                 (heldout if spec.episode in held else train).setdefault(source, []).append((folder, spec))
@@ -120,4 +132,4 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
             train[source] = _cap(train[source], cfg.max_plan_examples, seed)
     if not any(train.get(s) for s, w in weights.items() if w > 0):
         raise ValueError(f"the data folders {list(cfg.dirs)} yield no training examples for the mixture {weights}")
-    return TrainData(builders, train, heldout, weights, sorted(tasks), skipped, image_shape)
+    return TrainData(builders, train, heldout, weights, sorted(tasks), held_all, skipped, image_shape)

@@ -1,0 +1,151 @@
+"""palme-train: resume reproduces an uninterrupted run, DDP matches one process, the NaN guard, bad input, and
+collect -> train -> eval through the real CLIs.
+
+One small pushing dataset is collected once with the real `palme-collect` and shared by every test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training import checkpoint as ck
+from training.train import NonFiniteLossError, compose_config, run
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# A model small enough that a few updates take well under a second on CPU.
+TINY = [
+    "model.llm_hidden=32", "model.llm_layers=1", "model.llm_heads=2", "model.llm_kv_heads=2",
+    "model.llm_intermediate=64", "model.vocab_size=300", "model.image_size=32", "model.patch_size=16",
+    "model.vision_hidden=32", "model.vision_layers=1", "model.vision_heads=2", "model.vision_intermediate=64",
+    "model.state_hidden=32",
+]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return env
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Three pushing episodes at 32x32, made by the real palme-collect."""
+    out = tmp_path_factory.mktemp("data") / "push"
+    subprocess.run([str(BIN / "palme-collect"), "env=push", "task=block2block", "episodes=3", "workers=1",
+                    f"out={out}", "image_size=[32,32]", "progress=false"], check=True, cwd=REPO, env=_env(),
+                   capture_output=True, timeout=120)
+    return out
+
+
+def _cfg(tmp_path: Path, data: Path, *extra: str):
+    return compose_config([
+        *TINY, f"data.dirs=[{data}]", f"output_dir={tmp_path}/run", "train.steps=6", "train.batch_size=4",
+        "train.warmup_steps=2", "train.lr=3e-3", "save_every=3", "log_every=1", "eval.every=0", "progress=false",
+        "num_threads=1", *extra,
+    ])
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [json.loads(ln)["loss"] for ln in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(ck.last_checkpoint(run_dir) / "pretrained_model" / "model.safetensors"))
+
+
+def test_resume_continues_to_the_same_result(tmp_path, dataset):
+    whole = run(_cfg(tmp_path / "a", dataset))
+    run(_cfg(tmp_path / "b", dataset, "stop_after=3"))
+    assert ck.last_checkpoint(tmp_path / "b" / "run").name == "000003"
+    resumed = run(_cfg(tmp_path / "b", dataset, "resume=true"))
+    a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    assert _losses(a) == _losses(b) and len(_losses(a)) == 6
+    assert resumed["final_loss"] == whole["final_loss"]
+    wa, wb = _weights(a), _weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # the model folder alone is loadable by the planners
+    from agent.model import PalmE
+
+    PalmE.from_pretrained(ck.last_checkpoint(a) / "pretrained_model")
+
+
+def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, dataset):
+    run(_cfg(tmp_path, dataset, "stop_after=3"))
+    with pytest.raises(ValueError, match=r"train\.lr: saved 0\.003, now 0\.01"):
+        run(_cfg(tmp_path, dataset, "resume=true", "train.lr=1e-2"))
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        run(_cfg(tmp_path, dataset))
+
+
+def test_ddp_two_processes_match_one(tmp_path, dataset):
+    one = _cfg(tmp_path / "one", dataset, "train.steps=4", "save_every=4")
+    run(one)
+    args = [f.replace(f"{tmp_path}/one", f"{tmp_path}/two") for f in [
+        *TINY, f"data.dirs=[{dataset}]", f"output_dir={tmp_path}/one/run", "train.steps=6", "train.batch_size=4",
+        "train.warmup_steps=2", "train.lr=3e-3", "save_every=4", "log_every=1", "eval.every=0", "progress=false",
+        "num_threads=1", "train.steps=4"]]
+    proc = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m",
+                           "training.train", *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    l1, l2 = _losses(tmp_path / "one" / "run"), _losses(tmp_path / "two" / "run")
+    assert len(l1) == len(l2) == 4
+    assert l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
+    w1, w2 = _weights(tmp_path / "one" / "run"), _weights(tmp_path / "two" / "run")
+    assert all(torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6) for k in w1)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_no_nan_checkpoint(tmp_path, dataset):
+    # An absurd learning rate blows the weights up after the first update: the next loss is not finite.
+    cfg = _cfg(tmp_path, dataset, "train.lr=1e30", "train.warmup_steps=0", "save_every=1")
+    with pytest.raises(NonFiniteLossError, match=r"step \d+: non-finite training signal .*train.nan_policy=skip"):
+        run(cfg)
+    for step_dir in (tmp_path / "run" / "checkpoints").glob("0*"):
+        w = load_file(str(step_dir / "pretrained_model" / "model.safetensors"))
+        assert all(torch.isfinite(t).all() for t in w.values()), f"{step_dir.name} holds NaN/inf"
+
+
+def test_nan_policy_skip_skips_then_gives_up(tmp_path, dataset):
+    cfg = _cfg(tmp_path, dataset, "train.lr=1e30", "train.warmup_steps=0", "train.nan_policy=skip",
+               "train.max_skipped=2", "train.steps=10")
+    with pytest.raises(NonFiniteLossError, match="Too many updates in a row were skipped"):
+        run(cfg)
+    log = [json.loads(ln) for ln in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["skipped"] for e in log][-2:] == [True, True]
+
+
+def test_invalid_data_folder_is_refused_with_the_report(tmp_path, dataset):
+    bad = tmp_path / "bad"
+    shutil.copytree(dataset, bad)
+    victim = sorted((bad / "data").rglob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated parquet
+    with pytest.raises(ValueError, match=rf"(?s)failed validation.*{victim.parent.name}/{victim.name}.*skip_invalid"):
+        run(_cfg(tmp_path, bad))
+    result = run(_cfg(tmp_path, bad, "data.skip_invalid=true", "train.steps=2", "output_dir=" + str(tmp_path / "skip")))
+    assert result["steps"] == 2
+
+
+def test_collect_train_eval_cli(tmp_path, dataset):
+    out = tmp_path / "cli"
+    subprocess.run([str(BIN / "palme-train"), *TINY, f"data.dirs=[{dataset}]", f"output_dir={out}", "train.steps=3",
+                    "train.batch_size=4", "progress=false", "eval.every=3", "eval.examples=4"],
+                   check=True, cwd=REPO, env=_env(), capture_output=True, timeout=180)
+    model_dir = ck.last_checkpoint(out) / "pretrained_model"
+    assert (model_dir / "config.json").is_file() and (model_dir / "train_config.json").is_file()
+    history = [json.loads(ln) for ln in (out / "eval_history.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 3 and 0.0 <= history[-1]["plan_exact"] <= 1.0
+    ev = tmp_path / "eval"
+    subprocess.run([str(BIN / "palme-eval"), f"checkpoint={model_dir}", "env=push", "tasks=[block2block]",
+                    "episodes=1", "videos_per_task=0", "progress=false", f"hydra.run.dir={ev}"],
+                   check=True, cwd=REPO, env=_env(), capture_output=True, timeout=180)
+    info = json.loads((ev / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 1

@@ -1,0 +1,436 @@
+"""`palme-train`: train or fine-tune the PalmE planner on demonstration logs, with one linear loop.
+
+    palme-train data.dirs=[data/stack] run_name=stack               # model=palme-tiny, stage=full
+    palme-train experiment=palme_tiny                               # the shipped model's recipe
+    palme-train run_name=stack resume=true                          # continue outputs/train/stack
+    palme-train init_from=checkpoints/palme-tiny data.dirs=[data/mine] run_name=mine   # fine-tune
+    torchrun --nproc_per_node 2 -m training.train ...               # DDP: gloo on CPU, NCCL on GPU
+
+The run folder holds `checkpoints/<step>/{pretrained_model,training_state}` + `last` (LeRobot's
+layout; `pretrained_model/` is what palme-run / palme-eval load), `tb/` (TensorBoard) and
+`eval_history.jsonl` (one line per evaluation during training).
+
+Equivalence of DDP and accumulation with one process: every update minimises the mean loss over
+all answer tokens of the global batch. Each micro-batch's mean loss is weighted by its share of
+the global token count (an all-reduced count), so how the batch is split over processes and
+micro-batches does not change the gradient.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training import checkpoint as ck
+from training import distributed as dd
+from training.batches import MixtureStream
+from agent.model.config import PalmEConfig
+from training.config import TrainConfig, config_differences, register_configs
+from training.data import TrainData, load_data
+from training.evaluation import closed_loop_success, heldout_metrics
+from training.optim import make_optimizer, make_scheduler
+
+IGNORE_INDEX = -100  # label of prompt and padding tokens (no loss)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss or gradient (nan_policy=stop), or a checkpoint would hold one."""
+
+
+@dataclass
+class StepStats:
+    """What one update did."""
+
+    loss: float  # mean loss over the global batch's answer tokens (nan when skipped)
+    grad_norm: float
+    tokens: int  # tokens processed (prompt + answer, all processes)
+    skipped: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def run_dir(cfg: TrainConfig) -> Path:
+    """The run folder: output_dir, or outputs/train/<run_name>."""
+    return Path(cfg.output_dir or f"outputs/train/{cfg.run_name}")
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as plain JSON-able data (what is saved as train_config.json)."""
+    from omegaconf import OmegaConf
+
+    return json.loads(json.dumps(OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)))
+
+
+def check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
+    """The checkpoint to resume from (None for a new run); refuses clashes and changed configs."""
+    last = ck.last_checkpoint(out)
+    if not cfg.resume:
+        if last is not None:
+            raise ValueError(f"{out} already holds checkpoints (last: {last.name}); pass resume=true to continue "
+                             f"that run, or choose another run_name / output_dir")
+        return None
+    if last is None:
+        raise ValueError(f"resume=true but {out} has no checkpoints/last; nothing to resume")
+    saved = ck.read_json(last / ck.PRETRAINED_DIR / ck.TRAIN_CONFIG)
+    diffs = config_differences(saved, config_dict(cfg))
+    if diffs:
+        raise ValueError(f"cannot resume {out}: the config differs from the saved one in keys that change the "
+                         "result:\n  " + "\n  ".join(diffs) + "\nresume with the saved values or start a new run")
+    return last
+
+
+def model_config_of(cfg: TrainConfig, init: Path | None) -> PalmEConfig:
+    """The model definition: the checkpoint's (resume / init_from), else the preset seeded with `seed`."""
+    if init is not None:
+        return PalmEConfig.from_dict(ck.read_json(init / ck.PRETRAINED_DIR / "config.json")["palme"])
+    return PalmEConfig.from_dict({**cfg.model.to_dict(), "seed": cfg.seed})
+
+
+def build_model(cfg: TrainConfig, data: TrainData, init: Path | None, log) -> nn.Module:
+    """A PalmE from a checkpoint (resume / init_from), or fresh from the preset with a tokenizer trained on the data."""
+    from agent.model import PalmE
+
+    if init is not None:
+        model = PalmE.from_pretrained(init / ck.PRETRAINED_DIR)
+    else:
+        model = PalmE(model_config_of(cfg, None), tokenizer_texts=data.texts())
+        model.fit_state_stats(data.state_examples())  # normalisation of object / robot rows, saved with the weights
+    model.set_stage(cfg.train.stage)
+    counts = model.parameter_counts()
+    log(f"model {model.config.name}: {counts['trainable']:,} trainable / {counts['total']:,} parameters "
+        f"(stage {cfg.train.stage})")
+    return model
+
+
+def autocast_context(precision: str, device: torch.device):
+    """bf16 autocast where asked (auto: on a CUDA device that supports it); fp32 otherwise."""
+    use = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    return (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if use else nullcontext
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Per-update torch seed: dropout and other draws depend only on (seed, step, rank), so resume is exact."""
+    return (seed * 1_000_003 + step * 8_191 + rank) % (2**63 - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# one update
+
+
+def count_targets(batch: dict[str, Any]) -> int:
+    """Answer tokens in a collated batch (those with a label)."""
+    return int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def count_tokens(batch: dict[str, Any]) -> int:
+    """Real (non-padding) tokens in a collated batch."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["labels"].numel())
+
+
+def update_step(
+    model: nn.Module,
+    core: nn.Module,
+    micro_batches: list[dict[str, Any]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    cfg: TrainConfig,
+    info: dd.DistInfo,
+    autocast,
+) -> StepStats:
+    """Forward/backward over the micro-batches, NaN guard, clip, AdamW step, LR step."""
+    n_local = sum(count_targets(b) for b in micro_batches)
+    counts = dd.all_reduce_sum(torch.tensor([float(n_local), 0.0, 0.0], device=info.device), info)
+    n_global = max(1.0, counts[0].item())
+    loss_sum = torch.zeros((), device=info.device)
+    nonfinite = 0
+    tokens = 0
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = model.no_sync if info.enabled and not last else nullcontext
+        share = count_targets(batch) / n_global
+        with sync(), autocast():
+            loss = model(batch)
+        if not torch.isfinite(loss.detach()):
+            nonfinite += 1
+        # DDP averages gradients over processes; scaling by world size turns that into the global sum.
+        (loss * share * info.world_size).backward()
+        loss_sum += loss.detach().float() * share
+        tokens += count_tokens(batch)
+    stats = dd.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(nonfinite), device=info.device),
+                                           torch.tensor(float(tokens), device=info.device)]), info)
+    loss_value, bad, tokens_all = stats[0].item(), stats[1].item() > 0, int(stats[2].item())
+    params = [p for p in core.parameters() if p.requires_grad]
+    max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    if bad or not math.isfinite(grad_norm) or not math.isfinite(loss_value):
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()  # the schedule follows the update index, skipped or not
+        return StepStats(loss_value, grad_norm, tokens_all, skipped=True)
+    optimizer.step()
+    scheduler.step()
+    return StepStats(loss_value, grad_norm, tokens_all, skipped=False)
+
+
+def assert_finite(model: nn.Module, step: int) -> None:
+    """Refuse to checkpoint weights that hold NaN/inf."""
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteLossError(f"step {step}: parameters {bad[:5]} hold NaN/inf; no checkpoint was written")
+
+
+def nonfinite_message(step: int, stats: StepStats, out: Path, policy: str) -> str:
+    """What happened, what was (not) saved, and what to do."""
+    last = ck.last_checkpoint(out)
+    where = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+    return (f"step {step}: non-finite training signal (loss {stats.loss}, grad norm {stats.grad_norm}); "
+            f"the update was not applied and no checkpoint holds it; {where}. "
+            + ("Lower train.lr, check the data with `palme-dataset validate`, or set train.nan_policy=skip "
+               "to skip such updates." if policy == "stop" else
+               "Too many updates in a row were skipped (train.max_skipped); lower train.lr or check the data."))
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train per `cfg`; return the final metrics (rank 0's; other ranks return {})."""
+    info = dd.setup(cfg.device)
+    try:
+        return _run(cfg, info)
+    finally:
+        dd.cleanup()
+
+
+def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from agent.prompts import PromptBuilder
+
+    def log(msg: str) -> None:
+        if info.is_main:
+            tqdm.write(msg)
+
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    out = run_dir(cfg)
+    resume_from = check_run_folder(cfg, out)
+    init = resume_from or (ck.resolve_checkpoint(cfg.init_from) if cfg.init_from else None)
+    dd.barrier(info)  # every rank has checked the folder before rank 0 writes into it
+
+    mcfg = model_config_of(cfg, init)
+    prompts = PromptBuilder(use_image=mcfg.use_image, use_state=mcfg.use_state, entity_referral=mcfg.entity_referral)
+    data = load_data(cfg.data, prompts, cfg.seed, log)
+    log(f"data: {sum(data.sizes().values())} training examples {data.sizes()}, "
+        f"{sum(len(v) for v in data.heldout.values())} held out, tasks {data.tasks}")
+    core = build_model(cfg, data, init, log).to(info.device)
+    model: nn.Module = core
+    if info.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            core, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=True)  # batches without images leave the image encoder unused
+    optimizer = make_optimizer(core, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
+    scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
+    stream = MixtureStream(data.sizes(), data.weights, cfg.seed)
+    start, skipped_total = 0, 0
+    if resume_from is not None:
+        state, rng = ck.load_training_state(resume_from, optimizer, scheduler)
+        stream.load_state_dict(state["data"])
+        ck.restore_rng(rng)
+        start, skipped_total = int(state["step"]), int(state.get("skipped", 0))
+        for name in ("train_log.jsonl", "eval_history.jsonl"):  # drop lines a crash left past the checkpoint
+            _truncate_jsonl(out / name, start)
+        log(f"resumed {out} at step {start}")
+
+    world = info.world_size
+    per_rank, rem = divmod(cfg.train.batch_size, world * cfg.train.grad_accum)
+    if rem or per_rank == 0:
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} must be a multiple of grad_accum x processes "
+                         f"= {cfg.train.grad_accum} x {world}")
+    autocast = autocast_context(cfg.train.precision, info.device)
+    writer = _tensorboard(out, info)
+    saved_cfg = config_dict(cfg)
+    history: list[dict[str, Any]] = []
+    consecutive_skips = 0
+    bar = tqdm(total=cfg.train.steps, initial=start, disable=not (cfg.progress and info.is_main),
+               desc="palme-train", unit="step", dynamic_ncols=True)
+    t_last, tok_last = time.perf_counter(), 0
+    last_stats: StepStats | None = None
+
+    for step in range(start, cfg.train.steps):
+        refs = stream.next(cfg.train.batch_size)  # the global batch, same on every rank
+        mine = refs[info.rank * per_rank * cfg.train.grad_accum:(info.rank + 1) * per_rank * cfg.train.grad_accum]
+        micro = [core.collate([data.drawn(r) for r in mine[i:i + per_rank]], train=True)
+                 for i in range(0, len(mine), per_rank)]
+        micro = [_to_device(b, info.device) for b in micro]
+        torch.manual_seed(step_seed(cfg.seed, step, info.rank))
+        core.train()
+        stats = update_step(model, core, micro, optimizer, scheduler, cfg, info, autocast)
+        last_stats = stats
+        if stats.skipped:
+            skipped_total += 1
+            consecutive_skips += 1
+            if cfg.train.nan_policy == "stop" or consecutive_skips > cfg.train.max_skipped:
+                bar.close()
+                raise NonFiniteLossError(nonfinite_message(step + 1, stats, out, cfg.train.nan_policy))
+            log(f"step {step + 1}: non-finite loss/gradient, update skipped ({skipped_total} so far)")
+        else:
+            consecutive_skips = 0
+        done = step + 1
+        tok_last += stats.tokens
+        bar.update(1)
+        if done % max(1, cfg.log_every) == 0 or done == cfg.train.steps:
+            now = time.perf_counter()
+            tps = tok_last / max(1e-9, now - t_last)
+            t_last, tok_last = now, 0
+            bar.set_postfix(loss=f"{stats.loss:.4f}", tok_s=f"{tps:,.0f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if info.is_main:
+                _append_jsonl(out / "train_log.jsonl", {"step": done, "loss": stats.loss, "grad_norm": stats.grad_norm,
+                                                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
+                                                        "skipped": stats.skipped})
+            if writer is not None:
+                writer.add_scalar("train/loss", stats.loss, done)
+                writer.add_scalar("train/grad_norm", stats.grad_norm, done)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], done)
+                writer.add_scalar("train/tokens_per_s", tps, done)
+                writer.add_scalar("train/skipped", skipped_total, done)
+        final = done == cfg.train.steps
+        pause = cfg.stop_after > 0 and done - start >= cfg.stop_after and not final
+        if _due(done, cfg.eval.every, final) or _due(done, cfg.eval.closed_loop_every, final and cfg.eval.episodes > 0):
+            metrics = _evaluate(core, data, cfg, info, done, writer, closed=_due(
+                done, cfg.eval.closed_loop_every, final) and cfg.eval.episodes > 0, log=log)
+            if info.is_main:
+                metrics["train_loss"] = stats.loss
+                history.append(metrics)
+                _append_jsonl(out / "eval_history.jsonl", metrics)
+        if _due(done, cfg.save_every, final) or pause:
+            assert_finite(core, done)
+            if info.is_main:
+                ck.save_checkpoint(
+                    out, done, save_model=core.save_pretrained, train_config=saved_cfg, optimizer=optimizer,
+                    scheduler=scheduler, rng=ck.capture_rng(),
+                    training_step={"data": stream.state_dict(), "skipped": skipped_total, "world_size": world})
+                ck.prune_checkpoints(out, cfg.keep_checkpoints)
+            dd.barrier(info)
+        if pause:
+            log(f"stopping after {cfg.stop_after} updates (stop_after); continue with resume=true")
+            break
+    bar.close()
+    if writer is not None:
+        writer.close()
+    if not info.is_main:
+        return {}
+    result = {"run_dir": str(out), "steps": cfg.train.steps, "skipped": skipped_total,
+              "final_loss": last_stats.loss if last_stats else None, "eval": history[-1] if history else {}}
+    ck.write_json(out / "train_summary.json", result)
+    return result
+
+
+def _due(step: int, every: int, final: bool) -> bool:
+    return final or (every > 0 and step % every == 0)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _tensorboard(out: Path, info: dd.DistInfo):
+    if not info.is_main:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(out / "tb"))
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        tmp.replace(path)
+
+
+def _append_jsonl(path: Path, obj: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+def _evaluate(core, data: TrainData, cfg: TrainConfig, info: dd.DistInfo, step: int, writer, closed: bool, log):
+    """Held-out metrics (and closed-loop success when due) on rank 0; the training RNG is left untouched."""
+    metrics: dict[str, Any] = {"step": step}
+    if info.is_main:
+        rng = ck.capture_rng()
+        core.eval()
+        with torch.no_grad():
+            if cfg.eval.every > 0 or step == cfg.train.steps:
+                held, samples = heldout_metrics(core, data, cfg.eval)
+                metrics.update(held)
+                if writer is not None and samples:
+                    writer.add_text("samples", samples, step)
+            if closed:
+                metrics.update(closed_loop_success(core, data, cfg.eval, cfg.seed))
+        core.train()
+        ck.restore_rng(rng)
+        if writer is not None:
+            for k, v in metrics.items():
+                if k != "step" and isinstance(v, int | float):
+                    writer.add_scalar(f"eval/{k}", v, step)
+        log(f"eval @ {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()
+                                           if k != "step" and isinstance(v, float)))
+    dd.barrier(info)
+    return metrics
+
+
+def compose_config(overrides: list[str]) -> TrainConfig:
+    """The TrainConfig `palme-train <overrides>` would run (for experiments and tests)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    register_configs()
+    with initialize_config_module(config_module="configs", version_base=None):
+        dcfg = compose(config_name="train", overrides=list(overrides))
+    cfg = OmegaConf.to_object(dcfg)
+    assert isinstance(cfg, TrainConfig)
+    return cfg
+
+
+def _hydra_main() -> None:
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    register_configs()
+
+    @hydra.main(version_base=None, config_path="pkg://configs", config_name="train")
+    def app(dcfg: DictConfig) -> None:
+        cfg = OmegaConf.to_object(dcfg)
+        assert isinstance(cfg, TrainConfig)
+        result = run(cfg)
+        if result:
+            print(json.dumps({k: v for k, v in result.items() if k != "eval"} | {"eval": result.get("eval", {})}))
+
+    app()
+
+
+def main() -> None:
+    """Console entry point (`palme-train`, and `torchrun -m training.train`)."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
