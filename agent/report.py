@@ -30,6 +30,7 @@ KIND_COLOURS = {
     "exception": "#222222",
 }
 OTHER_COLOUR = "#bab0ac"
+VIDEO_WIDTH = 220  # CSS px of the report's <video> tags
 FONT = "font-family='DejaVu Sans, Arial, sans-serif'"
 CSS = """
 body{font-family:'DejaVu Sans',Arial,sans-serif;margin:24px;color:#222;max-width:1150px}
@@ -37,7 +38,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:26px 0 8px;border-bot
 table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left} .meta{color:#555;font-size:13px}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:6px 10px;margin:8px 0}
-.vids{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;font-size:12px;text-align:center}
+.vids{display:flex;flex-wrap:wrap;gap:10px} figure{margin:0;font-size:12px;text-align:center;width:220px}
 video{background:#000;display:block} pre{font-size:11px;background:#f7f7f7;padding:6px;overflow-x:auto}
 .ok{color:#2a7a2a} .bad{color:#b22}
 """
@@ -197,19 +198,19 @@ def _table_row(split: str, task: str, e: dict[str, Any], bold: bool = False) -> 
 
 
 def videos_section(episodes: Sequence[dict[str, Any]]) -> str:
-    """The recorded episodes as <video> tags (relative paths; a poster frame where one was saved)."""
+    """The recorded episodes as <video> tags, one row per split (relative paths; a poster frame where saved)."""
     recorded = sorted((e for e in episodes if e.get("video_path")), key=lambda e: (e["split"], e["task"], e["episode"]))
     if not recorded:
         return "<p class='meta'>No videos were recorded (videos_per_task=0).</p>"
-    groups: dict[str, list[str]] = {}
+    rows: dict[str, list[str]] = {}
     for e in recorded:
         poster = f" poster='{_esc(e['poster_path'])}'" if e.get("poster_path") else ""
         verdict = "<span class='ok'>success</span>" if e["success"] else f"<span class='bad'>{_esc(e['failure'])}</span>"
-        groups.setdefault(f"{e['split']} {e['task']}", []).append(
-            f"<figure><video src='{_esc(e['video_path'])}'{poster} width='240' controls muted loop playsinline "
-            f"preload='metadata'></video><figcaption>ep {e['episode']} · seed {e['seed']} · {verdict}"
-            f"</figcaption></figure>")
-    return "".join(f"<h3>{_esc(name)}</h3><div class='vids'>{''.join(v)}</div>" for name, v in groups.items())
+        rows.setdefault(e["split"], []).append(
+            f"<figure><video src='{_esc(e['video_path'])}'{poster} width='{VIDEO_WIDTH}' controls muted loop "
+            f"playsinline preload='metadata'></video><figcaption><b>{_esc(e['task'])}</b> ep {e['episode']} · "
+            f"seed {e['seed']} · {verdict}</figcaption></figure>")
+    return "".join(f"<h3>{_esc(split)}</h3><div class='vids'>{''.join(v)}</div>" for split, v in rows.items())
 
 
 def exceptions_section(episodes: Sequence[dict[str, Any]]) -> str:
@@ -353,8 +354,6 @@ def chromium_screenshot(html_path: str | Path, png_path: str | Path, size: tuple
         raise RuntimeError(f"chromium wrote no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}")
     return png_path
 
-
-VIDEO_WIDTH = 240  # CSS px of the report's <video> tags
 
 
 def screenshot_findings(png_path: str | Path, run_dir: str | Path, poster_paths: Sequence[str]) -> dict[str, Any]:
