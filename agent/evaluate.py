@@ -202,7 +202,10 @@ def config_summary(cfg: EvalConfig) -> dict[str, Any]:
 def runner_settings(cfg: EvalConfig) -> dict[str, Any]:
     """What a worker needs to build its planner and env (plain data, sent to worker processes)."""
     keys = ("env", "planner", "image_size", "max_steps", "max_consecutive_failures", "torch_threads", "video_fps")
-    return {k: getattr(cfg, k) for k in keys} | {"planner_options": asdict(cfg.planner_options())}
+    opts = asdict(cfg.planner_options())
+    if opts["device"] == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: one GPU per local rank
+        opts["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
+    return {k: getattr(cfg, k) for k in keys} | {"planner_options": opts}
 
 
 # ---- torchrun: shard by rank, merge on rank 0 ----------------------------------------------------
@@ -361,6 +364,11 @@ def _hydra_main() -> None:
     def _run(dcfg) -> None:
         cfg: EvalConfig = OmegaConf.to_object(dcfg)
         out_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            resolve(cfg)
+        except ValueError as exc:  # a bad setting: say what was expected, without a traceback
+            print(f"palme-eval: {exc}", file=sys.stderr)
+            sys.exit(2)
         try:
             info = evaluate(cfg, out_dir)
         except KeyboardInterrupt:
