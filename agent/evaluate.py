@@ -293,15 +293,16 @@ def _progress(cfg: EvalConfig, total: int, enabled: bool):
 
 def summary_table(info: dict[str, Any]) -> str:
     """Plain-text table of the run: split, task, success % with interval, n, plan lengths, failures."""
-    lines = [f"{'split':6} {'task':14} {'n':>4} {'success%':>9} {'95% CI':>13} {'plan':>5} {'oracle':>6}  failures"]
+    w = max([14, *(len(t["task_id"]) for t in info["per_task"])])
+    lines = [f"{'split':6} {'task':{w}} {'n':>4} {'success%':>9} {'95% CI':>13} {'plan':>5} {'oracle':>6}  failures"]
     for t in info["per_task"]:
         fails = ", ".join(f"{k} {v}" for k, v in t["failures"].items() if v) or "-"
-        lines.append(f"{t['task_group']:6} {t['task_id']:14} {t['n_episodes']:>4} {t['pc_success']:>9.1f} "
+        lines.append(f"{t['task_group']:6} {t['task_id']:{w}} {t['n_episodes']:>4} {t['pc_success']:>9.1f} "
                      f"{t['ci95'][0]:>6.1f}-{t['ci95'][1]:<6.1f} {t['mean_plan_length'] or 0:>5.2f} "
                      f"{t['mean_oracle_plan_length'] or 0:>6.2f}  {fails}")
     o = info["overall"]
     if o["n_episodes"]:
-        lines.append(f"{'all':6} {'all':14} {o['n_episodes']:>4} {o['pc_success']:>9.1f} "
+        lines.append(f"{'all':6} {'all':{w}} {o['n_episodes']:>4} {o['pc_success']:>9.1f} "
                      f"{o['ci95'][0]:>6.1f}-{o['ci95'][1]:<6.1f}   eval {o['eval_s']:.1f} s ({o['eval_ep_s']:.2f} s/ep)")
     return "\n".join(lines)
 

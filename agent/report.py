@@ -60,9 +60,13 @@ def _esc(x: Any) -> str:
 
 def grouped_bar_svg(title: str, categories: Sequence[str], series: Sequence[Series], width: int = 1000) -> str:
     """Grouped vertical bars on a 0-100 axis with interval whiskers and a legend, as an inline <svg>."""
-    left, right, top, bottom, height = 48, 12, 52, 64, 340
+    left, right, top = 48, 12, 52
+    band = (width - left - right) / max(1, len(categories))
+    longest = max((len(c) for c in categories), default=0)
+    tilt = longest * 6.5 > band  # long names: write them at an angle so neighbours do not overlap
+    bottom = 30 + (round(longest * 4.6) if tilt else 10)
+    height = top + 230 + bottom
     plot_w, plot_h = width - left - right, height - top - bottom
-    band = plot_w / max(1, len(categories))
     bar = min(36.0, band * 0.8 / max(1, len(series)))
 
     def y(v: float) -> float:
@@ -75,7 +79,9 @@ def grouped_bar_svg(title: str, categories: Sequence[str], series: Sequence[Seri
                    f"<text x='{left - 6}' y='{y(tick) + 4:.1f}' text-anchor='end'>{tick}%</text>")
     for i, cat in enumerate(categories):
         cx = left + band * (i + 0.5)
-        out.append(f"<text x='{cx:.1f}' y='{height - bottom + 16}' text-anchor='middle'>{_esc(cat)}</text>")
+        ly = height - bottom + 16
+        anchor = f"text-anchor='end' transform='rotate(-40 {cx:.1f} {ly})'" if tilt else "text-anchor='middle'"
+        out.append(f"<text x='{cx:.1f}' y='{ly}' {anchor}>{_esc(cat)}</text>")
         x0 = cx - bar * len(series) / 2
         for j, s in enumerate(series):
             out.append(_bar(s, i, x0 + j * bar, bar, y, SERIES_COLOURS[j % len(SERIES_COLOURS)]))
@@ -116,7 +122,7 @@ def stacked_bar_svg(title: str, rows: Sequence[str], counts: Sequence[dict[str, 
     kinds = [k for k in ("success", *FAILURE_KINDS) if any(c.get(k) for c in counts)]
     kinds += sorted({k for c in counts for k in c if c[k] and k not in kinds})
     colours = [KIND_COLOURS.get(k, OTHER_COLOUR) for k in kinds]
-    left, right, top, row_h = 130, 20, 52, 24
+    left, right, top, row_h = max(130, 12 + round(6.5 * max((len(r) for r in rows), default=0))), 20, 52, 24
     height = top + row_h * len(rows) + 12
     plot_w = width - left - right
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' {FONT} font-size='11'>",
