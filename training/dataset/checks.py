@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from training.dataset.episode import decode_png
+from training.dataset.writer import EPISODE_COLUMNS
 from training.dataset.schema import (
     ENV_STATE_KEY,
     IMAGE_KEY,
@@ -56,21 +57,26 @@ class DatasetError(ValueError):
     """A dataset problem that stops loading; the message names the episode and the file."""
 
 
-def read_parquet(root: Path, rel: str, columns: list[str] | None = None) -> tuple[pa.Table | None, str | None]:
-    """(table, None) or (None, why it could not be read): missing, truncated, corrupt."""
+def read_parquet(root: Path, rel: str, columns: list[str] | None = None) -> tuple[pa.Table | None, str | None, str]:
+    """(table, None, sha256 of the bytes) or (None, why it could not be read: missing, truncated, corrupt, "")."""
     path = root / rel
-    if not path.is_file():
-        return None, "file is missing"
     try:
-        return pq.read_table(path, columns=columns, page_checksum_verification=True), None
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, "file is missing", ""
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        return pf.read(columns=columns, use_threads=False), None, hashlib.sha256(data).hexdigest()
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for truncated / corrupt files
-        return None, f"unreadable parquet (truncated or corrupt): {type(err).__name__}: {str(err)[:160]}"
+        return None, f"unreadable parquet (truncated or corrupt): {type(err).__name__}: {str(err)[:160]}", ""
 
 
-def check_episode_row(root: Path, info: dict[str, Any], ep: int) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """Read and check episode `ep`'s metadata row."""
+def check_episode_row(
+    root: Path, info: dict[str, Any], ep: int, stats: bool = True
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Read and check episode `ep`'s metadata row (without the wide stats/ columns when `stats` is False)."""
     rel = episodes_path(ep, int(info["chunks_size"]))
-    table, why = read_parquet(root, rel)
+    table, why, _ = read_parquet(root, rel, None if stats else [n for n, _ in EPISODE_COLUMNS])
     if table is None:
         return None, [Problem("error", f"episode metadata {why}", ep, rel)]
     rows = table.to_pylist()
@@ -84,12 +90,11 @@ def check_episode_data(
 ) -> tuple[pa.Table | None, list[Problem]]:
     """Read episode `ep`'s data file and check schema, counts, indices, finiteness and (optionally) every image."""
     rel = data_path(ep, int(info["chunks_size"]))
-    table, why = read_parquet(root, rel)
+    table, why, digest = read_parquet(root, rel)
     if table is None:
         return None, [Problem("error", f"data {why}", ep, rel)]
     problems: list[Problem] = []
-    digest = row.get("data/sha256")
-    if digest and hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
+    if row.get("data/sha256") and digest != row["data/sha256"]:
         problems.append(Problem("error", "data file bytes differ from the checksum recorded when it was written "
                                 "(changed or corrupted on disk)", ep, rel))
 
@@ -161,7 +166,7 @@ def image_problem(cell: dict[str, Any] | None, shape: tuple[int, ...]) -> str | 
 def check_meta_files(root: Path, info: dict[str, Any]) -> list[Problem]:
     """tasks.parquet and stats.json: present, readable, consistent with info.json."""
     problems = []
-    table, why = read_parquet(root, TASKS_PATH)
+    table, why, _ = read_parquet(root, TASKS_PATH)
     if table is None:
         problems.append(Problem("error", f"tasks {why}", None, TASKS_PATH))
     elif table.num_rows != int(info["total_tasks"]):

@@ -111,7 +111,7 @@ class LogDataset:
         self.skipped.append(errors[0])
 
     def _load(self, ep: int) -> None:
-        row, problems = check_episode_row(self.root, self.info, ep)
+        row, problems = check_episode_row(self.root, self.info, ep, stats=False)
         if row is None:
             self._fail(problems)
             return
