@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from training.dataset.episode import decode_png
-from training.dataset.writer import EPISODE_COLUMNS
 from training.dataset.schema import (
     ENV_STATE_KEY,
     IMAGE_KEY,
@@ -30,6 +29,7 @@ from training.dataset.schema import (
     data_path,
     episodes_path,
 )
+from training.dataset.writer import EPISODE_COLUMNS
 
 NUMERIC_KEYS: tuple[str, ...] = (STATE_KEY, ENV_STATE_KEY, "action")
 
