@@ -105,7 +105,8 @@ def language_rows(ep: EpisodeData) -> list[dict[str, Any]]:
         rows.append(row(s.text, "subtask", s.start_t))
         result = "ok" if s.success else f"failed: {s.reason.strip().rstrip('.')}"
         rows.append(row(f"{s.text}. Result: {result}.", "memory", s.end_t))
-    rows.sort(key=lambda r: (r["timestamp"], ("plan", "subtask", "memory").index(r["style"])))
+    # at one instant: the previous step's result, then a replanned plan, then the next step
+    rows.sort(key=lambda r: (r["timestamp"], ("memory", "plan", "subtask").index(r["style"])))
     return rows
 
 
