@@ -55,8 +55,25 @@ def main() -> None:
             assert item["task"] == ep.instruction
             compared += 1
     version = getattr(lerobot, "__version__", "?")
+    print(_language_check(args.root, ours))
     print(f"lerobot {version}: opened {theirs.num_episodes} episodes / {theirs.num_frames} frames; "
           f"{compared} frames equal to ours (image, states, indices, task)")
+
+
+def _language_check(root: Path, ours) -> str:
+    """Load `language_persistent` with the HF features LeRobot >= 0.6 declares for it (rows of role, content,
+    style, float32 timestamp, camera, tool_calls as a list of JSON) and compare with our reader."""
+    import datasets
+
+    json_feature = datasets.Json() if hasattr(datasets, "Json") else datasets.Value("string")
+    row = {"role": datasets.Value("string"), "content": datasets.Value("string"), "style": datasets.Value("string"),
+           "timestamp": datasets.Value("float32"), "camera": datasets.Value("string"),
+           "tool_calls": datasets.List(json_feature)}
+    ep = ours.episodes[0]
+    hf = datasets.Dataset.from_parquet(str(root / ep.file), columns=["language_persistent"],
+                                       features=datasets.Features({"language_persistent": datasets.List(row)}))
+    assert hf[0]["language_persistent"] == ep.language
+    return f"language_persistent loads with LeRobot 0.6's feature types (datasets {datasets.__version__})"
 
 
 if __name__ == "__main__":
