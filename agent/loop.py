@@ -165,7 +165,7 @@ class Agent:
         try:
             trace.oracle_plan_length, trace.step_budget = self._budget(u)
             self._loop(u, trace)
-        except Exception as err:  # the planner or a skill raised: the episode fails, the run goes on
+        except Exception as err:  # noqa: BLE001 - the planner or a skill raised: the episode fails, the run goes on
             trace.ended_by, trace.failure = "exception", "exception"
             trace.reason = f"{type(err).__name__}: {err}"
             trace.traceback = traceback.format_exc()
@@ -184,7 +184,7 @@ class Agent:
         if u.goal is not None:
             try:
                 length = len(u.task.oracle_plan(u, u.goal))
-            except Exception:  # sizing the budget must not end the episode; fall back to the open-ended budget
+            except Exception:  # noqa: BLE001 - sizing the budget must not end the episode; fall back to the open-ended budget
                 length = None
         if self.max_steps is not None:
             return length, self.max_steps

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
 from envs.vocab import (
@@ -27,9 +27,6 @@ from envs.vocab import (
     object_names,
     render_step,
 )
-
-if TYPE_CHECKING:
-    from envs.base import TabletopEnv
 
 ERROR_KINDS: tuple[str, ...] = ("parse_error", "unknown_skill", "unknown_object", "ambiguous_reference", "precondition")
 MAX_STEP_CHARS = 300  # longer text is not a plan step (and is not worth scanning)
@@ -168,7 +165,7 @@ class PlanParser:
         shown = text[:120] if isinstance(text, str) else repr(text)[:120]
         try:
             out = self._parse(text)
-        except Exception as err:  # a parser bug must not end an episode: report it as a parse error
+        except Exception as err:  # noqa: BLE001 - a parser bug must not end an episode: report it as a parse error
             out = _Err("parse_error", f"could not parse the step ({type(err).__name__}: {err})")
         if isinstance(out, _Err):
             return PlanError(out.kind, out.reason, shown)

@@ -227,16 +227,28 @@ class TextOnlyPlanner(PalmEPlanner):
     text_only = True
 
 
+def model_dir(checkpoint: str | Path | None) -> Path:
+    """The PalmE model folder of a checkpoint argument: the folder itself, its `pretrained_model/`, or a run's last one.
+
+    None means DEFAULT_CHECKPOINT, looked up in the working directory and then in the repository.
+    """
+    if checkpoint is None:
+        repo = Path(__file__).resolve().parents[1]
+        bases = [Path(DEFAULT_CHECKPOINT), repo / DEFAULT_CHECKPOINT]
+    else:
+        bases = [Path(checkpoint)]
+    for base in bases:
+        for cand in (base, base / "pretrained_model", base / "checkpoints" / "last" / "pretrained_model"):
+            if (cand / "config.json").is_file():
+                return cand
+    shown = str(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    raise ValueError(f"checkpoint folder {shown!r} does not exist or holds no PalmE model (config.json, directly, "
+                     f"in pretrained_model/ or in checkpoints/last/pretrained_model/); pass checkpoint=PATH")
+
+
 def _load_model(checkpoint: str | Path | None, device: str) -> Any:
-    """PalmE.from_pretrained on a checkpoint folder (DEFAULT_CHECKPOINT when None)."""
-    path = Path(checkpoint if checkpoint is not None else DEFAULT_CHECKPOINT)
-    if not path.is_dir():
-        raise ValueError(f"checkpoint folder {str(path)!r} does not exist; pass checkpoint=PATH to a PalmE checkpoint")
+    """PalmE.from_pretrained on a checkpoint folder (DEFAULT_CHECKPOINT when None), moved to `device`."""
+    path = model_dir(checkpoint)
     from agent.model import PalmE  # imported here: torch and transformers load only for model planners
 
-    model = PalmE.from_pretrained(path)
-    if hasattr(model, "to"):
-        model = model.to(device)
-    if hasattr(model, "eval"):
-        model.eval()
-    return model
+    return PalmE.from_pretrained(path).to(device).eval()

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.parser import BOARD_SYNONYMS, PlanError, PlanParser, SceneContext, parse_step, valid_calls, valid_steps
+from agent.parser import (
+    BOARD_SYNONYMS,
+    PlanError,
+    PlanParser,
+    SceneContext,
+    parse_step,
+    valid_calls,
+    valid_steps,
+)
 from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, SIZE_NAMES, ObjectDesc
 from envs.vocab import BOARD_LOCATIONS, DIRECTIONS, DISTANCES, PUSH_RELATIONS, SkillCall, render_step
 
