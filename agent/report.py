@@ -303,22 +303,25 @@ def compare_markdown(infos: Sequence[dict[str, Any]], labels: Sequence[str]) -> 
 
 
 def render_compare(infos: Sequence[dict[str, Any]], labels: Sequence[str]) -> str:
-    """`compare.html`: a grouped success chart (one series per run) and the markdown tables as HTML."""
+    """`compare.html`: per split, a success chart with one bar series per run; outcomes per run; the tables."""
     rows = _compare_rows(infos)
-    cats = [f"{s} {t}" if t != "all" else f"{s} (all)" for s, t, _ in rows]
-    series = [
-        Series(name=label,
-               values=[es[j]["pc_success"] if es[j] else None for _, _, es in rows],
-               intervals=[tuple(es[j]["ci95"]) if es[j] else None for _, _, es in rows],
-               notes=[f"{label} {c}: {_cell(es[j])}" for c, (_, _, es) in zip(cats, rows, strict=True)])
-        for j, label in enumerate(labels)
-    ]
-    width = max(1000, 40 + len(cats) * max(60, 22 * len(labels)))
+    charts = []
+    for split in dict.fromkeys(s for s, _, _ in rows):
+        mine = [(t, es) for s, t, es in rows if s == split]
+        series = [
+            Series(name=label,
+                   values=[es[j]["pc_success"] if es[j] else None for _, es in mine],
+                   intervals=[tuple(es[j]["ci95"]) if es[j] else None for _, es in mine],
+                   notes=[f"{label} {split} {t}: {_cell(es[j])}" for t, es in mine])
+            for j, label in enumerate(labels)
+        ]
+        title = "Overall" if split == "all" else f"Split {split}"
+        charts.append(grouped_bar_svg(f"{title} (bars: Wilson 95% interval)", [t for t, _ in mine], series, width=560))
     outcome = stacked_bar_svg("Outcome of every episode, per run", list(labels),
                               [_outcomes(info["overall"]) for info in infos])
-    body = ("<h1>Runs side by side</h1>"
-            + grouped_bar_svg("Success rate (bars: Wilson 95% interval)", cats, series, width=width)
-            + outcome + "<h2>Tables</h2>" + _markdown_to_tables(compare_markdown(infos, labels)))
+    body = ("<h1>Runs side by side</h1><p class='meta'>" + " · ".join(_esc(x) for x in labels) + "</p>"
+            + "<h2>Success rate</h2><div class='vids'>" + "".join(charts) + "</div><h2>Outcomes</h2>" + outcome
+            + "<h2>Tables</h2>" + _markdown_to_tables(compare_markdown(infos, labels)))
     return _page("Runs side by side", body)
 
 

@@ -145,7 +145,9 @@ def test_compare_puts_runs_side_by_side(tmp_path):
     assert "50.0 [" in row and "(n=2)" in row and "0.0 [" in row
     assert "| L1 | grasp |" in md and md.count("–") >= 1  # a task only one run has
     page = (out / "compare.html").read_text()
-    assert page.count("<svg") == 2 and "oracle" in page and "random" in page
+    # One chart per split and one overall (runs as bar series), and the outcomes per run.
+    assert page.count("<svg") == 4 and "Split L1" in page and "Split L2" in page and "Overall" in page
+    assert "oracle" in page and "random" in page
     assert (out / "compare.md").read_text() == md
 
 
