@@ -52,7 +52,7 @@ IK_ITERATIONS = 10  # per control step; the target moves at most MAX_DELTA per s
 
 # ---- relations (tolerances used by `support_graph` and the success predicates) ------------------
 REST_Z_TOL = 0.01  # a cube rests on X when its bottom is within this of X's top
-TILT_TOL = 0.95  # |cos| of the angle between the cube's local z-ish axis and world z to count as flat
+TILT_TOL = 0.95  # flat: some cube axis within ~18 degrees of world z (|cos| above this)
 
 
 # ---- the robot's footprint when the hand comes down (from the link AABBs, grasp point at the origin) ----
@@ -70,7 +70,7 @@ def hand_footprint(height: float, opening: float) -> tuple[float, float]:
     return 0.016, opening / 2 + 0.022  # finger pads
 
 
-def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+def apart_for_hand(a: np.ndarray, b: np.ndarray) -> bool:
     """Layout rule: far enough apart for the hand whatever the two stacks' heights."""
     return abs(a[0] - b[0]) >= SPACING_X or abs(a[1] - b[1]) >= SPACING_Y
 
@@ -315,11 +315,12 @@ class PickPlaceEnv(TabletopEnv):
         """Whether cube i rests on cube j (j = -1: on the table)."""
         return self.support_graph()[i] == j
 
-    def in_zone(self, i: int, color: str) -> bool:
+    def in_zone(self, i: int, color: str, graph: list[int | None] | None = None) -> bool:
         """Whether cube i lies in the zone of `color`: its centre inside the square, resting, not held."""
         if color not in self.zones:
             return False
-        if self.support_graph()[i] is None:
+        graph = self.support_graph() if graph is None else graph
+        if graph[i] is None:
             return False
         d = np.abs(self.object_pose(i)[0][:2] - self.zones[color])
         return bool(np.all(d <= ZONE_SIDE / 2))
@@ -357,7 +358,7 @@ class PickPlaceEnv(TabletopEnv):
         opening = size + RELEASE_MARGIN
         for strict in (True, False):
             for q in cands:
-                if strict and not all(_apart(q, o) for o in others):
+                if strict and not all(apart_for_hand(q, o) for o in others):
                     continue
                 if self.hand_clear(q, size / 2, opening, exclude):
                     return q

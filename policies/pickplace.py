@@ -8,6 +8,7 @@ it is now), grasp or release, check, retreat. A failed grasp is retried.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -120,13 +121,13 @@ class _ScriptedSkill(Skill):
         except StopIteration:
             return None
 
+    @abstractmethod
     def precondition(self, env: PickPlaceEnv, call: SkillCall) -> str | None:
         """Why the call cannot start, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def motion(self, env: PickPlaceEnv, call: SkillCall) -> Actions:
         """The closed-loop action stream."""
-        raise NotImplementedError
 
 
 @register_skill("pickplace")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+import envs.tasks.pickplace  # noqa: F401 -- registers the tasks
 from envs import make_env
 from envs.pickplace import PickPlaceEnv
 from envs.tasks.base import make_task, task_names
@@ -14,7 +15,7 @@ from envs.tasks.pickplace import HELDOUT_COMBOS
 from envs.vocab import SkillCall
 from policies.base import run_skill
 
-TASKS = ["grasp", "put_in_zone", "sort_by_color", "stack", "unstack"]
+TASKS = task_names("pickplace")  # every registered task gets the contract tests below
 
 
 def run_oracle(env: PickPlaceEnv, max_calls: int = 40) -> list[str]:
@@ -35,8 +36,8 @@ def env():
     e.close()
 
 
-def test_all_tasks_registered():
-    assert task_names("pickplace") == TASKS
+def test_the_five_tasks_are_registered():
+    assert {"grasp", "put_in_zone", "sort_by_color", "stack", "unstack"} <= set(TASKS)
 
 
 def test_check_env_passes():

@@ -12,14 +12,16 @@ cubes), `L3` (6-8 cubes, longer towers), `L4` (held-out phrasings).
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, SIZE_NAMES, ObjectDesc
-from envs.pickplace import WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_SIDE, Layout, _apart
+from envs.pickplace import WORKSPACE_HIGH, WORKSPACE_LOW, ZONE_SIDE, Layout, apart_for_hand
 from envs.tasks.base import Task, TaskInstance, register_task
 from envs.vocab import SkillCall, object_names, referral_name
 
@@ -101,7 +103,7 @@ def sample_layout(
 
 def stacks_apart(a: np.ndarray, b: np.ndarray) -> bool:
     """Two stacks leave room for the fingers and the hand, whatever their heights become."""
-    return bool(np.linalg.norm(a - b) >= CUBE_SPACING and _apart(a, b))
+    return bool(np.linalg.norm(a - b) >= CUBE_SPACING and apart_for_hand(a, b))
 
 
 def _scatter(
@@ -132,6 +134,7 @@ def normalize(text: str) -> str:
     return t.rstrip(" .!?")
 
 
+@lru_cache(maxsize=None)
 def _pattern(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{\w+\})", normalize(template))
     body = "".join(f"(?P<{s[1:-1]}>.+?)" if s.startswith("{") else re.escape(s) for s in parts)
@@ -277,18 +280,19 @@ class PickPlaceTask(Task):
                     return goal
         return None
 
+    @abstractmethod
     def _sample_goal(
         self, rng: np.random.Generator, split: str
     ) -> tuple[list[ObjectDesc], Any, list[list[int]], list[str]]:
         """(objects, goal, initial towers bottom-up, zone colours)."""
-        raise NotImplementedError
 
     def _fields(self, template: str, goal: Any, objects: Sequence[ObjectDesc]) -> dict[str, str] | None:
         """Placeholder values of `template` for `goal`, or None if the template cannot say it."""
         return {}
 
+    @abstractmethod
     def _goal_from(self, template: str, fields: dict[str, str], objects: Sequence[ObjectDesc]) -> Any | None:
-        raise NotImplementedError
+        """The goal a matched template's placeholder values mean for these objects, or None."""
 
 
 def random_towers(
@@ -444,12 +448,14 @@ class ZoneGoalMixin:
     """Shared oracle and success predicate of the tasks whose goal puts cubes in zones (a mixin, not a task)."""
 
     def is_success(self, env, goal):
-        return all(env.in_zone(i, z) for i, z in goal.assign)
+        graph = env.support_graph()
+        return all(env.in_zone(i, z, graph) for i, z in goal.assign)
 
     def oracle_plan(self, env, goal):
         want = dict(goal.assign)
         b = Blocks(env)
-        placed = {i for i in want if env.in_zone(i, want[i])}
+        graph = env.support_graph()
+        placed = {i for i in want if env.in_zone(i, want[i], graph)}
 
         def dest(c: int) -> dict[str, Any]:
             # A blocker that belongs in a zone goes straight there: one move instead of two.
