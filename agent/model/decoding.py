@@ -59,11 +59,12 @@ def greedy_decode(
     eos_id: int,
     banned: Sequence[int] = (),
     tries: Sequence[PrefixTrie | None] | None = None,
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
     """Greedy continuation of a left-padded prefix (B, T, D); returns each row's new ids without EOS.
 
     Rows with a trie only ever take a token the trie allows, and stop at its end; `banned` ids
-    (placeholders, padding) are never generated.
+    (placeholders, padding) are never generated, nor EOS before `min_new_tokens` (for benchmarks).
     """
     bsz = prefix.shape[0]
     tries = list(tries) if tries is not None else [None] * bsz
@@ -74,10 +75,12 @@ def greedy_decode(
              use_cache=True, logits_to_keep=1, **cache_kw)
     done = torch.zeros(bsz, dtype=torch.bool, device=prefix.device)
     result: list[list[int]] = [[] for _ in range(bsz)]
-    for _ in range(steps):
+    for step in range(steps):
         logits = out.logits[:, -1].float()  # (B, V)
         if banned:
             logits[:, list(banned)] = float("-inf")
+        if step < min_new_tokens:
+            logits[:, eos_id] = float("-inf")
         for i, node in enumerate(nodes):
             if node is not None:
                 keep = torch.full_like(logits[i], float("-inf"))

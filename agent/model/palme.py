@@ -264,8 +264,11 @@ class PalmE(nn.Module):
 
     @torch.no_grad()
     def generate(self, examples: Sequence[Example], max_new_tokens: int = 48,
-                 allowed: Sequence[Sequence[str] | None] | None = None) -> list[str]:
-        """Greedy answers, batched with a KV cache; `allowed[i]`: answers example i may give (constrained)."""
+                 allowed: Sequence[Sequence[str] | None] | None = None, min_new_tokens: int = 0) -> list[str]:
+        """Greedy answers, batched with a KV cache; `allowed[i]`: answers example i may give (constrained).
+
+        Constrained rows always finish their answer, even past max_new_tokens.
+        """
         if allowed is not None and len(allowed) != len(examples):
             raise ValueError(f"allowed needs one entry per example: {len(examples)} examples, {len(allowed)} entries")
         was_training = self.training
@@ -279,7 +282,7 @@ class PalmE(nn.Module):
                       if t != self.eos_id and t < vocab]
             new = greedy_decode(self.llm, self.llm.get_input_embeddings(), self.embed(batch),
                                 batch["attention_mask"], batch["position_ids"], max_new_tokens, self.eos_id,
-                                banned, tries)
+                                banned, tries, min_new_tokens)
         finally:
             self.train(was_training)
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
