@@ -47,12 +47,16 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _cfg(tmp_path: Path, data: Path, *extra: str):
-    return compose_config([
+def _overrides(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [
         *TINY, f"data.dirs=[{data}]", f"output_dir={tmp_path}/run", "train.steps=6", "train.batch_size=4",
-        "train.warmup_steps=2", "train.lr=3e-3", "save_every=3", "log_every=1", "eval.every=0", "progress=false",
-        "num_threads=1", *extra,
-    ])
+        "train.warmup_steps=2", "train.lr=3e-3", "save_every=3", "log_every=1", "eval.every=0", "eval.final=false",
+        "progress=false", "num_threads=1", *extra,
+    ]
+
+
+def _cfg(tmp_path: Path, data: Path, *extra: str):
+    return compose_config(_overrides(tmp_path, data, *extra))
 
 
 def _losses(run_dir: Path) -> list[float]:
@@ -88,12 +92,9 @@ def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, dataset):
 
 
 def test_ddp_two_processes_match_one(tmp_path, dataset):
-    one = _cfg(tmp_path / "one", dataset, "train.steps=4", "save_every=4")
-    run(one)
-    args = [f.replace(f"{tmp_path}/one", f"{tmp_path}/two") for f in [
-        *TINY, f"data.dirs=[{dataset}]", f"output_dir={tmp_path}/one/run", "train.steps=6", "train.batch_size=4",
-        "train.warmup_steps=2", "train.lr=3e-3", "save_every=4", "log_every=1", "eval.every=0", "progress=false",
-        "num_threads=1", "train.steps=4"]]
+    # Same global batch (4): one process with 2 accumulation steps vs two processes with one micro-batch each.
+    run(_cfg(tmp_path / "one", dataset, "train.steps=4", "save_every=4", "train.grad_accum=2"))
+    args = _overrides(tmp_path / "two", dataset, "train.steps=4", "save_every=4")
     proc = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m",
                            "training.train", *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -84,14 +84,16 @@ class TrainEvalConfig:
     """Evaluation during training (rank 0; other ranks wait)."""
 
     every: int = 200  # planning exact match + VQA accuracy on held-out examples every N updates; 0 = off
+    final: bool = True  # also evaluate (held-out, and closed loop when episodes > 0) after the last update
     examples: int = 64  # held-out examples per kind (plan, vqa) per evaluation
     batch_size: int = 16  # generation batch
     samples: int = 4  # sample generations written to TensorBoard as text
-    closed_loop_every: int = 0  # closed-loop success every K updates; 0 = only at the end (if episodes > 0)
+    closed_loop_every: int = 0  # closed-loop success every K updates; 0 = only at the end (eval.final, episodes > 0)
     episodes: int = 0  # closed-loop episodes per task; 0 = no closed-loop evaluation
     tasks: list[str] = field(default_factory=list)  # "world/task" to run; [] = the tasks found in the data
     split: str = "L1"  # generalisation split the closed-loop seeds come from (test seeds, never trained on)
-    max_new_tokens: int = 48  # generation length
+    max_new_tokens: int = 48  # generation length of a step or a short answer
+    max_long_tokens: int = 192  # generation length of whole plans and captions
 
 
 @dataclass

@@ -10,6 +10,7 @@ from training.config import TrainEvalConfig
 from training.data import TrainData
 
 VQA_PREFIXES = ("vqa_", "caption", "success", "skill_success")
+LONG_SOURCES = ("plan_full", "caption")  # answers that need more than a step's worth of tokens
 
 
 def normalize(text: str) -> str:
@@ -43,8 +44,9 @@ def heldout_metrics(model: Any, data: TrainData, cfg: TrainEvalConfig) -> tuple[
             continue
         examples = [data.example(r) for r in refs]
         preds: list[str] = []
+        budget = cfg.max_long_tokens if source in LONG_SOURCES else cfg.max_new_tokens
         for i in range(0, len(examples), cfg.batch_size):
-            preds += model.generate(examples[i:i + cfg.batch_size], max_new_tokens=cfg.max_new_tokens)
+            preds += model.generate(examples[i:i + cfg.batch_size], max_new_tokens=budget)
         hits = [answer_matches(source, p, e.answer) for p, e in zip(preds, examples, strict=True)]
         metrics[f"{source}_acc"] = sum(hits) / len(hits)
         if source.startswith(VQA_PREFIXES):

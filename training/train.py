@@ -269,6 +269,7 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
                desc="palme-train", unit="step", dynamic_ncols=True)
     t_last, tok_last = time.perf_counter(), 0
     last_stats: StepStats | None = None
+    done = start
 
     for step in range(start, cfg.train.steps):
         refs = stream.next(cfg.train.batch_size)  # the global batch, same on every rank
@@ -309,9 +310,10 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
                 writer.add_scalar("train/skipped", skipped_total, done)
         final = done == cfg.train.steps
         pause = cfg.stop_after > 0 and done - start >= cfg.stop_after and not final
-        if _due(done, cfg.eval.every, final) or _due(done, cfg.eval.closed_loop_every, final and cfg.eval.episodes > 0):
-            metrics = _evaluate(core, data, cfg, info, done, writer, closed=_due(
-                done, cfg.eval.closed_loop_every, final) and cfg.eval.episodes > 0, log=log)
+        heldout_due = _due(done, cfg.eval.every, final and cfg.eval.final)
+        closed_due = cfg.eval.episodes > 0 and _due(done, cfg.eval.closed_loop_every, final and cfg.eval.final)
+        if heldout_due or closed_due:
+            metrics = _evaluate(core, data, cfg, info, done, writer, heldout_due, closed_due, log)
             if info.is_main:
                 metrics["train_loss"] = stats.loss
                 history.append(metrics)
@@ -333,13 +335,14 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
         writer.close()
     if not info.is_main:
         return {}
-    result = {"run_dir": str(out), "steps": cfg.train.steps, "skipped": skipped_total,
+    result = {"run_dir": str(out), "steps": done, "finished": done == cfg.train.steps, "skipped": skipped_total,
               "final_loss": last_stats.loss if last_stats else None, "eval": history[-1] if history else {}}
     ck.write_json(out / "train_summary.json", result)
     return result
 
 
 def _due(step: int, every: int, final: bool) -> bool:
+    """Whether a periodic action (every N updates; 0 = never) or the final one falls on `step`."""
     return final or (every > 0 and step % every == 0)
 
 
@@ -371,14 +374,15 @@ def _append_jsonl(path: Path, obj: dict[str, Any]) -> None:
         f.write(json.dumps(obj) + "\n")
 
 
-def _evaluate(core, data: TrainData, cfg: TrainConfig, info: dd.DistInfo, step: int, writer, closed: bool, log):
+def _evaluate(core, data: TrainData, cfg: TrainConfig, info: dd.DistInfo, step: int, writer, heldout: bool,
+              closed: bool, log):
     """Held-out metrics (and closed-loop success when due) on rank 0; the training RNG is left untouched."""
     metrics: dict[str, Any] = {"step": step}
     if info.is_main:
         rng = ck.capture_rng()
         core.eval()
         with torch.no_grad():
-            if cfg.eval.every > 0 or step == cfg.train.steps:
+            if heldout:
                 held, samples = heldout_metrics(core, data, cfg.eval)
                 metrics.update(held)
                 if writer is not None and samples:

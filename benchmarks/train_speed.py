@@ -1,0 +1,76 @@
+"""How fast palme-train updates a model on this machine: steps/s, examples/s and tokens/s of the real update step.
+
+    python benchmarks/train_speed.py --data data/stack [--model palme-tiny] [--batch 32] [--steps 20] [--threads 1 2]
+
+Runs the training loop's own pieces (data stream, collate, `update_step`) for a few warm-up and
+timed updates, per thread count, and prints one JSON line per setting. Use it to size a run:
+steps = minutes x 60 x steps/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def measure(args: argparse.Namespace, threads: int) -> dict:
+    """Timed updates of the real loop pieces at one thread count."""
+    import torch
+
+    from agent.prompts import PromptBuilder
+    from training import distributed as dd
+    from training.batches import MixtureStream
+    from training.data import load_data
+    from training.optim import make_optimizer, make_scheduler
+    from training.train import build_model, compose_config, count_tokens, update_step
+
+    torch.set_num_threads(threads)
+    cfg = compose_config([f"model={args.model}", f"data.dirs=[{','.join(args.data)}]", f"train.batch_size={args.batch}",
+                          *args.override])
+    mc = cfg.model
+    data = load_data(cfg.data, PromptBuilder(mc.use_image, mc.use_state, mc.entity_referral), 0, log=lambda _: None)
+    model = build_model(cfg, data, None, log=lambda _: None)
+    opt = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
+    sched = make_scheduler(opt, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
+    stream = MixtureStream(data.sizes(), data.weights, 0)
+    info = dd.DistInfo()
+    tokens = 0
+    t0 = t_load = 0.0
+    for i in range(args.warmup + args.steps):
+        if i == args.warmup:
+            t0, tokens, t_load = time.perf_counter(), 0, 0.0
+        tl = time.perf_counter()
+        batch = model.collate([data.drawn(r) for r in stream.next(args.batch)], train=True)
+        t_load += time.perf_counter() - tl
+        tokens += count_tokens(batch)
+        update_step(model, model, [batch], opt, sched, cfg, info, nullcontext)
+    wall = time.perf_counter() - t0
+    return {"model": args.model, "params": model.parameter_counts()["total"], "threads": threads,
+            "batch": args.batch, "steps_per_s": round(args.steps / wall, 3), "s_per_step": round(wall / args.steps, 3),
+            "examples_per_s": round(args.steps * args.batch / wall, 1), "tokens_per_s": round(tokens / wall),
+            "data_share": round(t_load / wall, 3)}
+
+
+def main() -> None:
+    """Command line."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", required=True, help="demonstration-log folders")
+    p.add_argument("--model", default="palme-tiny")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--override", nargs="*", default=[], help="extra palme-train overrides")
+    args = p.parse_args()
+    for t in args.threads:
+        print(json.dumps(measure(args, t)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
