@@ -252,3 +252,16 @@ def test_mixture_is_seeded_weighted_and_checks_its_config(ds_root):
     assert all(ans in ("red", "green", "blue") for _, _, ans in custom)
     with pytest.raises(ValueError, match="unknown mixture sources"):
         MixtureConfig(weights={"webqa": 1.0}).resolved()
+
+
+def test_training_loader_stops_or_skips_and_says_how_many(ds_root):
+    from training.examples import load_mixture
+
+    path = ds_root / data_path(1)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DatasetError, match=r"episode 1: data/chunk-000/file-001\.parquet\] data unreadable"):
+        load_mixture(str(ds_root))
+    said: list[str] = []
+    sampler = load_mixture(str(ds_root), skip_bad=True, log=said.append)
+    assert said and said[0].startswith("skipped 1 bad episode(s)") and "episode 1" in said[0]
+    assert {sampler.builder.ds.episodes[s.episode].seed for s in sampler.sources["plan"]} == {0, 2}
