@@ -9,12 +9,18 @@ read by tasks, scripted skills and question generation.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import pybullet as p
+import pybullet_data
 
 from envs.base import TabletopEnv
 from envs.catalogue import COLORS
@@ -32,6 +38,7 @@ TABLE_CENTER = np.array([0.45, 0.0, -0.02])
 TABLE_X, TABLE_HALF_X, TABLE_HALF_Y = float(TABLE_CENTER[0]), float(TABLE_HALF[0]), float(TABLE_HALF[1])
 CUBE_MASS = 0.08  # kg
 FRICTION = 1.0
+ROBOT_RGBA = (0.85, 0.85, 0.88, 1.0)
 
 # ---- robot ----------------------------------------------------------------------------------
 EE_LINK = 11  # panda_grasptarget: between the finger pads
@@ -73,6 +80,25 @@ def hand_footprint(height: float, opening: float) -> tuple[float, float]:
 def apart_for_hand(a: np.ndarray, b: np.ndarray) -> bool:
     """Layout rule: far enough apart for the hand whatever the two stacks' heights."""
     return abs(a[0] - b[0]) >= SPACING_X or abs(a[1] - b[1]) >= SPACING_Y
+
+
+@lru_cache(maxsize=1)
+def light_panda_urdf() -> str:
+    """Path of pybullet_data's Panda with its collision meshes drawn as visuals (same physics).
+
+    The visual meshes are ~10 MB of OBJ: parsing them on every reset and rasterising them in
+    TinyRenderer cost far more than the physics. The rewritten URDF is cached in the temp dir.
+    """
+    src = Path(pybullet_data.getDataPath()) / "franka_panda" / "panda.urdf"
+    text = src.read_text().replace("package://meshes/visual/", "package://meshes/collision/")
+    text = text.replace("package://meshes/", f"{src.parent / 'meshes'}/")
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    dst = Path(tempfile.gettempdir()) / f"palme_panda_light_{digest}.urdf"
+    if not dst.exists():
+        tmp = dst.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(dst)  # atomic: parallel envs never read a half-written file
+    return str(dst)
 
 
 @dataclass(frozen=True)
@@ -136,9 +162,9 @@ class PickPlaceEnv(TabletopEnv):
         )
         self.table = p.createMultiBody(0, table_col, table_vis, TABLE_CENTER.tolist(), physicsClientId=c)
         p.changeDynamics(self.table, -1, lateralFriction=FRICTION, physicsClientId=c)
-        self.robot = p.loadURDF(
-            "franka_panda/panda.urdf", [0, 0, 0], useFixedBase=True, physicsClientId=c,
-        )
+        self.robot = p.loadURDF(light_panda_urdf(), [0, 0, 0], useFixedBase=True, physicsClientId=c)
+        for link in range(-1, p.getNumJoints(self.robot, physicsClientId=c)):
+            p.changeVisualShape(self.robot, link, rgbaColor=ROBOT_RGBA, physicsClientId=c)
         for j, q in zip(ARM_JOINTS, HOME_JOINTS):
             p.resetJointState(self.robot, j, q, physicsClientId=c)
         for j in FINGER_JOINTS:
