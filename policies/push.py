@@ -292,16 +292,24 @@ class PushSkill(Skill):
         for k in range(len(env.object_ids)):
             if k == self.i:
                 continue
-            # The block may end up touching the reference of "next to", so that one is shrunk.
-            grow = HALF + (-0.008 if (k == self.call.target and self.call.relation == "next to") else 0.014)
+            # The block may end up touching the reference of "next to", so that one is shrunk; the reference
+            # of a side relation must not be dragged (Language-Table fails the task), so it gets a wide berth.
+            if k == self.call.target:
+                grow = HALF + (-0.008 if self.call.relation == "next to" else 0.03)
+            else:
+                grow = HALF + 0.014
             obs.append((env.block_xy(k), env.block_radius(k) * 0.8 + grow))
         return obs
 
     def _via(self, env: PushEnv, b: np.ndarray, spot: np.ndarray) -> np.ndarray:
         """The spot if the block's straight path to it is clear, else the next waypoint of a fresh path round
         the other blocks (replanned every step, so a block that overshoots a waypoint is not pushed back)."""
-        obstacles = self._block_obstacles(env)
-        if _clear(b, spot, obstacles) or any(float(np.linalg.norm(b - c)) < r for c, r in obstacles):
+        # A disc that already holds the block (or the spot) shrinks to just leave it out, so a path exists.
+        obstacles = [
+            (c, min(r, float(np.linalg.norm(b - c)) - 0.005, float(np.linalg.norm(spot - c)) - 0.005))
+            for c, r in self._block_obstacles(env)
+        ]
+        if _clear(b, spot, obstacles):
             return spot
         path = plan_path(b, spot, obstacles, margin=EDGE_MARGIN)
         return next((q for q in path if float(np.linalg.norm(q - b)) > 0.03), spot)

@@ -210,3 +210,19 @@ def test_non_convex_blocks_push_as_one_body_without_tunnelling(shape):
     assert after[1] - b[1] > 0.02, (shape, b, after, p_)
     assert e.effector_xy()[1] < after[1]  # still behind the block
     e.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_oracle_success_rate_on_held_out_seeds(task):
+    """20 test-seed episodes per task: single-step within 200 control steps, long-horizon within 1500."""
+    single = task in SINGLE_STEP_TASKS
+    budget = 200 if single else 1500
+    e = PushEnv(task, obs_type="state", split="L1")
+    wins = 0
+    for k in range(20):
+        e.reset(seed=1_000_000 + k)
+        run_oracle(e, max_calls=30, budget=budget)
+        wins += int(e.is_success and e.t <= budget)
+    e.close()
+    assert wins >= (19 if single else 18), f"{task}: {wins}/20"

@@ -321,6 +321,12 @@ def _pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(n) if i != j]
 
 
+def _occupied(point: np.ndarray, xy: np.ndarray, ignore: Sequence[int]) -> bool:
+    """Whether another block sits where a block should go (Language-Table rejects layouts its oracle cannot
+    solve; a target covered by a third block is one)."""
+    return any(np.linalg.norm(point - q) < MIN_CENTRE_DIST for k, q in enumerate(xy) if k not in ignore)
+
+
 def _choice(rng: np.random.Generator, seq: Sequence[Any]) -> Any:
     return seq[int(rng.integers(len(seq)))]
 
@@ -515,7 +521,8 @@ class Block2BlockRelativeLocation(PushTask):
     def draw_goal(self, rng, objects, xy):
         i, j = _choice(rng, _pairs(len(objects)))
         rel = _choice(rng, sorted(RELATION_VECTORS))
-        if not inside_bounds(xy[j] + REL_OFFSET * RELATION_VECTORS[rel]) or relation_ok(xy[i], xy[j], rel):
+        point = xy[j] + REL_OFFSET * RELATION_VECTORS[rel]
+        if not inside_bounds(point) or relation_ok(xy[i], xy[j], rel) or _occupied(point, xy, (i, j)):
             return None
         return BlockGoal(i, j, rel), {"obj": i, "target": j, "rel": rel}
 
