@@ -129,6 +129,10 @@ class PushSkill(Skill):
             return SkillResult(False, f"the push skill cannot run {call.skill!r} steps", 0)
         if not hasattr(env, "block_xy"):
             return SkillResult(False, f"the push skill needs the pushing world, got {type(env).__name__}", 0)
+        n = len(env.object_ids)
+        for ref in (call.obj, call.target):
+            if ref is not None and not 0 <= ref < n:
+                return SkillResult(False, f"there is no object {ref + 1} in the scene ({n} objects)", 0)
         self.call, self.i = call, call.obj
         self.start = env.block_xy(self.i)
         self.name_i = env.names[self.i]

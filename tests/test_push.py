@@ -13,6 +13,7 @@ from envs.tasks.base import make_task, task_names
 from envs.tasks.push import LONG_HORIZON_TASKS, SINGLE_STEP_TASKS
 from envs.vocab import SkillCall, render_step
 from policies.base import run_skill
+from policies.push import PushSkill
 
 TASKS = sorted(SINGLE_STEP_TASKS + LONG_HORIZON_TASKS)
 
@@ -226,3 +227,11 @@ def test_oracle_success_rate_on_held_out_seeds(task):
         wins += int(e.is_success and e.t <= budget)
     e.close()
     assert wins >= (19 if single else 18), f"{task}: {wins}/20"
+
+
+def test_push_skill_used_directly_reports_a_missing_block():
+    e = PushEnv("block2block", obs_type="state")
+    e.reset(seed=0)
+    res = PushSkill().reset(e, SkillCall("push", obj=0, target=7, relation="next to"))
+    assert res is not None and not res.success and "no object 8" in res.reason
+    e.close()
