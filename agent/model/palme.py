@@ -33,7 +33,14 @@ from transformers import AutoTokenizer
 from agent.model.config import SCHEMA_VERSION, STAGES, PalmEConfig
 from agent.model.decoding import PrefixTrie, greedy_decode
 from agent.model.llm import llm_config_dict, llm_from_config, make_llm
-from agent.model.parts import ImageEncoder, local_image_settings, make_projector, make_vision, object_encoder, robot_encoder
+from agent.model.parts import (
+    ImageEncoder,
+    local_image_settings,
+    make_projector,
+    make_vision,
+    object_encoder,
+    robot_encoder,
+)
 from agent.model.tokenizer import add_placeholders
 from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token
 from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
@@ -52,14 +59,20 @@ def _seeded(seed: int):
 
 
 class PalmE(nn.Module):
-    """PaLM-E: encoders + projector + causal LM. `model(batch) -> loss`, `model.generate(examples) -> texts`."""
+    """PaLM-E: encoders + projector + causal LM; `model(batch) -> loss`, `generate(examples) -> texts`."""
 
-    def __init__(self, cfg: PalmEConfig, tokenizer: Any = None, *, tokenizer_texts: Sequence[str] | None = None,
-                 saved: dict[str, Any] | None = None):
-        """Build from `cfg`; `tokenizer` (or `tokenizer_texts` to train one); `saved`: a checkpoint's config.json."""
+    def __init__(
+        self,
+        cfg: PalmEConfig,
+        tokenizer: Any = None,
+        *,
+        tokenizer_texts: Sequence[str] | None = None,
+        saved: dict[str, Any] | None = None,
+    ):
+        """Build from `cfg`, a tokenizer (or texts to train one); `saved`: a checkpoint's config.json."""
         super().__init__()
-        if cfg.vision == "local" and saved is None:
-            cfg = PalmEConfig.from_dict({**cfg.to_dict(), **local_image_settings(cfg.vision_path)})
+        resolved = local_image_settings(cfg.vision_path) if cfg.vision == "local" and saved is None else {}
+        cfg = PalmEConfig.from_dict({**cfg.to_dict(), **resolved})  # our own copy: set_stage updates it
         self.config = cfg
         if tokenizer is not None:
             add_placeholders(tokenizer)  # before a from-scratch LM sizes its vocabulary on it
@@ -67,7 +80,8 @@ class PalmE(nn.Module):
             if saved is None:
                 self.llm, self.tokenizer = make_llm(cfg, tokenizer_texts, tokenizer)
             else:
-                self.llm, self.tokenizer = llm_from_config(saved["llm_config"], cfg.attn_implementation), tokenizer
+                self.llm = llm_from_config(saved["llm_config"], cfg.attn_implementation)
+                self.tokenizer = tokenizer
             ids = add_placeholders(self.tokenizer)
             vision = make_vision(cfg, saved.get("vision_config") if saved else None)
             self.image_encoder = ImageEncoder(vision, cfg.image_size, cfg.image_mean, cfg.image_std)
@@ -89,7 +103,9 @@ class PalmE(nn.Module):
     # construction helpers
 
     @classmethod
-    def build(cls, cfg: PalmEConfig, tokenizer: Any = None, tokenizer_texts: Sequence[str] | None = None) -> PalmE:
+    def build(
+        cls, cfg: PalmEConfig, tokenizer: Any = None, tokenizer_texts: Sequence[str] | None = None
+    ) -> PalmE:
         """A fresh model from a config (same as the constructor)."""
         return cls(cfg, tokenizer, tokenizer_texts=tokenizer_texts)
 
@@ -108,8 +124,12 @@ class PalmE(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         c = self.config
-        lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                          target_modules=list(c.lora_targets))
+        lora = LoraConfig(
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=list(c.lora_targets),
+        )
         self.llm = get_peft_model(self.llm, lora)
         c.lora = True
 
@@ -117,7 +137,7 @@ class PalmE(nn.Module):
     # training stages
 
     def set_stage(self, stage: str) -> None:
-        """Choose what trains: full | frozen_llm (encoders + projector) | projector_only | lora (adapters + encoders).
+        """Choose what trains: full | frozen_llm (encoders + projector) | projector_only | lora.
 
         projector_only trains the image projector and the state MLPs (the state modality's projectors);
         with LoRA applied, "full" trains the adapters, never the base LLM weights.
@@ -137,22 +157,30 @@ class PalmE(nn.Module):
                 p.requires_grad_(not self.config.lora or "lora_" in name)
         self.config.stage = stage
         counts = self.parameter_counts()
-        log.info("PalmE stage %s: %s trainable / %s parameters", stage, f"{counts['trainable']:,}",
-                 f"{counts['total']:,}")
+        log.info(
+            "PalmE stage %s: %s trainable / %s parameters",
+            stage,
+            f"{counts['trainable']:,}",
+            f"{counts['total']:,}",
+        )
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable and total parameters (tied weights counted once)."""
         params = list(self.parameters())
-        return {"trainable": sum(p.numel() for p in params if p.requires_grad),
-                "total": sum(p.numel() for p in params)}
+        return {
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "total": sum(p.numel() for p in params),
+        }
 
     def fit_state_stats(self, examples: Sequence[Example]) -> None:
         """Set the object/robot normalisation from data (present object rows only); saved with the weights."""
         objs = [np.asarray(e.objects, np.float32) for e in examples if e.objects is not None]
         rows = np.concatenate(objs) if objs else np.zeros((0, OBJ_DIM), np.float32)
         rows = rows[rows[:, -1] > 0.5]
-        robots = np.stack([np.asarray(e.robot, np.float32) for e in examples if e.robot is not None] or
-                          [np.zeros(ROBOT_DIM, np.float32)])
+        robots = np.stack(
+            [np.asarray(e.robot, np.float32) for e in examples if e.robot is not None]
+            or [np.zeros(ROBOT_DIM, np.float32)]
+        )
         if len(rows) > 1:
             self.object_encoder.set_stats(torch.from_numpy(rows).to(self.device))
         if len(robots) > 1:
@@ -175,7 +203,7 @@ class PalmE(nn.Module):
             start = width - len(ids)
             input_ids[b, start:] = torch.tensor(ids)
             mask[b, start:] = 1
-            labels[b, start + n_prompt:] = torch.tensor(ids[n_prompt:], dtype=torch.long)
+            labels[b, start + n_prompt :] = torch.tensor(ids[n_prompt:], dtype=torch.long)
         images = [e.image for e, (_, _, n_img, _, _) in zip(examples, enc) if n_img]
         image_index = [i for i, n in enumerate(n for _, _, n, _, _ in enc if n) for _ in range(n)]
         batch = {
@@ -191,8 +219,10 @@ class PalmE(nn.Module):
             batch["labels"] = labels
         return batch
 
-    def _encode(self, ex: Example, train: bool) -> tuple[list[int], int, int, list[np.ndarray], list[np.ndarray]]:
-        """(ids with placeholders expanded, prompt length, number of <img>, object rows, robot rows) of one example."""
+    def _encode(
+        self, ex: Example, train: bool
+    ) -> tuple[list[int], int, int, list[np.ndarray], list[np.ndarray]]:
+        """One example: (expanded ids, prompt length, number of <img>, object rows, robot rows)."""
         prompt = self.tokenizer.encode(ex.prompt, add_special_tokens=False)
         if not prompt:
             raise ValueError("an example needs a non-empty prompt")
@@ -229,13 +259,15 @@ class PalmE(nn.Module):
     # forward
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The multimodal sentence: token embeddings with encoder outputs at the placeholder positions (B, T, D)."""
+        """The multimodal sentence (B, T, D): token embeddings, encoder outputs at placeholders."""
         ids = batch["input_ids"]
         obj_ids = torch.tensor(self.obj_ids, device=ids.device)
         img_mask, robot_mask = ids == self.img_id, ids == self.robot_id
         obj_mask = torch.isin(ids, obj_ids)
         special = img_mask | robot_mask | obj_mask
-        x = self.llm.get_input_embeddings()(ids.masked_fill(special, 0))  # (B, T, D); placeholder rows replaced next
+        x = self.llm.get_input_embeddings()(
+            ids.masked_fill(special, 0)
+        )  # (B, T, D); placeholder rows replaced next
         if batch["image_index"].numel():
             tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
             x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
@@ -253,36 +285,65 @@ class PalmE(nn.Module):
             raise ValueError("the batch has no answer tokens; build it with collate(examples, train=True)")
         first = int((labels != IGNORE_INDEX).any(0).nonzero()[0])
         tail = labels.shape[1] - first  # left padding puts every answer in the last `tail` columns
-        out = self.llm(inputs_embeds=self.embed(batch), attention_mask=batch["attention_mask"],
-                       position_ids=batch["position_ids"], use_cache=False, logits_to_keep=tail + 1)
+        out = self.llm(
+            inputs_embeds=self.embed(batch),
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+            use_cache=False,
+            logits_to_keep=tail + 1,
+        )
         logits = out.logits[:, :-1]  # (B, tail, V): the logit at t predicts token t + 1
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels[:, first:].reshape(-1),
-                               ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            labels[:, first:].reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
 
     # -----------------------------------------------------------------------------------------
     # generation
 
     @torch.no_grad()
-    def generate(self, examples: Sequence[Example], max_new_tokens: int = 48,
-                 allowed: Sequence[Sequence[str] | None] | None = None, min_new_tokens: int = 0) -> list[str]:
+    def generate(
+        self,
+        examples: Sequence[Example],
+        max_new_tokens: int = 48,
+        allowed: Sequence[Sequence[str] | None] | None = None,
+        min_new_tokens: int = 0,
+    ) -> list[str]:
         """Greedy answers, batched with a KV cache; `allowed[i]`: answers example i may give (constrained).
 
         Constrained rows always finish their answer, even past max_new_tokens.
         """
         if allowed is not None and len(allowed) != len(examples):
-            raise ValueError(f"allowed needs one entry per example: {len(examples)} examples, {len(allowed)} entries")
+            raise ValueError(
+                f"allowed needs one entry per example: {len(examples)} examples, {len(allowed)} entries"
+            )
         was_training = self.training
         self.eval()
         try:
             batch = self._to_device(self.collate(examples, train=False))
-            tries = [PrefixTrie([self.answer_ids(s) for s in a]) if a is not None else None
-                     for a in (allowed or [None] * len(examples))]
+            tries = [
+                PrefixTrie([self.answer_ids(s) for s in a]) if a is not None else None
+                for a in (allowed or [None] * len(examples))
+            ]
             vocab = self.llm.get_input_embeddings().num_embeddings
-            banned = [t for t in {self.img_id, self.robot_id, *self.obj_ids, self.tokenizer.pad_token_id}
-                      if t != self.eos_id and t < vocab]
-            new = greedy_decode(self.llm, self.llm.get_input_embeddings(), self.embed(batch),
-                                batch["attention_mask"], batch["position_ids"], max_new_tokens, self.eos_id,
-                                banned, tries, min_new_tokens)
+            banned = [
+                t
+                for t in {self.img_id, self.robot_id, *self.obj_ids, self.tokenizer.pad_token_id}
+                if t != self.eos_id and t < vocab
+            ]
+            new = greedy_decode(
+                self.llm,
+                self.llm.get_input_embeddings(),
+                self.embed(batch),
+                batch["attention_mask"],
+                batch["position_ids"],
+                max_new_tokens,
+                self.eos_id,
+                banned,
+                tries,
+                min_new_tokens,
+            )
         finally:
             self.train(was_training)
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
@@ -291,7 +352,7 @@ class PalmE(nn.Module):
     # checkpoints
 
     def save_pretrained(self, path: str | Path) -> None:
-        """config.json (schema + prompt-format versions, model config) + model.safetensors + tokenizer files."""
+        """config.json (versions, model config) + model.safetensors + tokenizer files."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         base = self.llm.get_base_model() if self.config.lora else self.llm
@@ -300,7 +361,9 @@ class PalmE(nn.Module):
             "prompt_format_version": PROMPT_FORMAT_VERSION,
             "palme": self.config.to_dict(),
             "llm_config": llm_config_dict(base),
-            "vision_config": None if self.config.vision == "scratch" else self.image_encoder.backbone.config.to_dict(),
+            "vision_config": None
+            if self.config.vision == "scratch"
+            else self.image_encoder.backbone.config.to_dict(),
         }
         (path / "config.json").write_text(json.dumps(meta, indent=2))
         save_model(self, str(path / "model.safetensors"))  # handles tied (shared) tensors
@@ -312,7 +375,9 @@ class PalmE(nn.Module):
         path = Path(path)
         for name in CHECKPOINT_FILES:
             if not (path / name).is_file():
-                raise ValueError(f"checkpoint {path} is missing {name}; a PalmE checkpoint has {list(CHECKPOINT_FILES)}")
+                raise ValueError(
+                    f"checkpoint {path} is missing {name}; a PalmE checkpoint has {list(CHECKPOINT_FILES)}"
+                )
         meta = json.loads((path / "config.json").read_text())
         _check_versions(meta, path)
         cfg = PalmEConfig.from_dict(meta["palme"])
@@ -321,8 +386,9 @@ class PalmE(nn.Module):
         return model.eval()
 
 
-def make_model(preset: str | PalmEConfig = "palme-tiny", tokenizer_texts: Sequence[str] | None = None,
-               **overrides: Any) -> PalmE:
+def make_model(
+    preset: str | PalmEConfig = "palme-tiny", tokenizer_texts: Sequence[str] | None = None, **overrides: Any
+) -> PalmE:
     """A fresh PalmE from a preset name (configs/model/) or a config, with field overrides."""
     if isinstance(preset, str):
         cfg = PalmEConfig.from_preset(preset, **overrides)
@@ -337,8 +403,11 @@ def make_model(preset: str | PalmEConfig = "palme-tiny", tokenizer_texts: Sequen
 
 def _check_versions(meta: dict[str, Any], path: Path) -> None:
     expected = {"schema_version": SCHEMA_VERSION, "prompt_format_version": PROMPT_FORMAT_VERSION}
-    diffs = [f"{k}: checkpoint has {meta.get(k)!r}, this code expects {v!r}" for k, v in expected.items()
-             if meta.get(k) != v]
+    diffs = [
+        f"{k}: checkpoint has {meta.get(k)!r}, this code expects {v!r}"
+        for k, v in expected.items()
+        if meta.get(k) != v
+    ]
     if diffs:
         raise ValueError(f"checkpoint {path} does not match this code: " + "; ".join(diffs))
 

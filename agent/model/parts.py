@@ -43,7 +43,7 @@ def _vision_config(path: str) -> Any:
 
 
 def _local_vision(cfg: Any, saved: dict | None) -> nn.Module:
-    """A pretrained vision tower from a local directory; from `saved` (its config dict) when reloading ours."""
+    """A pretrained vision tower from a local dir; from `saved` (its config) when reloading ours."""
     if saved is not None:
         return AutoModel.from_config(AutoConfig.for_model(**saved))
     return AutoModel.from_pretrained(cfg.vision_path, config=_vision_config(cfg.vision_path))
@@ -77,9 +77,12 @@ def local_image_settings(path: str) -> dict[str, Any]:
 def check_image(image: Any) -> np.ndarray:
     """The frame as an (H, W, 3) uint8 array, or a ValueError that says what came."""
     if not isinstance(image, np.ndarray):
-        raise ValueError(f"image must be a numpy (H, W, 3) uint8 array, got {type(image).__name__}")
+        msg = f"image must be a numpy (H, W, 3) uint8 array, got {type(image).__name__}"
+        raise ValueError(msg)  # noqa: TRY004 - house rule: bad input is a ValueError
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be an (H, W, 3) uint8 array, got shape {image.shape} dtype {image.dtype}")
+        raise ValueError(
+            f"image must be an (H, W, 3) uint8 array, got shape {image.shape} dtype {image.dtype}"
+        )
     return image
 
 
@@ -102,7 +105,10 @@ class ImageEncoder(nn.Module):
         """(H, W, 3) uint8 frames of any size -> (N, 3, S, S) normalised float pixels."""
         out = []
         for image in images:
-            x = torch.from_numpy(np.ascontiguousarray(check_image(image))).permute(2, 0, 1)[None].float() / 255
+            x = (
+                torch.from_numpy(np.ascontiguousarray(check_image(image))).permute(2, 0, 1)[None].float()
+                / 255
+            )
             if x.shape[-2:] != (self.image_size, self.image_size):
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
             out.append(x)  # (1, 3, S, S)
@@ -136,7 +142,7 @@ def make_projector(kind: str, d_in: int, d_out: int) -> nn.Module:
 
 
 def _default_stats(fields: Sequence[str]) -> tuple[list[float], list[float]]:
-    """Scale guesses per field (metres, unit quaternions, radians); `fit_state_stats` replaces them with data."""
+    """Scale guesses per field (metres, quaternions, radians); `fit_state_stats` uses data instead."""
     mean, std = [], []
     for f in fields:
         if f in ("x", "y", "ee_x", "ee_y"):
@@ -153,13 +159,17 @@ def _default_stats(fields: Sequence[str]) -> tuple[list[float], list[float]]:
 class VectorEncoder(nn.Module):
     """Normalised vectors (categorical columns one-hot) -> MLP -> `n_tokens` LLM tokens each."""
 
-    def __init__(self, fields: Sequence[str], categorical: dict[str, int], hidden: int, width: int, n_tokens: int):
+    def __init__(
+        self, fields: Sequence[str], categorical: dict[str, int], hidden: int, width: int, n_tokens: int
+    ):
         super().__init__()
         self.cat_cols = [fields.index(f) for f in categorical]
         self.cat_sizes = list(categorical.values())
         self.num_cols = [i for i, f in enumerate(fields) if f not in categorical]
         mean, std = _default_stats([fields[i] for i in self.num_cols])
-        self.register_buffer("mean", torch.tensor(mean))  # saved with the weights: normalisation travels along
+        self.register_buffer(
+            "mean", torch.tensor(mean)
+        )  # saved with the weights: normalisation travels along
         self.register_buffer("std", torch.tensor(std))
         d_in = len(self.num_cols) + sum(self.cat_sizes)
         self.n_tokens, self.width = n_tokens, width

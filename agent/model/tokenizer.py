@@ -47,7 +47,7 @@ def add_placeholders(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
 
 
 def default_corpus() -> list[str]:
-    """Plan steps over the whole object vocabulary and prompt skeletons: what the model mostly reads and writes."""
+    """Plan steps over the whole object vocabulary and prompt skeletons: what the model reads and writes."""
     names = [f"{c} {s}" for c in COLOR_NAMES for s in SHAPE_NAMES]
     names += [f"{z} {n}" for z in SIZE_NAMES for n in names] + [referral_name(i) for i in range(MAX_OBJECTS)]
     steps = ["done"]
@@ -59,7 +59,9 @@ def default_corpus() -> list[str]:
         steps += [f"push the {n} {rel} the {m}" for rel in PUSH_RELATIONS.values() for m in names[:4]]
     builder = PromptBuilder()
     prompts = [
-        builder.planning("stack the red cube on the blue cube", [("pick up the red cube", "ok")], MAX_OBJECTS),
+        builder.planning(
+            "stack the red cube on the blue cube", [("pick up the red cube", "ok")], MAX_OBJECTS
+        ),
         builder.whole_plan("sort the blocks by colour into corners", 3),
         builder.question("what colour is obj 1?", 3),
     ]
