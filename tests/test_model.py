@@ -322,6 +322,19 @@ def test_checkpoint_errors_say_what_is_wrong(fresh, tmp_path):
         PalmE.from_pretrained(tmp_path)
 
 
+def test_state_normalisation_is_fitted_and_saved(tmp_path):
+    model = tiny()
+    rng = np.random.default_rng(23)
+    examples = [state_example(["red", "blue", "green"], rng) for _ in range(5)]
+    model.fit_state_stats(examples)
+    rows = np.concatenate([e.objects[:3] for e in examples])  # the present rows only
+    torch.testing.assert_close(model.object_encoder.mean[:3], torch.from_numpy(rows[:, :3].mean(0)))
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert torch.equal(loaded.object_encoder.std, model.object_encoder.std)
+    assert torch.equal(loaded.robot_encoder.mean, model.robot_encoder.mean)
+
+
 def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
     model = tiny()
     total = model.parameter_counts()["total"]

@@ -106,7 +106,7 @@ class ImageEncoder(nn.Module):
         out = []
         for image in images:
             x = (
-                torch.from_numpy(np.ascontiguousarray(check_image(image))).permute(2, 0, 1)[None].float()
+                torch.tensor(check_image(image)).permute(2, 0, 1)[None].float()
                 / 255
             )
             if x.shape[-2:] != (self.image_size, self.image_size):
