@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,17 @@ from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass
+class _Encoded:
+    """One tokenised example: ids (placeholders expanded, answer appended when training) and its arrays."""
+
+    ids: list[int]
+    n_prompt: int  # ids before the answer
+    n_img: int  # `<img>` placeholders
+    objects: list[np.ndarray]  # one object row per `<obj_j>`, in text order
+    robots: list[np.ndarray]  # one robot vector per `<robot>`
 
 
 @contextmanager
@@ -194,58 +206,58 @@ class PalmE(nn.Module):
         if not examples:
             raise ValueError("collate needs at least one example")
         enc = [self._encode(e, train) for e in examples]
-        width = max(len(ids) for ids, *_ in enc)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(enc), width), pad, dtype=torch.long)  # (B, T)
+        width = max(len(e.ids) for e in enc)
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        if limit is not None and width > limit:
+            raise ValueError(f"a sequence of {width} tokens exceeds the LM's {limit} positions")
+        input_ids = torch.full((len(enc), width), self.tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
         labels = torch.full((len(enc), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
         mask = torch.zeros((len(enc), width), dtype=torch.long)  # (B, T)
-        for b, (ids, n_prompt, *_rest) in enumerate(enc):
-            start = width - len(ids)
-            input_ids[b, start:] = torch.tensor(ids)
+        for b, e in enumerate(enc):
+            start = width - len(e.ids)
+            input_ids[b, start:] = torch.tensor(e.ids)
             mask[b, start:] = 1
-            labels[b, start + n_prompt :] = torch.tensor(ids[n_prompt:], dtype=torch.long)
-        images = [e.image for e, (_, _, n_img, _, _) in zip(examples, enc) if n_img]
-        image_index = [i for i, n in enumerate(n for _, _, n, _, _ in enc if n) for _ in range(n)]
+            labels[b, start + e.n_prompt :] = torch.tensor(e.ids[e.n_prompt :], dtype=torch.long)
+        with_image = [(ex.image, e.n_img) for ex, e in zip(examples, enc) if e.n_img]
         batch = {
             "input_ids": input_ids,
             "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp_min(0),  # (B, T): left padding shifts nothing
-            "pixel_values": self.image_encoder.preprocess(images),  # (Ni, 3, S, S)
-            "image_index": torch.tensor(image_index, dtype=torch.long),  # (n_img_placeholders,)
-            "object_rows": _stack([r for *_, objs, _ in enc for r in objs], OBJ_DIM),  # (No, OBJ_DIM)
-            "robot_rows": _stack([r for *_, robots in enc for r in robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
+            "pixel_values": self.image_encoder.preprocess([im for im, _ in with_image]),  # (Ni, 3, S, S)
+            "image_index": torch.tensor(  # (n_img_placeholders,): which image each <img> shows
+                [i for i, (_, n) in enumerate(with_image) for _ in range(n)], dtype=torch.long
+            ),
+            "object_rows": _stack([r for e in enc for r in e.objects], OBJ_DIM),  # (No, OBJ_DIM)
+            "robot_rows": _stack([r for e in enc for r in e.robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
         }
         if train:
             batch["labels"] = labels
         return batch
 
-    def _encode(
-        self, ex: Example, train: bool
-    ) -> tuple[list[int], int, int, list[np.ndarray], list[np.ndarray]]:
-        """One example: (expanded ids, prompt length, number of <img>, object rows, robot rows)."""
+    def _encode(self, ex: Example, train: bool) -> _Encoded:
+        """One example's ids with placeholders expanded, and the arrays its placeholders stand for."""
         prompt = self.tokenizer.encode(ex.prompt, add_special_tokens=False)
         if not prompt:
             raise ValueError("an example needs a non-empty prompt")
         obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
-        ids: list[int] = []
-        n_img, objs, robots = 0, [], []
+        out = _Encoded([], 0, 0, [], [])
         for t in prompt:
             if t == self.img_id:
                 _check_image_present(ex)
-                ids += [t] * self.n_image_tokens
-                n_img += 1
+                out.ids.extend([t] * self.n_image_tokens)
+                out.n_img += 1
             elif t in obj_slot:
-                objs.append(_object_row(ex, obj_slot[t]))
-                ids += [t] * self.config.obj_tokens
+                out.objects.append(_object_row(ex, obj_slot[t]))
+                out.ids.extend([t] * self.config.obj_tokens)
             elif t == self.robot_id:
-                robots.append(_robot_row(ex))
-                ids.append(t)
+                out.robots.append(_robot_row(ex))
+                out.ids.append(t)
             else:
-                ids.append(t)
-        n_prompt = len(ids)
+                out.ids.append(t)
+        out.n_prompt = len(out.ids)
         if train:
-            ids += self.answer_ids(ex.answer)
-        return ids, n_prompt, n_img, objs, robots
+            out.ids.extend(self.answer_ids(ex.answer))
+        return out
 
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of an answer as the model writes it: a leading space, the text, EOS."""

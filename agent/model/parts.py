@@ -105,10 +105,7 @@ class ImageEncoder(nn.Module):
         """(H, W, 3) uint8 frames of any size -> (N, 3, S, S) normalised float pixels."""
         out = []
         for image in images:
-            x = (
-                torch.tensor(check_image(image)).permute(2, 0, 1)[None].float()
-                / 255
-            )
+            x = torch.tensor(check_image(image)).permute(2, 0, 1)[None].float() / 255
             if x.shape[-2:] != (self.image_size, self.image_size):
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
             out.append(x)  # (1, 3, S, S)
