@@ -2,6 +2,8 @@
 
     python benchmarks/train_speed.py --data data/stack [--model palme-tiny] [--batch 32] [--steps 20] [--threads 1 2]
 
+`cpu_s_per_step` (process CPU time) estimates the 1-thread step time on an idle machine when
+others share the CPU (then wall-clock figures are inflated; the load average is printed too).
 Runs the training loop's own pieces (data stream, collate, `update_step`) for a few warm-up and
 timed updates, per thread count, and prints one JSON line per setting. Use it to size a run:
 steps = minutes x 60 x steps/s.
@@ -41,20 +43,22 @@ def measure(args: argparse.Namespace, threads: int) -> dict:
     stream = MixtureStream(data.sizes(), data.weights, 0)
     info = dd.DistInfo()
     tokens = 0
-    t0 = t_load = 0.0
+    t0 = t_load = c0 = 0.0
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
-            t0, tokens, t_load = time.perf_counter(), 0, 0.0
+            t0, c0, tokens, t_load = time.perf_counter(), time.process_time(), 0, 0.0
         tl = time.perf_counter()
         batch = model.collate([data.drawn(r) for r in stream.next(args.batch)], train=True)
         t_load += time.perf_counter() - tl
         tokens += count_tokens(batch)
         update_step(model, model, [batch], opt, sched, cfg, info, nullcontext)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # CPU seconds of this process: the wall time on an otherwise idle machine (1 thread)
     return {"model": args.model, "params": model.parameter_counts()["total"], "threads": threads,
             "batch": args.batch, "steps_per_s": round(args.steps / wall, 3), "s_per_step": round(wall / args.steps, 3),
             "examples_per_s": round(args.steps * args.batch / wall, 1), "tokens_per_s": round(tokens / wall),
-            "data_share": round(t_load / wall, 3)}
+            "data_share": round(t_load / wall, 3), "cpu_s_per_step": round(cpu / args.steps, 3),
+            "load_avg_1min": round(__import__("os").getloadavg()[0], 1)}
 
 
 def main() -> None:

@@ -83,6 +83,19 @@ def test_resume_continues_to_the_same_result(tmp_path, dataset):
     PalmE.from_pretrained(ck.last_checkpoint(a) / "pretrained_model")
 
 
+def test_init_from_fine_tunes_the_checkpoint_weights(tmp_path, dataset):
+    run(_cfg(tmp_path / "base", dataset, "train.steps=2"))
+    base = _weights(tmp_path / "base" / "run")
+    run(_cfg(tmp_path / "ft", dataset, f"init_from={tmp_path}/base/run", "train.stage=lora", "train.steps=2"))
+    tuned = _weights(tmp_path / "ft" / "run")
+    q, q_tuned = "llm.model.layers.0.self_attn.q_proj.weight", "llm.base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight"
+    assert torch.equal(base[q], tuned[q_tuned]), "LoRA fine-tuning must start from and keep the base LLM weights"
+    assert any("lora_" in k for k in tuned)
+    assert not torch.equal(base["projector.0.weight"], tuned["projector.0.weight"]), "the projector trains"
+    saved = json.loads((ck.last_checkpoint(tmp_path / "ft" / "run") / "pretrained_model" / "train_config.json").read_text())
+    assert saved["init_from"] == f"{tmp_path}/base/run"
+
+
 def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, dataset):
     run(_cfg(tmp_path, dataset, "stop_after=3"))
     with pytest.raises(ValueError, match=r"train\.lr: saved 0\.003, now 0\.01"):

@@ -18,7 +18,7 @@ NAN_POLICIES = ("stop", "skip")
 # Keys that may change between a run and its resumption without changing what is computed.
 RESUME_FREE_KEYS = (
     "resume", "output_dir", "device", "num_threads", "progress", "log_every", "save_every",
-    "keep_checkpoints", "eval.", "train.steps", "run_name", "stop_after",
+    "keep_checkpoints", "eval.", "train.steps", "run_name", "stop_after", "init_from",
 )
 
 
@@ -116,10 +116,6 @@ class TrainConfig:
     log_every: int = 10  # TensorBoard scalars every N updates
     progress: bool = True  # tqdm progress bar (rank 0)
     stop_after: int = 0  # end this invocation after N updates (checkpointing first); resume=true goes on; 0 = off
-
-    def __post_init__(self) -> None:
-        if self.resume and self.init_from:
-            raise ValueError("resume=true continues a run; init_from starts a new one from weights; give one")
 
 
 def register_configs() -> None:

@@ -215,22 +215,29 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         dd.cleanup()
 
 
-def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
-    from tqdm import tqdm
+@dataclass
+class Session:
+    """Everything the loop works on, built by `setup` (fresh, fine-tuning or resumed)."""
 
+    out: Path
+    data: TrainData
+    core: nn.Module  # the PalmE
+    model: nn.Module  # the PalmE, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    stream: MixtureStream
+    start: int = 0  # updates already done
+    skipped: int = 0  # updates skipped by the NaN guard so far
+
+
+def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
+    """Check the run folder, load and validate the data, build the model and optimizer, restore a resumed state."""
     from agent.prompts import PromptBuilder
 
-    def log(msg: str) -> None:
-        if info.is_main:
-            tqdm.write(msg)
-
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
     out = run_dir(cfg)
     resume_from = check_run_folder(cfg, out)
     init = resume_from or (ck.resolve_checkpoint(cfg.init_from) if cfg.init_from else None)
     dd.barrier(info)  # every rank has checked the folder before rank 0 writes into it
-
     mcfg = model_config_of(cfg, init)
     prompts = PromptBuilder(use_image=mcfg.use_image, use_state=mcfg.use_state, entity_referral=mcfg.entity_referral)
     data = load_data(cfg.data, prompts, cfg.seed, log)
@@ -244,89 +251,105 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
             find_unused_parameters=True)  # batches without images leave the image encoder unused
     optimizer = make_optimizer(core, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
     scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
-    stream = MixtureStream(data.sizes(), data.weights, cfg.seed)
-    start, skipped_total = 0, 0
+    session = Session(out, data, core, model, optimizer, scheduler, MixtureStream(data.sizes(), data.weights, cfg.seed))
     if resume_from is not None:
         state, rng = ck.load_training_state(resume_from, optimizer, scheduler)
-        stream.load_state_dict(state["data"])
+        session.stream.load_state_dict(state["data"])
         ck.restore_rng(rng)
-        start, skipped_total = int(state["step"]), int(state.get("skipped", 0))
+        session.start, session.skipped = int(state["step"]), int(state.get("skipped", 0))
         for name in ("train_log.jsonl", "eval_history.jsonl"):  # drop lines a crash left past the checkpoint
-            _truncate_jsonl(out / name, start)
-        log(f"resumed {out} at step {start}")
+            _truncate_jsonl(out / name, session.start)
+        log(f"resumed {out} at step {session.start}")
+    return session
 
-    world = info.world_size
-    per_rank, rem = divmod(cfg.train.batch_size, world * cfg.train.grad_accum)
+
+def micro_size(cfg: TrainConfig, info: dd.DistInfo) -> int:
+    """Examples per micro-batch: the global batch split over processes and accumulation steps."""
+    per_rank, rem = divmod(cfg.train.batch_size, info.world_size * cfg.train.grad_accum)
     if rem or per_rank == 0:
         raise ValueError(f"train.batch_size {cfg.train.batch_size} must be a multiple of grad_accum x processes "
-                         f"= {cfg.train.grad_accum} x {world}")
+                         f"= {cfg.train.grad_accum} x {info.world_size}")
+    return per_rank
+
+
+def micro_batches(s: Session, cfg: TrainConfig, info: dd.DistInfo, refs: list) -> list[dict[str, Any]]:
+    """This process's share of the global batch, collated into `grad_accum` micro-batches."""
+    per_rank = micro_size(cfg, info)
+    n = per_rank * cfg.train.grad_accum
+    mine = refs[info.rank * n:(info.rank + 1) * n]
+    return [_to_device(s.core.collate([s.data.drawn(r) for r in mine[i:i + per_rank]], train=True), info.device)
+            for i in range(0, n, per_rank)]
+
+
+def save(s: Session, cfg: TrainConfig, info: dd.DistInfo, step: int, saved_cfg: dict[str, Any]) -> None:
+    """Checkpoint `step` (rank 0 writes; every rank waits); never with NaN weights."""
+    assert_finite(s.core, step)
+    if info.is_main:
+        ck.save_checkpoint(
+            s.out, step, save_model=s.core.save_pretrained, train_config=saved_cfg, optimizer=s.optimizer,
+            scheduler=s.scheduler, rng=ck.capture_rng(),
+            training_step={"data": s.stream.state_dict(), "skipped": s.skipped, "world_size": info.world_size})
+        ck.prune_checkpoints(s.out, cfg.keep_checkpoints)
+    dd.barrier(info)
+
+
+def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    def log(msg: str) -> None:
+        if info.is_main:
+            tqdm.write(msg)
+
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    s = setup(cfg, info, log)
+    micro_size(cfg, info)  # check the batch split before the first update
     autocast = autocast_context(cfg.train.precision, info.device)
-    writer = _tensorboard(out, info)
+    writer = _tensorboard(s.out, info)
     saved_cfg = config_dict(cfg)
     history: list[dict[str, Any]] = []
-    consecutive_skips = 0
-    bar = tqdm(total=cfg.train.steps, initial=start, disable=not (cfg.progress and info.is_main),
+    consecutive_skips, done, stats = 0, s.start, None
+    bar = tqdm(total=cfg.train.steps, initial=s.start, disable=not (cfg.progress and info.is_main),
                desc="palme-train", unit="step", dynamic_ncols=True)
-    t_last, tok_last = time.perf_counter(), 0
-    last_stats: StepStats | None = None
-    done = start
+    meter = _Throughput()
 
-    for step in range(start, cfg.train.steps):
-        refs = stream.next(cfg.train.batch_size)  # the global batch, same on every rank
-        mine = refs[info.rank * per_rank * cfg.train.grad_accum:(info.rank + 1) * per_rank * cfg.train.grad_accum]
-        micro = [core.collate([data.drawn(r) for r in mine[i:i + per_rank]], train=True)
-                 for i in range(0, len(mine), per_rank)]
-        micro = [_to_device(b, info.device) for b in micro]
+    for step in range(s.start, cfg.train.steps):
+        micro = micro_batches(s, cfg, info, s.stream.next(cfg.train.batch_size))  # global batch: same on every rank
         torch.manual_seed(step_seed(cfg.seed, step, info.rank))
-        core.train()
-        stats = update_step(model, core, micro, optimizer, scheduler, cfg, info, autocast)
-        last_stats = stats
+        s.core.train()
+        lr = s.scheduler.get_last_lr()[0]  # the rate this update uses
+        stats = update_step(s.model, s.core, micro, s.optimizer, s.scheduler, cfg, info, autocast)
+        done = step + 1
         if stats.skipped:
-            skipped_total += 1
-            consecutive_skips += 1
+            s.skipped, consecutive_skips = s.skipped + 1, consecutive_skips + 1
             if cfg.train.nan_policy == "stop" or consecutive_skips > cfg.train.max_skipped:
                 bar.close()
-                raise NonFiniteLossError(nonfinite_message(step + 1, stats, out, cfg.train.nan_policy))
-            log(f"step {step + 1}: non-finite loss/gradient, update skipped ({skipped_total} so far)")
+                raise NonFiniteLossError(nonfinite_message(done, stats, s.out, cfg.train.nan_policy))
+            log(f"step {done}: non-finite loss/gradient, update skipped ({s.skipped} so far)")
         else:
             consecutive_skips = 0
-        done = step + 1
-        tok_last += stats.tokens
+        meter.add(stats.tokens)
         bar.update(1)
-        if done % max(1, cfg.log_every) == 0 or done == cfg.train.steps:
-            now = time.perf_counter()
-            tps = tok_last / max(1e-9, now - t_last)
-            t_last, tok_last = now, 0
-            bar.set_postfix(loss=f"{stats.loss:.4f}", tok_s=f"{tps:,.0f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if info.is_main:
-                _append_jsonl(out / "train_log.jsonl", {"step": done, "loss": stats.loss, "grad_norm": stats.grad_norm,
-                                                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
-                                                        "skipped": stats.skipped})
-            if writer is not None:
-                writer.add_scalar("train/loss", stats.loss, done)
-                writer.add_scalar("train/grad_norm", stats.grad_norm, done)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], done)
-                writer.add_scalar("train/tokens_per_s", tps, done)
-                writer.add_scalar("train/skipped", skipped_total, done)
         final = done == cfg.train.steps
-        pause = cfg.stop_after > 0 and done - start >= cfg.stop_after and not final
+        if done % max(1, cfg.log_every) == 0 or final:
+            row = {"step": done, "loss": stats.loss, "grad_norm": stats.grad_norm, "lr": lr,
+                   "tokens_per_s": meter.rate(), "skipped": stats.skipped}
+            bar.set_postfix(loss=f"{stats.loss:.4f}", tok_s=f"{row['tokens_per_s']:,.0f}", lr=f"{lr:.2e}")
+            if info.is_main:
+                _append_jsonl(s.out / "train_log.jsonl", row)
+                for k in ("loss", "grad_norm", "lr", "tokens_per_s"):
+                    writer.add_scalar(f"train/{k}", row[k], done)
+                writer.add_scalar("train/skipped", s.skipped, done)
+        pause = cfg.stop_after > 0 and done - s.start >= cfg.stop_after and not final
         heldout_due = _due(done, cfg.eval.every, final and cfg.eval.final)
         closed_due = cfg.eval.episodes > 0 and _due(done, cfg.eval.closed_loop_every, final and cfg.eval.final)
         if heldout_due or closed_due:
-            metrics = _evaluate(core, data, cfg, info, done, writer, heldout_due, closed_due, log)
+            metrics = _evaluate(s.core, s.data, cfg, info, done, writer, heldout_due, closed_due, log)
             if info.is_main:
-                metrics["train_loss"] = stats.loss
-                history.append(metrics)
-                _append_jsonl(out / "eval_history.jsonl", metrics)
+                history.append({**metrics, "train_loss": stats.loss})
+                _append_jsonl(s.out / "eval_history.jsonl", history[-1])
         if _due(done, cfg.save_every, final) or pause:
-            assert_finite(core, done)
-            if info.is_main:
-                ck.save_checkpoint(
-                    out, done, save_model=core.save_pretrained, train_config=saved_cfg, optimizer=optimizer,
-                    scheduler=scheduler, rng=ck.capture_rng(),
-                    training_step={"data": stream.state_dict(), "skipped": skipped_total, "world_size": world})
-                ck.prune_checkpoints(out, cfg.keep_checkpoints)
-            dd.barrier(info)
+            save(s, cfg, info, done, saved_cfg)
         if pause:
             log(f"stopping after {cfg.stop_after} updates (stop_after); continue with resume=true")
             break
@@ -335,10 +358,26 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
         writer.close()
     if not info.is_main:
         return {}
-    result = {"run_dir": str(out), "steps": done, "finished": done == cfg.train.steps, "skipped": skipped_total,
-              "final_loss": last_stats.loss if last_stats else None, "eval": history[-1] if history else {}}
-    ck.write_json(out / "train_summary.json", result)
+    result = {"run_dir": str(s.out), "steps": done, "finished": done == cfg.train.steps, "skipped": s.skipped,
+              "final_loss": stats.loss if stats else None, "eval": history[-1] if history else {}}
+    ck.write_json(s.out / "train_summary.json", result)
     return result
+
+
+class _Throughput:
+    """Tokens per second since the last reading."""
+
+    def __init__(self) -> None:
+        self.t, self.tokens = time.perf_counter(), 0
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        r = self.tokens / max(1e-9, now - self.t)
+        self.t, self.tokens = now, 0
+        return r
 
 
 def _due(step: int, every: int, final: bool) -> bool:
