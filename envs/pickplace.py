@@ -137,6 +137,7 @@ class PickPlaceEnv(TabletopEnv):
         self.zones: dict[str, np.ndarray] = {}  # zone colour -> centre (x, y)
         self.ee_target = np.zeros(3)
         self._ik_target: np.ndarray | None = None  # the target the arm motors were last set for
+        self._finger_sent: float | None = None  # the finger gap the finger motors were last set for
         self.finger_target = MAX_OPENING
 
     # ---- hooks ----------------------------------------------------------------------------
@@ -183,6 +184,7 @@ class PickPlaceEnv(TabletopEnv):
         self.finger_target = MAX_OPENING
         self.ee_target = self.ee_pose()[0].copy()
         self._ik_target = None
+        self._finger_sent: float | None = None
         self._drive_arm()
 
     def _spawn(self, instance: TaskInstance) -> tuple[list[int], list[float]]:
@@ -239,10 +241,12 @@ class PickPlaceEnv(TabletopEnv):
                 physicsClientId=c,
             )
             self._ik_target = self.ee_target.copy()
-        p.setJointMotorControlArray(
-            self.robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[self.finger_target / 2] * 2,
-            forces=[FINGER_FORCE] * 2, physicsClientId=c,
-        )
+        if self.finger_target != self._finger_sent:
+            p.setJointMotorControlArray(
+                self.robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[self.finger_target / 2] * 2,
+                forces=[FINGER_FORCE] * 2, physicsClientId=c,
+            )
+            self._finger_sent = self.finger_target
 
     def _robot_state(self) -> np.ndarray:
         pos, quat = self.ee_pose()
