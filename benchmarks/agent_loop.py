@@ -46,20 +46,23 @@ def direct_oracle(env: Any, seed: int, max_consecutive_failures: int = DEFAULT_M
     return bool(u.is_success)
 
 
-def bench_task(world: str, task: str, seeds: list[int], fault_rate: float, fault_mode: str) -> dict[str, Any]:
+def bench_task(
+    world: str, task: str, seeds: list[int], fault_rate: float, fault_mode: str,
+    max_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+) -> dict[str, Any]:
     """Direct oracle, text-loop oracle and text-loop oracle with faults on the same seeds."""
     env = make_env(world, task, obs_type="state")
     try:
         t0 = time.perf_counter()
-        direct = [direct_oracle(env, s) for s in seeds]
+        direct = [direct_oracle(env, s, max_failures) for s in seeds]
         t1 = time.perf_counter()
-        agent = Agent(make_planner("oracle"))
+        agent = Agent(make_planner("oracle"), max_consecutive_failures=max_failures)
         text = [agent.episode(env, seed=s) for s in seeds]
         t2 = time.perf_counter()
         faulty_traces, injected = [], 0
         for s in seeds:
             flaky = FlakySkills(fault_rate, np.random.default_rng(10_000 + s), mode=fault_mode)
-            faulty_traces.append(Agent(make_planner("oracle"), executor=flaky).episode(env, seed=s))
+            faulty_traces.append(Agent(make_planner("oracle"), executor=flaky, max_consecutive_failures=max_failures).episode(env, seed=s))
             injected += flaky.injected
         t3 = time.perf_counter()
     finally:
@@ -69,7 +72,7 @@ def bench_task(world: str, task: str, seeds: list[int], fault_rate: float, fault
     clean = [t.success is True or (t.failure in FAILURE_KINDS and bool(t.reason)) for t in faulty_traces]
     n = len(seeds)
     return {
-        "task": task, "world": world, "episodes": n,
+        "task": task, "world": world, "episodes": n, "max_consecutive_failures": max_failures,
         "direct_pc": 100 * np.mean(direct), "text_pc": 100 * np.mean(text_ok),
         "gap_pts": 100 * (np.mean(text_ok) - np.mean(direct)),
         "episodes_disagreeing": int(sum(a != b for a, b in zip(direct, text_ok))),
@@ -116,6 +119,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--fault-rate", type=float, default=0.3)
     ap.add_argument("--fault-mode", default="skip", choices=["skip", "interrupt"])
+    ap.add_argument("--max-consecutive-failures", type=int, default=DEFAULT_MAX_CONSECUTIVE_FAILURES)
     ap.add_argument("--out", default="outputs/benchmarks/agent_loop.json")
     args = ap.parse_args()
     load_world(args.world)
@@ -123,7 +127,8 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.episodes))
     rows = []
     for task in tasks:
-        rows.append(bench_task(args.world, task, seeds, args.fault_rate, args.fault_mode))
+        rows.append(bench_task(args.world, task, seeds, args.fault_rate, args.fault_mode,
+                               args.max_consecutive_failures))
         r = rows[-1]
         print(f"{task}: direct {r['direct_pc']:.1f}% text {r['text_pc']:.1f}% faults {r['faulty_pc']:.1f}% "
               f"(clean {r['faulty_clean_pc']:.0f}%)", flush=True)

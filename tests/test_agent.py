@@ -145,13 +145,13 @@ def test_random_skill_failures_end_every_episode_cleanly(grasp_env, mode):
     flaky = FlakySkills(0.3, np.random.default_rng(1), mode=mode)
     agent = Agent(make_planner("oracle"), executor=flaky)
     outcomes = []
-    for seed in (0, 1, 3, 0, 1, 3):
+    for seed in (0, 1, 3, 0):
         trace = agent.episode(grasp_env, seed=seed)
         assert trace.success is True or (trace.failure in FAILURE_KINDS and trace.reason)
         injected = [s for s in trace.steps if "injected fault" in s.reason]
         assert all(s.failure == "skill_failure" for s in injected)
         outcomes.append(trace.success)
-    assert flaky.injected > 0 and sum(outcomes) >= 4  # the oracle replans around the injected faults
+    assert flaky.injected > 0 and sum(outcomes) >= 3  # the oracle replans around the injected faults
 
 
 def test_random_valid_planner_only_writes_valid_steps(grasp_env):
@@ -203,14 +203,23 @@ def test_palme_run_writes_trace_and_video(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("arg", "says"),
-    [("task=juggle", "known tasks"), ("env=mars", "known envs"), ("planner=psychic", "known planners"),
-     ("colour=red", "colour")],
+    ("override", "says"),
+    [({"task": "juggle"}, "known tasks"), ({"env": "mars"}, "known envs"), ({"planner": "psychic"}, "known planners"),
+     ({"split": "L9"}, "known splits")],
 )
-def test_palme_run_rejects_bad_names_and_keys(tmp_path, arg, says):
-    proc = subprocess.run([sys.executable, "-m", "agent.cli.run", arg, f"hydra.run.dir={tmp_path}"],
+def test_palme_run_rejects_bad_names_listing_known_ones(override, says):
+    from agent.cli.run import check_names
+    from agent.config import RunConfig
+
+    with pytest.raises(ValueError, match=says):
+        check_names(RunConfig(**override))
+
+
+def test_palme_run_rejects_unknown_keys_at_start(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "agent.cli.run", "colour=red", f"hydra.run.dir={tmp_path}"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode != 0 and says in proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "colour" in proc.stderr + proc.stdout
+    assert not (tmp_path / "trace.json").exists()
 
 
 def test_interactive_session_runs_instructions_on_the_same_scene(tmp_path):

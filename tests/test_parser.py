@@ -224,7 +224,7 @@ def test_oracle_plans_round_trip_on_real_scenes(world, task):
     env = make_env(world, task, obs_type="state")
     try:
         u = env.unwrapped
-        for seed in range(6):
+        for seed in range(4):
             env.reset(seed=seed)
             plan = u.task.oracle_plan(u, u.goal)
             assert plan, f"{task} seed {seed}: the oracle has nothing to do at the start"
