@@ -64,12 +64,3 @@ def barrier(info: DistInfo) -> None:
     """Wait for every process (no-op for one process)."""
     if info.enabled:
         dist.barrier()
-
-
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """Rank 0's boolean, on every rank (so all ranks take the same branch)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
