@@ -103,7 +103,9 @@ def main() -> None:
             env = cls(task=task, image_size=(size, size))
             env.reset(seed=0)
             e, r, ratio = render_ratio(env, args.frames, args.rounds)
-            print(f"{world:<11}{f'render {size} fps':<16}{e:>12.1f}{r:>12.1f}{ratio:>8.3f}  >= 0.9", flush=True)
+            print(
+                f"{world:<11}{f'render {size} fps':<16}{e:>12.1f}{r:>12.1f}{ratio:>8.3f}  >= 0.9", flush=True
+            )
             env.close()
 
 

@@ -40,8 +40,13 @@ def oracle_episode(env: PickPlaceEnv, seed: int, max_calls: int = 60) -> dict:
         calls += 1
         failed_calls += int(not res.success)
     return {
-        "seed": seed, "success": env.is_success, "calls": calls, "failed_calls": failed_calls,
-        "control_steps": env.t, "failure": env.failure, "instruction": env.task_description,
+        "seed": seed,
+        "success": env.is_success,
+        "calls": calls,
+        "failed_calls": failed_calls,
+        "control_steps": env.t,
+        "failure": env.failure,
+        "instruction": env.task_description,
     }
 
 
@@ -52,12 +57,19 @@ def measure_task(task: str, split: str, episodes: int, n_objects: int | None, se
     start, cpu_start = time.perf_counter(), time.process_time()
     runs = [oracle_episode(env, seed0 + k) for k in range(episodes)]
     minutes = (time.perf_counter() - start) / 60
-    cpu_minutes = (time.process_time() - cpu_start) / 60  # one core's time: robust to other load on the machine
+    cpu_minutes = (
+        time.process_time() - cpu_start
+    ) / 60  # one core's time: robust to other load on the machine
     env.close()
     ok = sum(r["success"] for r in runs)
     return {
-        "task": task, "split": split, "n_objects": n_objects or "3-5", "episodes": episodes, "successes": ok,
-        "success_rate": ok / episodes, "episodes_per_cpu_minute": episodes / cpu_minutes,
+        "task": task,
+        "split": split,
+        "n_objects": n_objects or "3-5",
+        "episodes": episodes,
+        "successes": ok,
+        "success_rate": ok / episodes,
+        "episodes_per_cpu_minute": episodes / cpu_minutes,
         "episodes_per_wall_minute": episodes / minutes,
         "mean_calls": float(np.mean([r["calls"] for r in runs])),
         "failed_seeds": [r for r in runs if not r["success"]],
@@ -89,17 +101,26 @@ def pick_place_trial(env: PickPlaceEnv, seed: int) -> dict:
     spot = env.free_spot(size, near=rng.uniform([0.28, -0.36], [0.66, 0.36]), exclude=(i,))
     before = [env.object_pose(j)[0] for j in range(len(env.object_ids))]
     pick = run_skill(env, SkillCall("pick", obj=i))
-    place = execute(env, make_skill("pickplace", "place", spot=tuple(spot)), SkillCall("place", obj=i, location="table"))
+    place = execute(
+        env, make_skill("pickplace", "place", spot=tuple(spot)), SkillCall("place", obj=i, location="table")
+    )
     pos = env.object_pose(i)[0]
     moved = [
-        env.names[j] for j in range(len(env.object_ids))
+        env.names[j]
+        for j in range(len(env.object_ids))
         if j != i and np.linalg.norm(env.object_pose(j)[0] - before[j]) > 0.01
     ]
     on_spot = bool(np.linalg.norm(pos[:2] - spot) < 0.015)
     success = pick.success and place.success and on_spot and not moved and env.failure is None
     return {
-        "seed": seed, "success": success, "cube": env.names[i], "pick": pick.reason, "place": place.reason,
-        "on_spot": on_spot, "moved_neighbours": moved, "failure": env.failure,
+        "seed": seed,
+        "success": success,
+        "cube": env.names[i],
+        "pick": pick.reason,
+        "place": place.reason,
+        "on_spot": on_spot,
+        "moved_neighbours": moved,
+        "failure": env.failure,
     }
 
 
@@ -120,19 +141,26 @@ def main() -> None:
         runs = [pick_place_trial(env, args.seed + k) for k in range(args.trials)]
         ok = sum(r["success"] for r in runs)
         report = {
-            "trials": args.trials, "successes": ok, "success_rate": ok / args.trials,
+            "trials": args.trials,
+            "successes": ok,
+            "success_rate": ok / args.trials,
             "trials_per_minute": args.trials / ((time.perf_counter() - start) / 60),
             "failures": [r for r in runs if not r["success"]],
         }
         print(f"pick-then-place: {ok}/{args.trials} = {ok / args.trials:.1%}")
     else:
         rows = []
-        print(f"{'task':<15}{'cubes':>6}{'success':>10}{'rate':>8}{'calls':>7}{'ep/cpu-min':>11}{'ep/wall-min':>12}")
+        print(
+            f"{'task':<15}{'cubes':>6}{'success':>10}{'rate':>8}{'calls':>7}{'ep/cpu-min':>11}{'ep/wall-min':>12}"
+        )
         for setting in args.settings.split(","):
             split, n = ("L1", None) if setting == "3-5" else ("L3", int(setting))
             for task in args.tasks.split(","):
                 r = measure_task(task, split, args.episodes, n, args.seed)
                 rows.append(r)
+                args.out.write_text(
+                    json.dumps({"results": rows}, indent=1, default=str)
+                )  # partial results survive a timeout
                 print(
                     f"{task:<15}{r['n_objects']!s:>6}{r['successes']:>6}/{r['episodes']:<4}{r['success_rate']:>7.1%}"
                     f"{r['mean_calls']:>7.1f}{r['episodes_per_cpu_minute']:>11.1f}{r['episodes_per_wall_minute']:>12.1f}",

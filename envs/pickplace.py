@@ -146,8 +146,10 @@ class PickPlaceEnv(TabletopEnv):
 
     def _camera_matrices(self) -> tuple[list[float], list[float]]:
         view = p.computeViewMatrix(
-            cameraEyePosition=[1.0, 0.0, 0.75], cameraTargetPosition=[0.46, 0.0, 0.0],
-            cameraUpVector=[0.0, 0.0, 1.0], physicsClientId=self.client,
+            cameraEyePosition=[1.0, 0.0, 0.75],
+            cameraTargetPosition=[0.46, 0.0, 0.0],
+            cameraUpVector=[0.0, 0.0, 1.0],
+            physicsClientId=self.client,
         )
         h, w = self.image_size
         proj = p.computeProjectionMatrixFOV(
@@ -171,13 +173,24 @@ class PickPlaceEnv(TabletopEnv):
         for j in FINGER_JOINTS:
             p.resetJointState(self.robot, j, MAX_OPENING / 2, physicsClientId=c)
             p.changeDynamics(
-                self.robot, j, lateralFriction=FRICTION, spinningFriction=0.002, frictionAnchor=True,
+                self.robot,
+                j,
+                lateralFriction=FRICTION,
+                spinningFriction=0.002,
+                frictionAnchor=True,
                 physicsClientId=c,
             )
         # The real fingers are coupled mechanically; without the coupling a pinched cube slides along the
         # finger axis (the two finger forces balance wherever the pair is).
         gear = p.createConstraint(
-            self.robot, FINGER_JOINTS[0], self.robot, FINGER_JOINTS[1], p.JOINT_GEAR, [1, 0, 0], [0, 0, 0], [0, 0, 0],
+            self.robot,
+            FINGER_JOINTS[0],
+            self.robot,
+            FINGER_JOINTS[1],
+            p.JOINT_GEAR,
+            [1, 0, 0],
+            [0, 0, 0],
+            [0, 0, 0],
             physicsClientId=c,
         )
         p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=c)
@@ -193,7 +206,9 @@ class PickPlaceEnv(TabletopEnv):
         self.zones = {}
         for color, x, y in layout.zones:
             vis = p.createVisualShape(
-                p.GEOM_BOX, halfExtents=[ZONE_SIDE / 2, ZONE_SIDE / 2, 0.0005], rgbaColor=zone_rgba(color),
+                p.GEOM_BOX,
+                halfExtents=[ZONE_SIDE / 2, ZONE_SIDE / 2, 0.0005],
+                rgbaColor=zone_rgba(color),
                 physicsClientId=c,
             )
             p.createMultiBody(0, -1, vis, [x, y, 0.0005], physicsClientId=c)
@@ -217,7 +232,11 @@ class PickPlaceEnv(TabletopEnv):
         quat = p.getQuaternionFromEuler([0, 0, yaw])
         body = p.createMultiBody(CUBE_MASS, col, vis, pos, quat, physicsClientId=c)
         p.changeDynamics(
-            body, -1, lateralFriction=FRICTION, spinningFriction=0.001, rollingFriction=0.0001,
+            body,
+            -1,
+            lateralFriction=FRICTION,
+            spinningFriction=0.001,
+            rollingFriction=0.0001,
             physicsClientId=c,
         )
         return body
@@ -232,25 +251,44 @@ class PickPlaceEnv(TabletopEnv):
         # IK only when the target moved: the motors keep their last targets, so holds cost nothing.
         if self._ik_target is None or not np.array_equal(self._ik_target, self.ee_target):
             q = p.calculateInverseKinematics(
-                self.robot, EE_LINK, self.ee_target.tolist(), EE_DOWN,
-                lowerLimits=JOINT_LOW, upperLimits=JOINT_HIGH, jointRanges=JOINT_RANGES, restPoses=HOME_JOINTS,
-                maxNumIterations=IK_ITERATIONS, residualThreshold=1e-4, physicsClientId=c,
+                self.robot,
+                EE_LINK,
+                self.ee_target.tolist(),
+                EE_DOWN,
+                lowerLimits=JOINT_LOW,
+                upperLimits=JOINT_HIGH,
+                jointRanges=JOINT_RANGES,
+                restPoses=HOME_JOINTS,
+                maxNumIterations=IK_ITERATIONS,
+                residualThreshold=1e-4,
+                physicsClientId=c,
             )
             p.setJointMotorControlArray(
-                self.robot, ARM_JOINTS, p.POSITION_CONTROL, targetPositions=q[:7], forces=ARM_FORCES,
+                self.robot,
+                ARM_JOINTS,
+                p.POSITION_CONTROL,
+                targetPositions=q[:7],
+                forces=ARM_FORCES,
                 physicsClientId=c,
             )
             self._ik_target = self.ee_target.copy()
         if self.finger_target != self._finger_sent:
             p.setJointMotorControlArray(
-                self.robot, FINGER_JOINTS, p.POSITION_CONTROL, targetPositions=[self.finger_target / 2] * 2,
-                forces=[FINGER_FORCE] * 2, physicsClientId=c,
+                self.robot,
+                FINGER_JOINTS,
+                p.POSITION_CONTROL,
+                targetPositions=[self.finger_target / 2] * 2,
+                forces=[FINGER_FORCE] * 2,
+                physicsClientId=c,
             )
             self._finger_sent = self.finger_target
 
     def _robot_state(self) -> np.ndarray:
         pos, quat = self.ee_pose()
-        joints = [s[0] for s in p.getJointStates(self.robot, (*ARM_JOINTS, *FINGER_JOINTS), physicsClientId=self.client)]
+        joints = [
+            s[0]
+            for s in p.getJointStates(self.robot, (*ARM_JOINTS, *FINGER_JOINTS), physicsClientId=self.client)
+        ]
         return np.concatenate([pos, quat, [joints[7] + joints[8]], joints])
 
     def _in_workspace(self, pos: np.ndarray) -> bool:

@@ -48,8 +48,12 @@ def toward(env: PickPlaceEnv, goal: np.ndarray, speed: float, grip: float) -> np
 
 
 def move_to(
-    env: PickPlaceEnv, goal_fn: Callable[[], np.ndarray], speed: float, grip: float,
-    tol: float = 0.004, max_steps: int = 80,
+    env: PickPlaceEnv,
+    goal_fn: Callable[[], np.ndarray],
+    speed: float,
+    grip: float,
+    tol: float = 0.004,
+    max_steps: int = 80,
 ) -> Actions:
     """Drive the end-effector to `goal_fn()` (re-read every step, so it can track a moving cube)."""
     for _ in range(max_steps):
@@ -61,7 +65,12 @@ def move_to(
 
 
 def servo_cube(
-    env: PickPlaceEnv, i: int, dest_fn: Callable[[], np.ndarray], z_goal: float, tol: float, max_steps: int = 60
+    env: PickPlaceEnv,
+    i: int,
+    dest_fn: Callable[[], np.ndarray],
+    z_goal: float,
+    tol: float,
+    max_steps: int = 60,
 ) -> Actions:
     """Lower held cube i until its centre is over `dest_fn()` (within `tol`) at height `z_goal`.
 
@@ -78,6 +87,25 @@ def servo_cube(
         goal = env.ee_target + np.array([0.4 * err_xy[0], 0.4 * err_xy[1], 0.5 * err_z])
         yield toward(env, goal, SLOW, -1.0)
     return False
+
+
+def vertical(
+    env: PickPlaceEnv, z: float, speed: float, grip: float, tol: float, max_steps: int = 80
+) -> Actions:
+    """Move the end-effector straight up or down to height z."""
+    xy = env.ee_target[:2].copy()
+    return (yield from move_to(env, lambda: np.array([*xy, z]), speed, grip, tol, max_steps))
+
+
+def over_cube(
+    env: PickPlaceEnv, i: int, z: float, speed: float, grip: float, tol: float, max_steps: int = 80
+) -> Actions:
+    """Move the end-effector to height z over cube i, following the cube if it moves."""
+    return (
+        yield from move_to(
+            env, lambda: np.array([*env.object_pose(i)[0][:2], z]), speed, grip, tol, max_steps
+        )
+    )
 
 
 def hold(env: PickPlaceEnv, steps: int, grip: float) -> Actions:
@@ -153,23 +181,25 @@ class Pick(_ScriptedSkill):
         yaw = env.object_yaw(i)
         open_w = min(MAX_OPENING, size * (abs(np.cos(yaw)) + abs(np.sin(yaw))) + RELEASE_MARGIN)
         for _ in range(GRASP_RETRIES):
-            safe = travel_height(env, None)
-            yield from move_to(env, lambda: np.array([*env.ee_target[:2], safe]), FAST, grip_cmd(open_w), 0.02)
-            cube_xy = lambda: env.object_pose(i)[0][:2]  # noqa: E731 -- re-read every step
-            yield from move_to(env, lambda: np.array([*cube_xy(), safe]), FAST, grip_cmd(open_w), 0.01)
-            grasp_z = max(env.object_pose(i)[0][2] - 0.004, 0.012)
-            yield from move_to(env, lambda: np.array([*cube_xy(), grasp_z + 0.04]), FAST, grip_cmd(open_w))
-            yield from move_to(env, lambda: np.array([*cube_xy(), grasp_z]), SLOW, grip_cmd(open_w), 0.003, 40)
-            yield from hold(env, CLOSE_STEPS, -1.0)
-            if all(env.touches_finger(i)) and env.gripper_opening() > 0.5 * size:
-                lift = np.array([*env.ee_target[:2], grasp_z + 0.03])
-                yield from move_to(env, lambda: lift, SLOW, -1.0, 0.01, 20)
-                up = travel_height(env, i)
-                yield from move_to(env, lambda: np.array([*env.ee_target[:2], up]), FAST, -1.0, 0.01)
-                if env.held_object() == i:
-                    return True
+            if (yield from self.attempt(env, i, open_w)):
+                return True
             yield from hold(env, OPEN_STEPS, grip_cmd(open_w))  # let go and try again from above
         return False
+
+    def attempt(self, env: PickPlaceEnv, i: int, open_w: float) -> Actions:
+        """One grasp: over the cube, down (slowly at the end), close, check the pinch, lift, check again."""
+        grip = grip_cmd(open_w)
+        yield from vertical(env, travel_height(env, None), FAST, grip, 0.02)
+        yield from over_cube(env, i, travel_height(env, None), FAST, grip, 0.01)
+        grasp_z = max(env.object_pose(i)[0][2] - 0.004, 0.012)
+        yield from over_cube(env, i, grasp_z + 0.04, FAST, grip, 0.004)
+        yield from over_cube(env, i, grasp_z, SLOW, grip, 0.003, 40)
+        yield from hold(env, CLOSE_STEPS, -1.0)
+        if not all(env.touches_finger(i)) or env.gripper_opening() < 0.5 * env.object_sizes[i]:
+            return False
+        yield from vertical(env, grasp_z + 0.03, SLOW, -1.0, 0.01, 20)
+        yield from vertical(env, travel_height(env, i), FAST, -1.0, 0.01)
+        return env.held_object() == i
 
     def result(self, env):
         i = self.call.obj
@@ -207,7 +237,9 @@ class Place(_ScriptedSkill):
             return "there is no free spot on the table"
         return None
 
-    def destination(self, env: PickPlaceEnv, call: SkillCall) -> tuple[Callable[[], np.ndarray], float, float]:
+    def destination(
+        self, env: PickPlaceEnv, call: SkillCall
+    ) -> tuple[Callable[[], np.ndarray], float, float]:
         """(live target xy, surface height, xy tolerance before release) for the held cube."""
         i = call.obj
         if call.target is not None:
@@ -227,22 +259,24 @@ class Place(_ScriptedSkill):
         dest_xy, surface, tol = self.destination(env, call)
         rest_z = surface + size / 2 + 0.003  # cube centre height at release: it drops the last 3 mm
         safe = travel_height(env, i)
-        yield from move_to(env, lambda: np.array([*env.ee_target[:2], safe]), FAST, -1.0, 0.02)
+        yield from vertical(env, safe, FAST, -1.0, 0.02)
         yield from hold(env, 2, -1.0)
         # Travel: the cube may sit off-centre in the fingers, so aim the hand at target + grasp offset
         # (measured while still: measured in motion it would include the arm's lag).
         offset = env.ee_target - env.object_pose(i)[0]
-        aim = lambda z: np.array([*(dest_xy() + offset[:2]), z])  # noqa: E731
-        yield from move_to(env, lambda: aim(safe), FAST, -1.0, 0.01)
-        yield from move_to(env, lambda: aim(rest_z + offset[2] + 0.03), FAST, -1.0, 0.006)
+
+        def aim(z: float) -> Callable[[], np.ndarray]:
+            return lambda: np.array([*(dest_xy() + offset[:2]), z])
+
+        yield from move_to(env, aim(safe), FAST, -1.0, 0.01)
+        yield from move_to(env, aim(rest_z + offset[2] + 0.03), FAST, -1.0, 0.006)
         for _ in range(PLACE_RETRIES + 1):
             aligned = yield from servo_cube(env, i, dest_xy, rest_z, tol)
             if env.held_object() != i:
                 return False  # dropped on the way
             if aligned:
                 break
-            up = env.ee_target + np.array([0.0, 0.0, 0.02])  # lift clear, then try again
-            yield from move_to(env, lambda: up, SLOW, -1.0, 0.005, 20)
+            yield from vertical(env, env.ee_target[2] + 0.02, SLOW, -1.0, 0.005, 20)  # lift clear, try again
         else:
             return False
         yaw = env.object_yaw(i)  # relative to the hand, whose yaw is fixed at 0
@@ -251,10 +285,8 @@ class Place(_ScriptedSkill):
         if any(env.touches_finger(i)):  # still pinched (e.g. turned in the grip): open all the way
             release_w = MAX_OPENING
             yield from hold(env, OPEN_STEPS, grip_cmd(release_w))
-        retreat = np.array([*env.ee_target[:2], env.ee_target[2] + 0.04])
-        yield from move_to(env, lambda: retreat, SLOW, grip_cmd(release_w), 0.01, 20)
-        top = travel_height(env, None)
-        yield from move_to(env, lambda: np.array([*env.ee_target[:2], top]), FAST, grip_cmd(release_w), 0.02)
+        yield from vertical(env, env.ee_target[2] + 0.04, SLOW, grip_cmd(release_w), 0.01, 20)
+        yield from vertical(env, travel_height(env, None), FAST, grip_cmd(release_w), 0.02)
         return True
 
     def result(self, env):

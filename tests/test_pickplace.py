@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import gymnasium as gym
+import itertools
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -59,7 +60,9 @@ def test_same_seed_same_scene_and_same_outcome():
     actions = np.random.default_rng(0).uniform(-1, 1, (40, 4))
     for act in actions:
         ra, rb = a.step(act), b.step(act)
-    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(ra[0]["robot"], rb[0]["robot"])
+    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(
+        ra[0]["robot"], rb[0]["robot"]
+    )
     assert np.array_equal(ra[0]["rgb"], rb[0]["rgb"])
     oc, _ = a.reset(seed=12)
     assert not np.array_equal(oc["objects"], oa["objects"])
@@ -134,7 +137,7 @@ def test_splits_control_objects_and_phrasing():
     for name in TASKS:
         t = make_task("pickplace", name)
         for _ in range(10):
-            pairs = lambda inst: {(o.color, o.size) for o in inst.objects}  # noqa: E731
+            pairs = lambda inst: {(o.color, o.size) for o in inst.objects}
             train, l2, l3, l4 = (t.sample(rng, s) for s in ("train", "L2", "L3", "L4"))
             assert 3 <= len(train.objects) <= 5 and not pairs(train) & HELDOUT_COMBOS
             assert pairs(l2) & HELDOUT_COMBOS
@@ -149,7 +152,7 @@ def test_support_graph_matches_the_spawned_towers(env):
         graph = env.support_graph()
         for _, _, _, slots in env.instance.layout.stacks:
             assert graph[slots[0]] == -1
-            for below, above in zip(slots, slots[1:]):
+            for below, above in itertools.pairwise(slots):
                 assert graph[above] == below
         assert env.held_object() is None
 

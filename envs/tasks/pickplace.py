@@ -15,7 +15,7 @@ import re
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -86,7 +86,9 @@ def sample_layout(
     in_tower = {i for t in towers for i in t}
     stacks_slots = [tuple(t) for t in towers] + [(i,) for i in range(n) if i not in in_tower]
     for _ in range(200):
-        zone_xy = _scatter(rng, len(zones), lambda a, b: np.linalg.norm(a - b) >= ZONE_SIDE + 0.03, [], ZONE_SIDE / 2)
+        zone_xy = _scatter(
+            rng, len(zones), lambda a, b: np.linalg.norm(a - b) >= ZONE_SIDE + 0.03, [], ZONE_SIDE / 2
+        )
         if zone_xy is None:
             continue
         keep_out = [(z, ZONE_SIDE / 2 + 0.045) for z in zone_xy]  # cubes start outside the zones
@@ -94,7 +96,8 @@ def sample_layout(
         if stack_xy is None:
             continue
         stacks = tuple(
-            (float(x), float(y), float(rng.uniform(-MAX_YAW, MAX_YAW)), s) for (x, y), s in zip(stack_xy, stacks_slots)
+            (float(x), float(y), float(rng.uniform(-MAX_YAW, MAX_YAW)), s)
+            for (x, y), s in zip(stack_xy, stacks_slots)
         )
         zs = tuple((c, float(x), float(y)) for c, (x, y) in zip(zones, zone_xy))
         return Layout(stacks=stacks, zones=zs)
@@ -107,17 +110,18 @@ def stacks_apart(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _scatter(
-    rng: np.random.Generator, k: int, apart: Callable[[np.ndarray, np.ndarray], bool],
-    keep_out: list[tuple[np.ndarray, float]], margin: float,
+    rng: np.random.Generator,
+    k: int,
+    apart: Callable[[np.ndarray, np.ndarray], bool],
+    keep_out: list[tuple[np.ndarray, float]],
+    margin: float,
 ) -> list[np.ndarray] | None:
     """k points in the workspace (`margin` inside its edges), pairwise `apart`, outside keep-out squares."""
     pts: list[np.ndarray] = []
     for _ in range(k):
         for _ in range(100):
             q = rng.uniform(WORKSPACE_LOW + margin, WORKSPACE_HIGH - margin)
-            if all(apart(q, o) for o in pts) and all(
-                np.any(np.abs(q - c) > r) for c, r in keep_out
-            ):
+            if all(apart(q, o) for o in pts) and all(np.any(np.abs(q - c) > r) for c, r in keep_out):
                 pts.append(q)
                 break
         else:
@@ -134,7 +138,7 @@ def normalize(text: str) -> str:
     return t.rstrip(" .!?")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{\w+\})", normalize(template))
     body = "".join(f"(?P<{s[1:-1]}>.+?)" if s.startswith("{") else re.escape(s) for s in parts)
@@ -154,7 +158,7 @@ def join_list(names: Sequence[str]) -> str:
 def resolve(phrase: str, objects: Sequence[ObjectDesc]) -> int | None:
     """Slot index of the cube a phrase names ('the small red cube', 'obj 3'), or None."""
     phrase = phrase.strip()
-    phrase = phrase[4:] if phrase.startswith("the ") else phrase
+    phrase = phrase.removeprefix("the ")
     names = object_names(objects)
     if phrase in names:
         return names.index(phrase)
@@ -162,7 +166,9 @@ def resolve(phrase: str, objects: Sequence[ObjectDesc]) -> int | None:
     return refs.index(phrase) if phrase in refs else None
 
 
-def resolve_list(phrase: str, objects: Sequence[ObjectDesc], sep: str = r",\s*(?:and\s+|then\s+)?|\s+and\s+|\s+then\s+") -> list[int] | None:
+def resolve_list(
+    phrase: str, objects: Sequence[ObjectDesc], sep: str = r",\s*(?:and\s+|then\s+)?|\s+and\s+|\s+then\s+"
+) -> list[int] | None:
     """Slot indices of the cubes a list names ('the a, the b and the c'); None if any is unknown or repeated."""
     idx = [resolve(part, objects) for part in re.split(sep, phrase) if part.strip()]
     if not idx or any(i is None for i in idx) or len(set(idx)) != len(idx):
@@ -219,7 +225,7 @@ class Blocks:
     def above(self, i: int) -> list[int]:
         """Cubes on cube i, bottom-up."""
         out, cur = [], i
-        while (nxt := [j for j in range(self.n) if self.parent[j] == cur]):
+        while nxt := [j for j in range(self.n) if self.parent[j] == cur]:
             cur = nxt[0]
             out.append(cur)
         return out
@@ -336,7 +342,10 @@ class StackTask(PickPlaceTask):
         "one below and their centres closer than 0.85 x the mean edge; not held. The bottom cube may rest anywhere."
     )
     _chains: ClassVar[dict[str, str]] = {
-        "chain_on": " on ", "chain_onto": " onto ", "chain_ontop": " on top of ", "chain_resting": " rests on ",
+        "chain_on": " on ",
+        "chain_onto": " onto ",
+        "chain_ontop": " on top of ",
+        "chain_resting": " rests on ",
     }
 
     def _sample_goal(self, rng, split):
@@ -353,7 +362,8 @@ class StackTask(PickPlaceTask):
         top_down = list(reversed(names))
         f = {key: sep.join(the(x) for x in top_down) for key, sep in self._chains.items()}
         f.update(
-            bottom=the(names[0]), rest_then=", ".join(f"then {the(x)}" for x in names[1:]),
+            bottom=the(names[0]),
+            rest_then=", ".join(f"then {the(x)}" for x in names[1:]),
             bu_list=join_list(names),
         )
         return f
@@ -404,9 +414,7 @@ class GraspTask(PickPlaceTask):
         "hold the {obj} in the gripper",
     )
     heldout_templates = ("take hold of the {obj} and keep it up", "i need you to grab the {obj}")
-    success_doc = (
-        f"both finger pads touch the cube and its bottom is at least {LIFT_HEIGHT * 100:.0f} cm above the table top."
-    )
+    success_doc = f"both finger pads touch the cube and its bottom is at least {LIFT_HEIGHT * 100:.0f} cm above the table top."
 
     def _sample_goal(self, rng, split):
         n = n_objects(rng, split, self.n_objects)
@@ -539,10 +547,11 @@ class SortByColorTask(ZoneGoalMixin, PickPlaceTask):
         "place each cube in the zone with the same color",
         "how to sort the blocks by color into the zones?",
     )
-    heldout_templates = ("match every cube to the zone painted like it", "group the blocks into their color zones")
-    success_doc = (
-        "every cube lies in the zone of its own colour (centre within the 15 cm square, flat, resting, not held)."
+    heldout_templates = (
+        "match every cube to the zone painted like it",
+        "group the blocks into their color zones",
     )
+    success_doc = "every cube lies in the zone of its own colour (centre within the 15 cm square, flat, resting, not held)."
 
     def _sample_goal(self, rng, split):
         n = n_objects(rng, split, self.n_objects)
@@ -573,7 +582,9 @@ class UnstackTask(PickPlaceTask):
         "how to unstack the blocks?",
     )
     heldout_templates = ("dismantle the stack", "spread the cubes out so that each one rests on the table")
-    success_doc = "every cube rests directly on the table: flat, bottom within 1 cm of the table top, not held."
+    success_doc = (
+        "every cube rests directly on the table: flat, bottom within 1 cm of the table top, not held."
+    )
 
     def _sample_goal(self, rng, split):
         n = n_objects(rng, split, self.n_objects)
