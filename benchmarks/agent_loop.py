@@ -130,6 +130,7 @@ def main() -> None:
         rows.append(bench_task(args.world, task, seeds, args.fault_rate, args.fault_mode,
                                args.max_consecutive_failures))
         r = rows[-1]
+        _write(args, rows)  # after every task, so a long run interrupted later keeps what it measured
         print(f"{task}: direct {r['direct_pc']:.1f}% text {r['text_pc']:.1f}% faults {r['faulty_pc']:.1f}% "
               f"(clean {r['faulty_clean_pc']:.0f}%)", flush=True)
     print(table(rows))
@@ -141,11 +142,15 @@ def main() -> None:
     print(f"with {args.fault_rate:.0%} random skill failures ({args.fault_mode}) >= 80% on every task: {ok_faults}")
     print(f"mean over tasks with faults: {overall_faulty:.1f}%")
     print(f"every fault-injection episode ended cleanly with a reason: {ok_clean}")
+    out = _write(args, rows, within_1pt=ok_gap, faults_ge_80=ok_faults, faulty_mean_pc=overall_faulty, all_clean=ok_clean)
+    print(f"wrote {out}")
+
+
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]], **summary: Any) -> Path:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": rows, "within_1pt": ok_gap, "faults_ge_80": ok_faults, "faulty_mean_pc": overall_faulty,
-                               "all_clean": ok_clean}, indent=2, default=float))
-    print(f"wrote {out}")
+    out.write_text(json.dumps({"args": vars(args), "rows": rows, **summary}, indent=2, default=float))
+    return out
 
 
 if __name__ == "__main__":
