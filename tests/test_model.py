@@ -492,3 +492,16 @@ def test_smollm2_loads_offline_trains_and_generates(tmp_path):
     model.save_pretrained(tmp_path)  # self-contained: reloads without the GGUF file
     loaded = PalmE.from_pretrained(tmp_path)
     assert loaded.generate(examples, max_new_tokens=8) == out
+
+
+@pytest.mark.slow
+def test_tiny_model_memorises_32_planning_examples():
+    """The memorisation check (benchmarks/model_memorise.py reports its wall time; here only the outcome)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from model_memorise import SMALL, memorise
+
+    score, _, _ = memorise(n=32, budget_s=900, **SMALL)
+    assert score == 1.0
