@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -115,5 +116,5 @@ def test_warmup_cosine_shape():
     f = WarmupCosine(warmup=4, total=20, min_ratio=0.1)
     assert [round(f(i), 3) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
     values = [f(i) for i in range(4, 25)]
-    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     assert values[-1] == pytest.approx(0.1)

@@ -82,7 +82,7 @@ def check_folder(root: str | Path, cfg: DataConfig) -> None:
 
 def _heldout_positions(n: int, fraction: float, seed: int, folder: int) -> set[int]:
     """A seeded choice of round(fraction * n) episodes (at least one when fraction > 0 and n >= 2)."""
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if fraction > 0 and n >= 2:
         k = max(1, k)
     k = min(k, n - 1) if n > 1 else 0

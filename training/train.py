@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from agent.model.config import PalmEConfig
 from training import checkpoint as ck
 from training import distributed as dd
 from training.batches import MixtureStream
-from agent.model.config import PalmEConfig
 from training.config import TrainConfig, config_differences, register_configs
 from training.data import TrainData, load_data
 from training.evaluation import closed_loop_success, heldout_metrics
