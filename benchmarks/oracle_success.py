@@ -55,7 +55,12 @@ def measure_task(task: str, split: str, episodes: int, n_objects: int | None, se
     env = PickPlaceEnv(task, obs_type="state", render_mode=None, split=split)
     env.task = make_task("pickplace", task, n_objects=n_objects)
     start, cpu_start = time.perf_counter(), time.process_time()
-    runs = [oracle_episode(env, seed0 + k) for k in range(episodes)]
+    runs = []
+    for k in range(episodes):
+        runs.append(oracle_episode(env, seed0 + k))
+        if (k + 1) % 10 == 0:  # progress, so a run cut short by a timeout still says something
+            ok = sum(r["success"] for r in runs)
+            print(f"  {task} ({split}, {n_objects or '3-5'} cubes): {ok}/{k + 1}", flush=True)
     minutes = (time.perf_counter() - start) / 60
     cpu_minutes = (
         time.process_time() - cpu_start

@@ -176,3 +176,13 @@ def test_oracle_succeeds_with_eight_cubes(task):
         run_oracle(e, max_calls=60)
         wins += e.is_success
     assert wins >= 9
+
+
+def test_stack_oracle_frees_a_bottom_cube_that_stands_on_a_later_one():
+    e = PickPlaceEnv("stack", obs_type="state", split="L1")
+    e.reset(seed=1_000_018)  # the goal's bottom cube starts on the cube that must end on top
+    order = e.goal.order
+    assert e.support_graph()[order[0]] == order[-1]
+    reasons = run_oracle(e, max_calls=12)
+    assert e.is_success, reasons
+    e.close()

@@ -230,6 +230,14 @@ class Blocks:
             out.append(cur)
         return out
 
+    def below(self, i: int) -> list[int]:
+        """Cubes under cube i, from the one it rests on down to the table."""
+        out, cur = [], self.parent[i]
+        while cur is not None and cur >= 0:
+            out.append(cur)
+            cur = self.parent[cur]
+        return out
+
     def move(self, i: int, target: int | None = None, zone: str | None = None) -> None:
         """Plan pick (unless already held) and place of cube i on `target`, in `zone`, or on the table."""
         if self.held != i:
@@ -386,13 +394,19 @@ class StackTask(PickPlaceTask):
     def oracle_plan(self, env, goal):
         b = Blocks(env)
         order = goal.order
-        done = 1  # length of the correct prefix of the tower
-        while done < len(order) and b.parent[order[done]] == order[done - 1] and b.held != order[done]:
+        # The bottom cube may stand anywhere, except on a cube that has to go above it in the tower.
+        base_ok = not set(b.below(order[0])) & set(order)
+        done = int(base_ok)  # length of the correct prefix of the tower
+        while 0 < done < len(order) and b.parent[order[done]] == order[done - 1] and b.held != order[done]:
             done += 1
         if b.held is not None:
-            nxt_ok = done < len(order) and b.held == order[done] and not b.above(order[done - 1])
+            nxt_ok = 0 < done < len(order) and b.held == order[done] and not b.above(order[done - 1])
             b.move(b.held, target=order[done - 1] if nxt_ok else None)
             done += int(nxt_ok)
+        if done == 0:
+            b.clear(order[0])
+            b.move(order[0])
+            done = 1
         for m in range(done, len(order)):
             below, cube = order[m - 1], order[m]
             b.clear(below)
