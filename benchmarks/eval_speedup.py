@@ -29,6 +29,15 @@ def timed_run(workers: int, args: argparse.Namespace, out: Path) -> tuple[float,
     return wall, [s for t in info["per_task"] for s in t["metrics"]["successes"]]
 
 
+def cpu_pressure() -> str:
+    """Linux PSI: the share of time runnable tasks waited for a CPU (near 100 = the cores are contended)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except OSError:
+        return "n/a"
+    return line.split()[1].removeprefix("avg10=") + "%"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--planner", default="oracle")
@@ -39,7 +48,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds of 1 and 2 workers")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    print(f"cores available: {cores}; load average before: {os.getloadavg()[0]:.2f}")
+    print(f"cores available: {cores}; load average before: {os.getloadavg()[0]:.2f}; CPU pressure {cpu_pressure()}")
+    print("(a speed-up needs idle cores: with other busy sessions, Linux autogroup scheduling caps this one's share)")
     best: dict[int, float] = {}
     outcomes: dict[int, list[bool]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +57,7 @@ def main() -> None:
             for workers in (1, 2):
                 wall, succ = timed_run(workers, args, Path(tmp) / f"w{workers}_r{r}")
                 print(f"round {r}: workers={workers}: {wall:.1f} s for {len(succ)} episodes "
-                      f"({sum(succ)} successes), load average {os.getloadavg()[0]:.2f}")
+                      f"({sum(succ)} successes), load average {os.getloadavg()[0]:.2f}, CPU pressure {cpu_pressure()}")
                 best[workers] = min(best.get(workers, wall), wall)
                 outcomes.setdefault(workers, succ)
                 assert succ == outcomes[workers], "the same seeds gave different outcomes in two rounds"
