@@ -60,7 +60,10 @@ def sample_objects(
         chosen.append(heldout[int(rng.integers(len(heldout)))])
     pool = pairs if split == "L2" else train_pairs
     while len(chosen) < n:
-        left = [pr for pr in pool if pr not in chosen] or pool  # repeat pairs only when all are used
+        # Least-used pairs first: pairs repeat only when all are used, and evenly, so no colour
+        # gets more cubes than its zone's 4 slots hold.
+        least = min(chosen.count(pr) for pr in pool)
+        left = [pr for pr in pool if chosen.count(pr) == least]
         chosen.append(left[int(rng.integers(len(left)))])
     order = rng.permutation(n)
     return [ObjectDesc(chosen[k][0], "cube", chosen[k][1]) for k in order]
