@@ -152,7 +152,8 @@ def test_invalid_data_folder_is_refused_with_the_report(tmp_path, dataset):
 def test_collect_train_eval_cli(tmp_path, dataset):
     out = tmp_path / "cli"
     subprocess.run([str(BIN / "palme-train"), *TINY, f"data.dirs=[{dataset}]", f"output_dir={out}", "train.steps=3",
-                    "train.batch_size=4", "progress=false", "eval.every=3", "eval.examples=4"],
+                    "train.batch_size=4", "progress=false", "eval.every=3", "eval.examples=2", "eval.max_new_tokens=12",
+                    "eval.max_long_tokens=12"],
                    check=True, cwd=REPO, env=_env(), capture_output=True, timeout=180)
     model_dir = ck.last_checkpoint(out) / "pretrained_model"
     assert (model_dir / "config.json").is_file() and (model_dir / "train_config.json").is_file()
@@ -160,7 +161,8 @@ def test_collect_train_eval_cli(tmp_path, dataset):
     assert history[-1]["step"] == 3 and 0.0 <= history[-1]["plan_exact"] <= 1.0
     ev = tmp_path / "eval"
     subprocess.run([str(BIN / "palme-eval"), f"checkpoint={model_dir}", "env=push", "tasks=[block2block]",
-                    "episodes=1", "videos_per_task=0", "progress=false", f"hydra.run.dir={ev}"],
+                    "episodes=1", "videos_per_task=0", "max_new_tokens=12", "max_steps=2", "progress=false",
+                    f"hydra.run.dir={ev}"],
                    check=True, cwd=REPO, env=_env(), capture_output=True, timeout=180)
     info = json.loads((ev / "eval_info.json").read_text())
     assert info["overall"]["n_episodes"] == 1

@@ -312,6 +312,7 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
     bar = tqdm(total=cfg.train.steps, initial=s.start, disable=not (cfg.progress and info.is_main),
                desc="palme-train", unit="step", dynamic_ncols=True)
     meter = _Throughput()
+    t_start = time.perf_counter()
 
     for step in range(s.start, cfg.train.steps):
         micro = micro_batches(s, cfg, info, s.stream.next(cfg.train.batch_size))  # global batch: same on every rank
@@ -359,7 +360,8 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
     if not info.is_main:
         return {}
     result = {"run_dir": str(s.out), "steps": done, "finished": done == cfg.train.steps, "skipped": s.skipped,
-              "final_loss": stats.loss if stats else None, "eval": history[-1] if history else {}}
+              "final_loss": stats.loss if stats else None, "wall_s": round(time.perf_counter() - t_start, 1),
+              "eval": history[-1] if history else {}}
     ck.write_json(s.out / "train_summary.json", result)
     return result
 
