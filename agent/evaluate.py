@@ -4,6 +4,7 @@
     palme-eval planner=oracle splits=[L1,L2,L3,L4] episodes=50 workers=2
     torchrun --nproc_per_node=2 $(which palme-eval) planner=oracle ...   # episodes sharded by rank
     palme-eval compare RUN_A RUN_B ... [--labels A,B] [--out DIR]         # runs side by side
+    palme-eval report RUN ...                                            # re-render a run's report.html
 
 Episode n of a task in split S uses seed `seed_range(S)[0] + seed_offset + n`: evaluation seeds
 never meet training seeds. The output folder (hydra's run dir, `hydra.run.dir=DIR` to choose)
@@ -188,7 +189,7 @@ def _record_order(cfg: EvalConfig):
 
 
 def _title(cfg: EvalConfig) -> str:
-    return f"palme-eval: {cfg.label or cfg.planner} on {cfg.env}"
+    return f"palme-eval: {cfg.label or cfg.planner} on {cfg.env}"  # kept in step with rerender_report
 
 
 def config_summary(cfg: EvalConfig) -> dict[str, Any]:
@@ -353,6 +354,18 @@ def compare_main(argv: list[str]) -> None:
     print(f"wrote {out_dir / 'compare.md'} and {out_dir / 'compare.html'}")
 
 
+def rerender_report(run: str | Path) -> Path:
+    """Rewrite a run's report.html from its eval_info.json and episodes.jsonl (e.g. after a report change)."""
+    run = Path(run)
+    info = load_eval_info(run)
+    jsonl = run / "episodes.jsonl"
+    episodes = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.is_file() else []
+    cfg = info.get("config", {})
+    title = f"palme-eval: {cfg.get('label') or cfg.get('planner', '?')} on {cfg.get('env', '?')}"
+    write_atomic(run / "report.html", render_report(info, episodes, title=title))
+    return run / "report.html"
+
+
 # ---- entry point -------------------------------------------------------------------------------
 def _hydra_main() -> None:
     import hydra
@@ -385,6 +398,10 @@ def main() -> None:
     """Console script: `palme-eval compare ...` or the hydra evaluation app."""
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         compare_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        for run in sys.argv[2:]:
+            print(f"wrote {rerender_report(run)}")
         return
     _hydra_main()
 

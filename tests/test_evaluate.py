@@ -157,3 +157,12 @@ def test_compare_cli_rejects_a_folder_without_results(tmp_path):
     assert proc.returncode != 0 and "no eval_info.json" in proc.stderr
     with pytest.raises(ValueError, match="eval_info.json"):
         load_eval_info(tmp_path)
+
+
+def test_report_can_be_rerendered_from_the_run_files(tmp_path):
+    from agent.evaluate import rerender_report
+
+    run = _write_run(tmp_path / "run", RECORDS, "oracle")
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    page = rerender_report(run).read_text()
+    assert "palme-eval: oracle" in page and "<video src='videos/L1_grasp/eval_episode_0.mp4'" in page
