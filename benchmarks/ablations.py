@@ -127,7 +127,8 @@ def run_ablation(name: str, args: argparse.Namespace) -> dict:
         run_dir = out.parent / "runs" / hashlib.sha1("\n".join(sorted(ov)).encode()).hexdigest()[:12]
         ov.append(f"output_dir={run_dir}")
         if not (run_dir / "train_summary.json").exists():
-            run(compose_config(ov))
+            interrupted = (run_dir / "checkpoints" / "last").exists()  # a killed run continues where it stopped
+            run(compose_config(ov + ["resume=true"] if interrupted else ov))
         summary = json.loads((run_dir / "train_summary.json").read_text())
         row = {k: summary["eval"].get(k) for k in ("plan_exact", "plan_full_acc", "vqa_acc")}
         for split in ab.splits:
