@@ -18,7 +18,7 @@ class RunConfig:
     split: str = "train"  # generalisation split the scene is drawn from (train, L1-L4)
     instruction: str | None = None  # a user instruction on the seeded scene; None: the task's sampled one
     interactive: bool = False  # read instructions from stdin one after another on the same scene
-    planner: str = "oracle"  # oracle | palme | text_only | random (switch to palme once a checkpoint ships)
+    planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random
     checkpoint: str | None = None  # model planners: checkpoint folder; None: checkpoints/palme-tiny
     mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
     constrained: bool = False  # model planners: decode only the steps valid in the scene

@@ -150,7 +150,10 @@ class TabletopEnv(gym.Env):
 
     def close(self) -> None:
         if self.client is not None and self.client >= 0:
-            p.disconnect(physicsClientId=self.client)
+            try:
+                p.disconnect(physicsClientId=self.client)
+            except p.error:  # already gone (e.g. the server died with an interrupted worker)
+                pass
             self.client = -1
 
     # ---- fast path used by skills ---------------------------------------------------------

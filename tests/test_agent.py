@@ -188,7 +188,7 @@ def test_palme_run_writes_trace_and_video(tmp_path):
     import imageio.v2 as imageio
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "agent.cli.run", "task=grasp", "seed=1", "image_size=[64,64]", "fps=2",
+    cmd = [sys.executable, "-m", "agent.cli.run", "task=grasp", "seed=1", "planner=oracle", "image_size=[64,64]", "fps=2",
            f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -312,3 +312,18 @@ def test_palme_run_loads_a_checkpoint(tmp_path, grasp_env, tiny_palme):
     assert result["planner"] == "palme" and len(result["steps"]) == 1 and result["steps"][0]["error"] is None
     with pytest.raises(ValueError, match="does not exist"):
         run(RunConfig(task="grasp", planner="palme", checkpoint=str(tmp_path / "nowhere"), video=False), tmp_path)
+
+
+def test_default_palme_run_plans_with_the_shipped_model(tmp_path):
+    """The README's main job: no planner or checkpoint given -> checkpoints/palme-tiny plans every step."""
+    import io
+
+    from agent.cli.run import run
+    from agent.config import RunConfig
+
+    cfg = RunConfig(task="grasp", seed=1, max_steps=2, video=False)
+    assert cfg.planner == "palme" and cfg.checkpoint is None
+    result = run(cfg, tmp_path / "out", out=io.StringIO())
+    assert result["planner"] == "palme" and "palme-tiny" in str(result["checkpoint"])
+    assert 1 <= len(result["steps"]) <= 2 and result["steps"][0]["step"]  # the model wrote a step
+    assert isinstance(result["success"], bool) and result["reason"]
