@@ -254,7 +254,10 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
         bar.set_postfix(success=f"{100 * wins / len(writer.records):.1f}%")
 
     # SIGTERM (a scheduler, `kill`) ends the run like Ctrl-C: with a valid partial report.
+    # SIGINT too, explicitly: a process started in the background inherits SIGINT ignored, and Ctrl-C
+    # (or `kill -INT`) must still leave the partial report.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupt) if _main_thread() else None
     try:
         run_jobs(shard, runner_settings(cfg), out_dir, cfg.workers, on_result)
     except KeyboardInterrupt:
@@ -265,6 +268,8 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
     bar.close()
     if world > 1:
         writer.records = [r for part in _all_gather_json(writer.records) for r in part]

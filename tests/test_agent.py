@@ -234,7 +234,7 @@ def test_interactive_session_runs_instructions_on_the_same_scene(tmp_path):
     sampled = env.unwrapped.task_description
     env.close()
     out = io.StringIO()
-    result = run(RunConfig(task="grasp", seed=1, interactive=True, video=False), tmp_path,
+    result = run(RunConfig(task="grasp", seed=1, planner="oracle", interactive=True, video=False), tmp_path,
                  stdin=[sampled + "\n", "do a little dance\n", "\n", "never read\n"], out=out)
     eps = result["episodes"]
     assert [e["instruction"] for e in eps] == [sampled, "do a little dance"]

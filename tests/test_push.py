@@ -47,25 +47,6 @@ def test_check_env_passes_and_matches_language_table():
     e.close()
 
 
-def test_same_seed_same_scene_and_same_outcome():
-    a, b = PushEnv("block2block"), PushEnv("block2block")
-    oa, _ = a.reset(seed=11)
-    ob, _ = b.reset(seed=11)
-    for k in oa:
-        assert np.array_equal(oa[k], ob[k]) if k != "instruction" else oa[k] == ob[k]
-    actions = np.random.default_rng(0).uniform(-0.1, 0.1, (30, 2))
-    for act in actions:
-        ra, rb = a.step(act), b.step(act)
-    assert np.array_equal(ra[0]["objects"], rb[0]["objects"]) and np.array_equal(
-        ra[0]["robot"], rb[0]["robot"]
-    )
-    assert np.array_equal(ra[0]["rgb"], rb[0]["rgb"])
-    oc, _ = a.reset(seed=12)
-    assert not np.array_equal(oc["objects"], oa["objects"])
-    a.close()
-    b.close()
-
-
 def test_effector_target_is_clipped_to_the_board_and_blocks_start_apart():
     e = PushEnv("separate", obs_type="state")
     obs, _ = e.reset(seed=3)

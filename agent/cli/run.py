@@ -132,10 +132,19 @@ def _instructions(cfg: RunConfig, u: Any, stdin: Iterable[str] | None, out: Text
         yield text
 
 
+def _checkpoint_used(cfg: RunConfig) -> str | None:
+    """The model folder a model planner loaded (the shipped default when none was given); None for the others."""
+    if cfg.planner not in ("palme", "text_only"):
+        return cfg.checkpoint
+    from agent.planners import model_dir
+
+    return str(model_dir(cfg.checkpoint))
+
+
 def _trace_file(cfg: RunConfig, traces: list[EpisodeTrace]) -> dict[str, Any]:
     """trace.json: one episode's trace at the top level, or (interactive) every episode under `episodes`."""
     head = {"env": cfg.env, "task": cfg.task, "seed": cfg.seed, "split": cfg.split, "planner": cfg.planner,
-            "checkpoint": cfg.checkpoint}
+            "checkpoint": _checkpoint_used(cfg)}
     if not cfg.interactive and len(traces) == 1:
         return head | traces[0].to_dict()
     known = [t for t in traces if t.success_known]
