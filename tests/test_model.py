@@ -335,6 +335,30 @@ def test_state_normalisation_is_fitted_and_saved(tmp_path):
     assert torch.equal(loaded.robot_encoder.mean, model.robot_encoder.mean)
 
 
+def test_obj_words_add_the_colour_and_shape_word_embeddings_and_round_trip(tmp_path):
+    model = tiny(obj_words=True)
+    rng = np.random.default_rng(31)
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue", "star")], rng)[:2])
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    with torch.no_grad():
+        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
+        torch.testing.assert_close(extra[0, 0], word("red") + word("cube"))
+        torch.testing.assert_close(extra[1, 0], word("blue") + word("star"))
+    plain = tiny()
+    assert torch.equal(plain.object_tokens(rows), plain.object_encoder(rows))  # off by default (old checkpoints)
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.config.obj_words
+    examples = mixed_examples(rng)
+    with torch.no_grad():
+        batch = model.collate(examples, train=True)
+        assert torch.equal(model.embed(batch), loaded.embed(batch))
+
+
 def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
     model = tiny()
     total = model.parameter_counts()["total"]

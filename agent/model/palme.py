@@ -3,6 +3,7 @@
 Composed prismatic-style from parts chosen by id in `PalmEConfig`:
     image encoder (ViT) -> projector -> LLM width      `<img>`   -> n_image_tokens tokens
     object encoder (MLP over one object row)           `<obj_j>` -> obj_tokens tokens
+      (+ the LM's embeddings of the object's colour and shape words when `obj_words`)
     robot encoder (MLP over the robot vector)          `<robot>` -> 1 token
     causal LM (AutoModelForCausalLM)                   reads the sequence, writes the answer
 
@@ -44,10 +45,11 @@ from agent.model.parts import (
 )
 from agent.model.tokenizer import add_placeholders
 from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
+from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
+_COLOR_COL, _SHAPE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id")
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -106,6 +108,7 @@ class PalmE(nn.Module):
         self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
         self.obj_ids = [ids[obj_token(j)] for j in range(1, MAX_OBJECTS + 1)]
         self.eos_id = int(self.tokenizer.eos_token_id)
+        self.register_buffer("obj_word_mix", self._object_word_mix(), persistent=False)
         with torch.no_grad():  # count rather than derive: CLS / register tokens differ between backbones
             probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
             self.n_image_tokens = int(self.image_encoder(probe).shape[1])
@@ -113,6 +116,35 @@ class PalmE(nn.Module):
 
     # -----------------------------------------------------------------------------------------
     # construction helpers
+
+    def _object_word_mix(self) -> torch.Tensor:
+        """(n_colours + n_shapes, vocab): row c averages the token ids of " <name>" (empty unless obj_words).
+
+        With `obj_words`, an object token is its state MLP's output plus the mean input embedding of
+        its colour word plus that of its shape word. The output head is tied to those embeddings
+        (scratch LMs), so naming an object in a plan step is a copy of something its token holds.
+        """
+        if not self.config.obj_words:
+            return torch.zeros(0, 0)
+        vocab = self.llm.get_input_embeddings().num_embeddings
+        words = [*COLOR_NAMES, *SHAPE_NAMES]
+        mix = torch.zeros(len(words), vocab)
+        for r, word in enumerate(words):
+            ids = self.tokenizer.encode(" " + word, add_special_tokens=False)
+            mix[r, ids] += 1.0 / len(ids)
+        return mix
+
+    def object_tokens(self, rows: torch.Tensor) -> torch.Tensor:
+        """Object rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour and shape words."""
+        tokens = self.object_encoder(rows)
+        if not self.config.obj_words:
+            return tokens
+        n_col = len(COLOR_NAMES)
+        color = rows[:, _COLOR_COL].round().long().clamp(0, n_col - 1)
+        shape = rows[:, _SHAPE_COL].round().long().clamp(0, len(SHAPE_NAMES) - 1)
+        mix = self.obj_word_mix[color] + self.obj_word_mix[n_col + shape]  # (N, vocab)
+        words = mix.to(tokens.dtype) @ self.llm.get_input_embeddings().weight  # (N, D)
+        return tokens + words[:, None, :]
 
     @classmethod
     def build(
@@ -284,7 +316,7 @@ class PalmE(nn.Module):
             tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
             x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
         if batch["object_rows"].numel():
-            x = _place(x, obj_mask, self.object_encoder(batch["object_rows"]), "<obj_j>")  # (No, k, D) in
+            x = _place(x, obj_mask, self.object_tokens(batch["object_rows"]), "<obj_j>")  # (No, k, D) in
         if batch["robot_rows"].numel():
             x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
         return x
