@@ -216,6 +216,29 @@ def test_loss_is_cross_entropy_on_answer_tokens_only(fresh):
     assert int(is_answer.sum()) == n_scored
 
 
+def test_prompt_loss_covers_prompt_text_only_and_splits_exactly(fresh):
+    rng = np.random.default_rng(41)
+    examples = mixed_examples(rng)
+    batch = fresh.collate(examples, train=True)
+    text = batch["text_labels"]
+    ids, labels = batch["input_ids"], batch["labels"]
+    assert not bool(((text != IGNORE_INDEX) & (labels != IGNORE_INDEX)).any())  # answers are not prompt text
+    assert not bool(torch.isin(text, fresh._placeholder_ids()).any())  # placeholders are never targets
+    mask = batch["attention_mask"] > 0
+    follows_text = torch.cat([torch.zeros_like(mask[:, :1]), mask[:, :-1]], 1)
+    want = mask & follows_text & (labels == IGNORE_INDEX) & ~torch.isin(ids, fresh._placeholder_ids())
+    assert torch.equal(text != IGNORE_INDEX, want)
+    with torch.no_grad():
+        assert torch.equal(fresh(batch, prompt_weight=0.0), fresh(batch))
+        whole = fresh(batch, prompt_weight=0.3)
+        assert whole > fresh(batch)
+        # Each part weighted by its share of answer tokens sums to the whole batch's objective (DDP / accumulation).
+        parts = [fresh.collate(examples[:2], train=True), fresh.collate(examples[2:], train=True)]
+        n = [int((p["labels"] != IGNORE_INDEX).sum()) for p in parts]
+        split = sum(fresh(p, prompt_weight=0.3) * k / sum(n) for p, k in zip(parts, n))
+    torch.testing.assert_close(split, whole)
+
+
 def test_image_preprocessing_any_size_and_rejections(fresh):
     enc = fresh.image_encoder
     for shape in [(32, 32, 3), (480, 640, 3), (7, 9, 3)]:

@@ -57,6 +57,7 @@ class OptimConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay on matrices (not biases / norms)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
+    prompt_loss: float = 0.0  # auxiliary LM loss on the prompts' text tokens, per answer token (0 = answers only)
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
     stage: str = "full"  # which parameters train: full | frozen_llm | projector_only | lora (applies to init_from too)
     precision: str = "auto"  # auto (bf16 autocast on a GPU that supports it, fp32 on CPU) | fp32 | bf16
@@ -73,6 +74,7 @@ class OptimConfig:
             (self.lr > 0 and self.warmup_steps >= 0 and 0 <= self.min_lr_ratio <= 1,
              f"need lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1; got {self.lr}, {self.warmup_steps}, {self.min_lr_ratio}"),
             (len(self.betas) == 2, f"train.betas needs 2 values, got {list(self.betas)}"),
+            (self.prompt_loss >= 0, f"train.prompt_loss must be >= 0, got {self.prompt_loss}"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -162,7 +162,7 @@ def update_step(
         sync = model.no_sync if info.enabled and not last else nullcontext
         share = count_targets(batch) / n_global
         with sync(), autocast():
-            loss = model(batch)
+            loss = model(batch, prompt_weight=cfg.train.prompt_loss)
         if not torch.isfinite(loss.detach()):
             nonfinite += 1
         # DDP averages gradients over processes; scaling by world size turns that into the global sum.

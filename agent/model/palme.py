@@ -264,7 +264,11 @@ class PalmE(nn.Module):
         }
         if train:
             batch["labels"] = labels
+            batch["text_labels"] = _text_labels(input_ids, mask, labels, self._placeholder_ids())
         return batch
+
+    def _placeholder_ids(self) -> torch.Tensor:
+        return torch.tensor([self.img_id, self.robot_id, *self.obj_ids])
 
     def _encode(self, ex: Example, train: bool) -> _Encoded:
         """One example's ids with placeholders expanded, and the arrays its placeholders stand for."""
@@ -321,14 +325,22 @@ class PalmE(nn.Module):
             x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
         return x
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over the answer tokens (labels); prompt and padding never count."""
+    def forward(self, batch: dict[str, torch.Tensor], prompt_weight: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy over the answer tokens (labels); padding never counts.
+
+        `prompt_weight` > 0 adds an auxiliary language-model loss on the prompt's text tokens
+        (instruction, steps so far, question; never placeholders): their summed cross-entropy times
+        `prompt_weight`, divided by the number of answer tokens, so the objective stays a sum over
+        tokens per answer token and splitting a batch (DDP, accumulation) does not change it.
+        """
         batch = self._to_device(batch)
         labels = batch.get("labels")
         if labels is None or not bool((labels != IGNORE_INDEX).any()):
             raise ValueError("the batch has no answer tokens; build it with collate(examples, train=True)")
-        first = int((labels != IGNORE_INDEX).any(0).nonzero()[0])
-        tail = labels.shape[1] - first  # left padding puts every answer in the last `tail` columns
+        text = batch.get("text_labels") if prompt_weight > 0 else None
+        # Left padding puts every answer in the last `tail` columns; the prompt loss needs them all.
+        first = 1 if text is not None else int((labels != IGNORE_INDEX).any(0).nonzero()[0])
+        tail = labels.shape[1] - first
         out = self.llm(
             inputs_embeds=self.embed(batch),
             attention_mask=batch["attention_mask"],
@@ -336,12 +348,13 @@ class PalmE(nn.Module):
             use_cache=False,
             logits_to_keep=tail + 1,
         )
-        logits = out.logits[:, :-1]  # (B, tail, V): the logit at t predicts token t + 1
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            labels[:, first:].reshape(-1),
-            ignore_index=IGNORE_INDEX,
-        )
+        logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1]).float()  # (B * tail, V): at t, predicts t + 1
+        loss = F.cross_entropy(logits, labels[:, first:].reshape(-1), ignore_index=IGNORE_INDEX)
+        if text is None:
+            return loss
+        n_answer = (labels != IGNORE_INDEX).sum()
+        aux = F.cross_entropy(logits, text[:, first:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        return loss + prompt_weight * aux / n_answer
 
     # -----------------------------------------------------------------------------------------
     # generation
@@ -454,6 +467,14 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
     ]
     if diffs:
         raise ValueError(f"checkpoint {path} does not match this code: " + "; ".join(diffs))
+
+
+def _text_labels(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, placeholders: torch.Tensor) -> torch.Tensor:
+    """(B, T) targets of the auxiliary prompt loss: the prompt's text tokens, IGNORE_INDEX elsewhere."""
+    prompt_text = (mask > 0) & (labels == IGNORE_INDEX) & ~torch.isin(ids, placeholders)
+    prompt_text[:, 1:] &= mask[:, :-1] > 0  # a sequence's first token has nothing before it to predict it from
+    prompt_text[:, 0] = False
+    return ids.masked_fill(~prompt_text, IGNORE_INDEX)
 
 
 def _place(x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor, what: str) -> torch.Tensor:
