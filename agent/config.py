@@ -22,6 +22,7 @@ class RunConfig:
     checkpoint: str | None = None  # model planners: checkpoint folder; None: checkpoints/palme-tiny
     mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
     constrained: bool = False  # model planners: decode only the steps valid in the scene
+    check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
     max_new_tokens: int = 48  # model planners: tokens per generated step
     device: str = "cpu"  # model planners: torch device
     planner_seed: int = 0  # random planner: generator seed
@@ -45,7 +46,7 @@ class RunConfig:
     def planner_options(self) -> PlannerOptions:
         """The options the planner factory reads."""
         return PlannerOptions(
-            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained,
+            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained, check_done=self.check_done,
             max_new_tokens=self.max_new_tokens, device=self.device, seed=self.planner_seed,
         )
 

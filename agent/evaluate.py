@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.eval_metrics import build_eval_info
+from agent.eval_runner import Job, run_jobs
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
 from agent.planners import PlannerOptions, planner_names
-from agent.eval_runner import Job, run_jobs
 from agent.report import compare_markdown, render_compare, render_report, run_label
 
 EVAL_SPLITS = ("L1", "L2", "L3", "L4")
@@ -44,6 +44,7 @@ class EvalConfig:
     planner: str | None = None  # oracle | palme | a baseline (see agent.planners); default: palme with a checkpoint
     mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
     constrained: bool = False  # model planners: decode only the steps valid in the scene
+    check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
     max_new_tokens: int = 48  # model planners: tokens per generated step
     device: str = "cpu"  # model planners: torch device
     planner_seed: int = 0  # random planner: seed, combined with each episode's seed
@@ -73,7 +74,7 @@ class EvalConfig:
     def planner_options(self) -> PlannerOptions:
         """The options the planner factory reads."""
         return PlannerOptions(
-            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained,
+            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained, check_done=self.check_done,
             max_new_tokens=self.max_new_tokens, device=self.device, seed=self.planner_seed,
         )
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from agent.parser import SceneContext, valid_steps
-from agent.prompts import Example, PromptBuilder, split_whole_plan
+from agent.prompts import Example, PromptBuilder, is_yes, split_whole_plan, success_question
 from envs.vocab import render_step
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class PlannerOptions:
     checkpoint: str | None = None  # model planners: checkpoint folder (DEFAULT_CHECKPOINT when None)
     mode: str = "closed"  # model planners: "closed" (next step) or "open" (whole plan once)
     constrained: bool = False  # model planners: decode only steps valid in the scene
+    check_done: bool = False  # model planners: the model's own success detection decides when to stop
     max_new_tokens: int = 48  # model planners: generation length
     device: str = "cpu"  # model planners: torch device
     max_plan_tokens: int = 256  # model planners, open-loop mode: length of the whole plan
@@ -169,12 +170,14 @@ class PalmEPlanner(Planner):
         max_plan_tokens: int = 256,
         model: Any = None,
         prompts: PromptBuilder | None = None,
+        check_done: bool = False,
     ) -> None:
         if mode not in ("closed", "open"):
             raise ValueError(f"mode must be 'closed' (next step) or 'open' (whole plan), got {mode!r}")
         self.model = model if model is not None else _load_model(checkpoint, device)
         self.mode = mode
         self.constrained = constrained
+        self.check_done = check_done
         self.max_new_tokens = max_new_tokens
         self.max_plan_tokens = max_plan_tokens
         self.prompts = prompts or self._prompt_builder()
@@ -183,7 +186,8 @@ class PalmEPlanner(Planner):
 
     @classmethod
     def from_options(cls, opts: PlannerOptions) -> Planner:
-        return cls(opts.checkpoint, opts.mode, opts.constrained, opts.max_new_tokens, opts.device, opts.max_plan_tokens)
+        return cls(opts.checkpoint, opts.mode, opts.constrained, opts.max_new_tokens, opts.device, opts.max_plan_tokens,
+                   check_done=opts.check_done)
 
     def _prompt_builder(self) -> PromptBuilder:
         """The prompt flags the model was trained with (text-only planners drop image and state)."""
@@ -206,8 +210,21 @@ class PalmEPlanner(Planner):
         if ctx.example is None:
             raise ValueError("the closed-loop PalmE planner needs the planning prompt (ctx.example)")
         allowed = [valid_steps(ctx.scene)] if self.constrained else None
-        text = self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0]
-        return first_step(text)
+        if self.check_done and ctx.history and self.task_done(ctx):
+            return "done"
+        step = first_step(self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0])
+        if self.check_done and step.strip().lower() == "done":
+            # The success detector just said "not yet": ask again among the valid steps other than done.
+            others = [s for s in valid_steps(ctx.scene) if s != "done"]
+            step = first_step(self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens,
+                                                  allowed=[others])[0])
+        return step
+
+    def task_done(self, ctx: PlanContext) -> bool:
+        """PaLM-E's success detection: the model answers "Was the task completed?" about this observation."""
+        assert self.prompts is not None
+        question = self.prompts.for_obs("vqa", ctx.obs, question=success_question(ctx.instruction))
+        return is_yes(self.model.generate([question], max_new_tokens=4)[0])
 
     def _open_loop_step(self, ctx: PlanContext) -> str:
         """The whole plan is written once, from the first observation; then its steps are returned in order."""

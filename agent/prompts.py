@@ -125,6 +125,16 @@ class PromptBuilder:
         return self.example(prompt, obs, answer=answer, kind=kind, **meta)
 
 
+def success_question(instruction: str) -> str:
+    """Success detection on a frame: was the task completed? (asked with `PromptBuilder.question`)."""
+    return f"Was the task completed? Task: {instruction.strip().rstrip('.')}."
+
+
+def is_yes(answer: str) -> bool:
+    """A yes/no answer read leniently: it starts with "yes"."""
+    return answer.strip().lower().startswith("yes")
+
+
 def count_objects(object_rows: np.ndarray) -> int:
     """Number of present objects (the `present` column of the object rows)."""
     return int(np.asarray(object_rows)[:, -1].sum())

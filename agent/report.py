@@ -66,7 +66,7 @@ def grouped_bar_svg(title: str, categories: Sequence[str], series: Sequence[Seri
     tilt = longest * 6.5 > band  # long names: write them at an angle so neighbours do not overlap
     bottom = 30 + (round(longest * 4.6) if tilt else 10)
     height = top + 230 + bottom
-    plot_w, plot_h = width - left - right, height - top - bottom
+    plot_h = height - top - bottom
     bar = min(36.0, band * 0.8 / max(1, len(series)))
 
     def y(v: float) -> float:
@@ -95,8 +95,8 @@ def _bar(s: Series, i: int, x: float, w: float, y, colour: str) -> str:
     v = s.values[i]
     if v is None:
         return f"<text x='{x + w / 2:.1f}' y='{y(0) - 3:.1f}' text-anchor='middle' fill='#999'>n/a</text>"
-    parts = [f"<rect x='{x + 1:.1f}' y='{y(v):.1f}' width='{w - 2:.1f}' height='{y(0) - y(v):.1f}' fill='{colour}'>"
-             f"<title>{_esc(s.notes[i])}</title></rect>"]
+    parts = [(f"<rect x='{x + 1:.1f}' y='{y(v):.1f}' width='{w - 2:.1f}' height='{y(0) - y(v):.1f}' fill='{colour}'>"
+              f"<title>{_esc(s.notes[i])}</title></rect>")]
     label_y = y(v) - 4
     if s.intervals[i] is not None:
         lo, hi = s.intervals[i]

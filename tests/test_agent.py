@@ -288,6 +288,44 @@ def test_free_text_and_open_loop_palme_planners_end_cleanly(grasp_env, tiny_palm
         json.loads(trace.to_json())
 
 
+class _ScriptedModel:
+    """Stands in for a PalmE in planner-logic tests: a fixed success verdict; planning answers "done" unless constrained."""
+
+    def __init__(self, verdict: str) -> None:
+        from agent.prompts import PromptBuilder
+
+        self.prompt_builder = PromptBuilder()
+        self.verdict = verdict
+        self.calls: list[tuple[str, list[str] | None]] = []
+
+    def generate(self, examples, max_new_tokens=48, allowed=None):
+        if "Was the task completed?" in examples[0].prompt:
+            self.calls.append(("success", None))
+            return [self.verdict]
+        self.calls.append(("plan", list(allowed[0]) if allowed else None))
+        return [allowed[0][0]] if allowed else ["done"]
+
+
+def test_check_done_stops_on_the_models_success_detection_and_overrules_an_early_done(grasp_env):
+    from agent.planners import PalmEPlanner
+
+    no = _ScriptedModel("no")
+    trace = Agent(PalmEPlanner(model=no, check_done=True), max_steps=2).episode(grasp_env, seed=0)
+    assert all(s.text != "done" for s in trace.steps)  # "done" was overruled by the detector's "no"
+    assert ("success", None) in no.calls  # asked before the second step, never before the first
+    assert no.calls[0] == ("plan", None) and no.calls[1][0] == "plan" and "done" not in no.calls[1][1]
+    assert trace.failure == "step_budget"
+
+    yes = _ScriptedModel("yes")
+    trace = Agent(PalmEPlanner(model=yes, check_done=True), max_steps=4).episode(grasp_env, seed=0)
+    assert [s.text for s in trace.steps][-1] == "done" and len(trace.steps) == 2
+    assert yes.calls[-1] == ("success", None)  # the detector's "yes" ended it without another planning call
+
+    off = _ScriptedModel("yes")
+    trace = Agent(PalmEPlanner(model=off), max_steps=2).episode(grasp_env, seed=0)
+    assert trace.steps[0].text == "done" and all(c[0] == "plan" for c in off.calls)  # check_done off: never asked
+
+
 def test_text_only_planner_prompts_carry_no_image_or_state(grasp_env):
     from agent.planners import TextOnlyPlanner
 

@@ -105,4 +105,11 @@ def test_examples_are_exactly_the_prompts_the_agent_builds(tmp_path):
     assert ex.image.shape == (48, 48, 3) and ex.objects.shape == (8, 11) and ex.robot.shape == (17,)
     full = builder.whole_plans()[0]
     assert full.answer.endswith("done.") and full.prompt.endswith("Plan:")
+    # Success detection is asked about every frame the agent plans from (what check_done asks), labelled per frame.
+    ep = builder.ds.episodes[0]
+    success = builder.success()
+    assert [s.frame for s in success] == sorted({0, *builder.question_frames(0)})
+    assert [s.answer for s in success] == ["yes" if ep.frame_success[s.frame] else "no" for s in success]
+    assert success[0].answer == "no" and success[-1].answer == "yes"
+    assert all(s.prompt.endswith(f"Q: Was the task completed? Task: {ep.instruction}.\nA:") for s in success)
     env.close()

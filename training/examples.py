@@ -5,7 +5,7 @@ Sources (the keys of a mixture's weights):
 - `plan_full`: the first frame + instruction -> the whole plan (PaLM-E p1/p2 style);
 - `vqa_color` (q1), `vqa_table` (q2), `vqa_relation` (q3), `vqa_feasibility` (q4), `vqa_count`,
   `caption`: questions about a frame, answered from its logged object states (training/vqa.py);
-- `success`: "was the task completed?" on an episode's first and last frames;
+- `success`: "was the task completed?" on every frame a planner sees (step starts, last frame);
 - `skill_success`: "was <step> successful?" on the frame where the step ended.
 Question frames are the ones a planner sees: every step start and the final frame.
 Examples are built as light `ExampleSpec`s (text + frame reference); arrays are attached when
@@ -146,10 +146,14 @@ class ExampleBuilder:
         return out
 
     def success(self) -> list[ExampleSpec]:
-        """Success detection on first and last frames (labels from the logged success flag)."""
+        """Success detection on every frame a planner sees, and the first (labels: the logged per-frame success).
+
+        Step starts part-way through a task are the negatives that teach "not yet" (an agent asks
+        before each step whether it may stop), not only "nothing done" vs "all done".
+        """
         out = []
         for pos, ep in enumerate(self.ds.episodes):  # failed episodes are useful negatives here
-            for i in sorted({0, ep.length - 1}):
+            for i in sorted({0, *self.question_frames(pos)}):
                 prompt = self.prompts.question(success_question(ep.instruction), self._n(pos, i))
                 out.append(ExampleSpec("success", prompt, "yes" if ep.frame_success[i] else "no", pos, i))
         return out

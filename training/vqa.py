@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.prompts import success_question  # noqa: F401 - the one place prompts are written; re-exported
 from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
 from envs.vocab import object_names, referral_name
 
@@ -260,11 +261,6 @@ VQA_GENERATORS = {
     "vqa_count": q_count,
     "caption": q_caption,
 }
-
-
-def success_question(instruction: str) -> str:
-    """Success detection on a frame: was the task completed?"""
-    return f"Was the task completed? Task: {instruction.strip().rstrip('.')}."
 
 
 def skill_question(step: str) -> str:
