@@ -25,17 +25,17 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/env_speed.py
 
-# Rebuild the shipped model from scratch: collect logs with the oracle, train, export, evaluate (~45 min on 2 cores).
-PP_TASKS := stack grasp unstack put_in_zone sort_by_color
+# Rebuild the shipped model from scratch: collect logs with the oracle, train (30 min on 2 cores), export.
+PP_TASKS := grasp put_in_zone sort_by_color stack unstack
 PUSH_SHORT := block2block block2absolutelocation block2relativelocation block2block_relative_location
 PUSH_LONG := separate corner_to_same_color sort_corners side_together all_to_center color_to_location
+
 palme-tiny: setup
-	for t in $(PP_TASKS); do $(BIN)/palme-collect env=pickplace task=$$t episodes=80 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
+	for t in $(PP_TASKS); do $(BIN)/palme-collect env=pickplace task=$$t episodes=300 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	for t in $(PUSH_SHORT); do $(BIN)/palme-collect env=push task=$$t episodes=20 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	for t in $(PUSH_LONG); do $(BIN)/palme-collect env=push task=$$t episodes=12 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
-	OMP_NUM_THREADS=1 $(BIN)/palme-train experiment=palme_tiny
-	OMP_NUM_THREADS=1 $(BIN)/palme-train experiment=palme_tiny_plan
-	$(BIN)/python -m training.export outputs/train/palme-tiny-plan checkpoints/palme-tiny
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny
+	$(BIN)/python -m training.export outputs/train/palme-tiny checkpoints/palme-tiny
 
 clean:
 	rm -rf $(VENV) outputs

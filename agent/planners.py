@@ -47,7 +47,7 @@ class PlannerOptions:
 
     checkpoint: str | None = None  # model planners: checkpoint folder (DEFAULT_CHECKPOINT when None)
     mode: str = "closed"  # model planners: "closed" (next step) or "open" (whole plan once)
-    constrained: bool = False  # model planners: decode only steps valid in the scene
+    constrained: bool = True  # model planners: decode only steps valid in the scene (the CLIs' default)
     check_done: bool = False  # model planners: the model's own success detection decides when to stop
     max_new_tokens: int = 48  # model planners: generation length
     device: str = "cpu"  # model planners: torch device

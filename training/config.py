@@ -95,6 +95,7 @@ class TrainEvalConfig:
     tasks: list[str] = field(default_factory=list)  # "world/task" to run; [] = the tasks found in the data
     split: str = "L1"  # generalisation split the closed-loop seeds come from (test seeds, never trained on)
     max_new_tokens: int = 48  # generation length of a step or a short answer
+    constrained: bool = True  # closed loop: decode only the steps valid in the scene (as palme-eval does by default)
     max_long_tokens: int = 192  # generation length of whole plans and captions
 
 

@@ -73,7 +73,7 @@ def closed_loop_success(model: Any, data: TrainData, cfg: TrainEvalConfig, seed_
     from envs.tasks.base import seed_range
 
     tasks = [tuple(t.split("/", 1)) for t in cfg.tasks] if cfg.tasks else data.tasks
-    planner = PalmEPlanner(model=model, max_new_tokens=cfg.max_new_tokens)
+    planner = PalmEPlanner(model=model, max_new_tokens=cfg.max_new_tokens, constrained=cfg.constrained)
     agent = Agent(planner)
     kwargs: dict[str, Any] = {"split": cfg.split}
     if data.image_shape is not None:
