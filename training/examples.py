@@ -27,9 +27,10 @@ from agent.prompts import (
     format_feedback,
     render_whole_plan,
     split_whole_plan,
+    success_question,
 )
 from training.dataset.reader import LogDataset
-from training.vqa import VQA_GENERATORS, Scene, camera_from_info, skill_question, success_question
+from training.vqa import VQA_GENERATORS, Scene, camera_from_info, skill_question
 
 PLANNING_SOURCES = ("plan", "plan_full")
 VQA_SOURCES = tuple(VQA_GENERATORS)

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from agent.prompts import success_question  # noqa: F401 - the one place prompts are written; re-exported
 from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
 from envs.vocab import object_names, referral_name
 
