@@ -26,11 +26,12 @@ bench: setup
 	$(BIN)/python benchmarks/env_speed.py
 
 # Rebuild the shipped model from scratch: collect logs with the oracle, train (30 min on 2 cores), export.
-PP_TASKS := grasp put_in_zone sort_by_color stack unstack
+PP_TASKS := put_in_zone sort_by_color stack unstack  # grasp: 900 episodes (above)
 PUSH_SHORT := block2block block2absolutelocation block2relativelocation block2block_relative_location
-PUSH_LONG := separate corner_to_same_color sort_corners side_together all_to_center color_to_location
+PUSH_LONG := separate corner_to_same_color sort_corners side_together all_to_center
 
 palme-tiny: setup
+	$(BIN)/palme-collect env=pickplace task=grasp episodes=900 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_grasp hydra.run.dir=outputs/palme-tiny/collect/grasp
 	for t in $(PP_TASKS); do $(BIN)/palme-collect env=pickplace task=$$t episodes=300 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	for t in $(PUSH_SHORT); do $(BIN)/palme-collect env=push task=$$t episodes=20 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	for t in $(PUSH_LONG); do $(BIN)/palme-collect env=push task=$$t episodes=12 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done

@@ -20,6 +20,7 @@ COLORS: dict[str, tuple[float, float, float, float]] = {
 COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
 SHAPE_NAMES: tuple[str, ...] = ("cube", "moon", "star", "pentagon")
 SIZE_NAMES: tuple[str, ...] = ("small", "large")
+SIZE_EDGES: dict[str, float] = {"small": 0.04, "large": 0.05}  # cube edge lengths (m) of the size names
 
 MAX_OBJECTS = 8  # object-row slots in every observation, both worlds
 

@@ -23,11 +23,11 @@ import pybullet as p
 import pybullet_data
 
 from envs.base import TabletopEnv
-from envs.catalogue import COLORS
+from envs.catalogue import COLORS, SIZE_EDGES
 from envs.tasks.base import TaskInstance
 
 # ---- scene geometry (metres, world frame; the robot base is at the origin, the table top at z=0) ----
-CUBE_SIZES: dict[str, float] = {"small": 0.04, "large": 0.05}  # edge lengths; Panda fingers open to 0.08
+CUBE_SIZES: dict[str, float] = SIZE_EDGES  # edge lengths; Panda fingers open to 0.08
 WORKSPACE_LOW = np.array([0.28, -0.36])  # where cubes and zones are placed (x, y); all reachable top-down
 WORKSPACE_HIGH = np.array([0.66, 0.36])
 ZONE_SIDE = 0.15  # target zones are flat squares of this side

@@ -18,6 +18,7 @@ from envs.catalogue import (
     COLORS,
     MAX_OBJECTS,
     OBJ_DIM,
+    OBJ_FIELDS,
     ROBOT_DIM,
     SHAPE_NAMES,
     ObjectDesc,
@@ -380,6 +381,21 @@ def test_obj_words_add_the_colour_and_shape_word_embeddings_and_round_trip(tmp_p
     with torch.no_grad():
         batch = model.collate(examples, train=True)
         assert torch.equal(model.embed(batch), loaded.embed(batch))
+
+
+def test_obj_size_words_add_the_size_word_of_the_nearer_edge_length():
+    model = tiny(obj_words=True, obj_size_words=True)
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("red")], np.random.default_rng(5))[:2])
+    rows[0, OBJ_FIELDS.index("size")], rows[1, OBJ_FIELDS.index("size")] = 0.041, 0.049  # small, large cube
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    with torch.no_grad():
+        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
+    torch.testing.assert_close(extra[0, 0], word("red") + word("cube") + word("small"))
+    torch.testing.assert_close(extra[1, 0], word("red") + word("cube") + word("large"))
 
 
 def test_lora_stage_trains_adapters_and_round_trips(tmp_path):

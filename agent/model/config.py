@@ -58,6 +58,7 @@ class PalmEConfig:
     obj_tokens: int = 1  # k: LLM tokens per object (each `<obj_j>` becomes k tokens)
     state_hidden: int = 256  # width of the state MLPs
     obj_words: bool = False  # object tokens also carry the LM's own embeddings of their colour and shape words
+    obj_size_words: bool = False  # with obj_words: and of their size word ("small"/"large": the nearer edge length)
     # --- adaptation
     stage: str = "full"  # which parts train: full | frozen_llm | projector_only | lora (see PalmE.set_stage)
     lora: bool = False  # wrap the LLM with LoRA adapters (peft); stage "lora" turns this on

@@ -3,7 +3,7 @@
 Composed prismatic-style from parts chosen by id in `PalmEConfig`:
     image encoder (ViT) -> projector -> LLM width      `<img>`   -> n_image_tokens tokens
     object encoder (MLP over one object row)           `<obj_j>` -> obj_tokens tokens
-      (+ the LM's embeddings of the object's colour and shape words when `obj_words`)
+      (+ the LM's embeddings of the object's colour, shape (and size) words when `obj_words`)
     robot encoder (MLP over the robot vector)          `<robot>` -> 1 token
     causal LM (AutoModelForCausalLM)                   reads the sequence, writes the answer
 
@@ -45,11 +45,12 @@ from agent.model.parts import (
 )
 from agent.model.tokenizer import add_placeholders
 from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token
-from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES
+from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
-_COLOR_COL, _SHAPE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id")
+_COLOR_COL, _SHAPE_COL, _SIZE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id"), OBJ_FIELDS.index("size")
+_SIZE_SPLIT = sum(SIZE_EDGES[s] for s in SIZE_NAMES) / len(SIZE_NAMES)  # edge length between "small" and "large"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -118,16 +119,17 @@ class PalmE(nn.Module):
     # construction helpers
 
     def _object_word_mix(self) -> torch.Tensor:
-        """(n_colours + n_shapes, vocab): row c averages the token ids of " <name>" (empty unless obj_words).
+        """(n_colours + n_shapes [+ n_sizes], vocab): row c averages the token ids of " <name>" (empty unless obj_words).
 
         With `obj_words`, an object token is its state MLP's output plus the mean input embedding of
-        its colour word plus that of its shape word. The output head is tied to those embeddings
-        (scratch LMs), so naming an object in a plan step is a copy of something its token holds.
+        its colour word plus that of its shape word (plus that of its size word with `obj_size_words`).
+        The output head is tied to those embeddings (scratch LMs), so naming an object in a plan step
+        is a copy of something its token holds.
         """
         if not self.config.obj_words:
             return torch.zeros(0, 0)
         vocab = self.llm.get_input_embeddings().num_embeddings
-        words = [*COLOR_NAMES, *SHAPE_NAMES]
+        words = [*COLOR_NAMES, *SHAPE_NAMES, *(SIZE_NAMES if self.config.obj_size_words else ())]
         mix = torch.zeros(len(words), vocab)
         for r, word in enumerate(words):
             ids = self.tokenizer.encode(" " + word, add_special_tokens=False)
@@ -135,14 +137,17 @@ class PalmE(nn.Module):
         return mix
 
     def object_tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Object rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour and shape words."""
+        """Object rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words."""
         tokens = self.object_encoder(rows)
         if not self.config.obj_words:
             return tokens
-        n_col = len(COLOR_NAMES)
+        n_col, n_shape = len(COLOR_NAMES), len(SHAPE_NAMES)
         color = rows[:, _COLOR_COL].round().long().clamp(0, n_col - 1)
-        shape = rows[:, _SHAPE_COL].round().long().clamp(0, len(SHAPE_NAMES) - 1)
+        shape = rows[:, _SHAPE_COL].round().long().clamp(0, n_shape - 1)
         mix = self.obj_word_mix[color] + self.obj_word_mix[n_col + shape]  # (N, vocab)
+        if self.config.obj_size_words:
+            large = (rows[:, _SIZE_COL] >= _SIZE_SPLIT).long()  # index into SIZE_NAMES ("small", "large")
+            mix = mix + self.obj_word_mix[n_col + n_shape + large]
         words = mix.to(tokens.dtype) @ self.llm.get_input_embeddings().weight  # (N, D)
         return tokens + words[:, None, :]
 
