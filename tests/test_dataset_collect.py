@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from agent.loop import Agent
-from agent.planners import OraclePlanner
+from agent.planners import OraclePlanner, Planner
 from agent.prompts import PromptBuilder
 from envs import make_env
+from envs.vocab import render_step
 from training.collect import CollectConfig, collect, dataset_features, dataset_palme_block
 from training.dataset import DatasetWriter, LogDataset, encode_episode, validate
 from training.examples import ExampleBuilder
@@ -113,3 +114,55 @@ def test_examples_are_exactly_the_prompts_the_agent_builds(tmp_path):
     assert success[0].answer == "no" and success[-1].answer == "yes"
     assert all(s.prompt.endswith(f"Q: Was the task completed? Task: {ep.instruction}.\nA:") for s in success)
     env.close()
+
+
+class _WrongGrasp(Planner):
+    """Scripted mistakes: picks a cube that is not the target, then says done; notes the oracle's step each time."""
+
+    name = "wrong_grasp"
+
+    def __init__(self) -> None:
+        self.oracle_steps: list[str] = []
+
+    def next_step(self, ctx) -> str:
+        u = ctx.env
+        plan = u.task.oracle_plan(u, u.goal)
+        self.oracle_steps.append(render_step(plan[0], u.names) if plan else "done")
+        if ctx.step_index == 0:
+            graph = u.support_graph()
+            free = [i for i in range(len(graph)) if i != u.goal.obj and i not in graph]
+            return f"pick up the {u.names[free[0]]}"
+        return "done"
+
+
+def test_dagger_logs_teach_the_oracle_step_in_the_states_the_acting_planner_reached(tmp_path):
+    env = make_env("pickplace", "grasp", image_size=(48, 48))
+    planner = _WrongGrasp()
+    planner.prompts = PromptBuilder()
+    recorder = EpisodeRecorder(env, fps=2, label_steps=True)
+    trace = Agent(planner, render=True, **recorder.hooks()).episode(env, seed=1)
+    assert not trace.success and trace.failure == "premature_done"
+    cfg = CollectConfig(**ARGS, episodes=1, out=str(tmp_path / "dagger"), keep_failures=True)
+    features = dataset_features(env)
+    with DatasetWriter(cfg.out, features, fps=2, palme=dataset_palme_block(cfg, env)) as w:
+        w.add(encode_episode(recorder.finish(trace, "train"), features))
+    specs = ExampleBuilder(LogDataset(cfg.out), PromptBuilder()).planning()  # a failed episode, yet used
+    # The prompts hold what the acting planner did; the answers are what the oracle would do there.
+    assert [s.prompt for s in specs] == [r.prompt for r in trace.steps]
+    assert [s.answer for s in specs] == planner.oracle_steps
+    assert trace.steps[-1].step == "done" and specs[-1].answer != "done"  # the premature done is corrected
+    assert [s["label"] for s in LogDataset(cfg.out).episodes[0].steps] == planner.oracle_steps
+    env.close()
+
+
+def test_collect_with_a_model_planner_labels_every_step(tmp_path):
+    out = tmp_path / "model"
+    summary = collect(CollectConfig(**{**ARGS, "image_size": [64, 64]}, episodes=2, out=str(out),
+                                    planner="palme", keep_failures=True), log=lambda *_: None)
+    assert summary["written"] == 2
+    ds = LogDataset(out)
+    assert ds.info["palme"]["planners"] == ["palme"]
+    for ep in ds.episodes:
+        assert ep.steps and all(isinstance(s["label"], str) for s in ep.steps)
+    with pytest.raises(ValueError, match="planner must be one of"):
+        CollectConfig(**ARGS, planner="gpt")

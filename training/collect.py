@@ -1,6 +1,13 @@
 """`palme-collect`: demonstration logs from the oracle planner and scripted skills, in parallel workers.
 
     palme-collect env=pickplace task=stack episodes=1000 workers=2 out=data/stack
+    palme-collect env=pickplace task=stack episodes=200 planner=palme checkpoint=CKPT keep_failures=true \
+        image_size=[64,64] out=data/stack_dagger      # the model acts, the oracle labels every step (DAgger)
+
+With `planner=palme` a trained model chooses the steps and the oracle's step from the same state is
+logged beside each one (`plan_steps[i].label`): the training examples then teach the oracle's
+choice in the states the model itself reaches, after its own mistakes included (DAgger, Ross et
+al. 2011). Keep failures: those episodes hold the corrections.
 
 Each worker process owns one env and runs the agent loop (`agent.loop.Agent` + `OraclePlanner`)
 with an `EpisodeRecorder`, then PNG-encodes the episode. The parent is the only writer: it appends
@@ -28,6 +35,7 @@ from envs.tasks.base import SPLITS, seed_range
 
 ROBOT_TYPES = {"pickplace": "franka_panda", "push": "planar_pusher"}  # info.json robot_type per world
 _WORKER: dict[str, Any] = {}  # per-process env, agent and recorder (set by _init_worker)
+COLLECT_PLANNERS = ("oracle", "palme")
 
 
 @dataclass
@@ -45,6 +53,8 @@ class CollectConfig:
     fps: int = 2  # recorded frames per second of simulated time (plus every plan step's start)
     image_size: list[int] | None = None  # camera (H, W); None: the world's default
     keep_failures: bool = False  # also keep episodes whose task failed (labelled success=false)
+    planner: str = "oracle"  # who acts: oracle (demonstrations) | palme (a model; the oracle labels each step: DAgger)
+    checkpoint: str = ""  # planner=palme: the model folder; "" = the shipped checkpoints/palme-tiny
     progress: bool = True  # tqdm progress bar (episodes/s, success ratio)
 
     def __post_init__(self) -> None:
@@ -58,6 +68,10 @@ class CollectConfig:
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         if self.image_size is not None and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
+        if self.planner not in COLLECT_PLANNERS:
+            raise ValueError(f"planner must be one of {list(COLLECT_PLANNERS)}, got {self.planner!r}")
+        if self.checkpoint and self.planner != "palme":
+            raise ValueError(f"checkpoint is for planner=palme; planner={self.planner!r} takes none")
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
@@ -70,13 +84,20 @@ def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
 def _init_worker(cfg: CollectConfig) -> None:
     """Build this process's env, recorder and agent once."""
     from agent.loop import Agent
-    from agent.planners import OraclePlanner
+    from agent.planners import OraclePlanner, PalmEPlanner
     from envs import make_env
     from training.recorder import EpisodeRecorder
 
     env = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
-    recorder = EpisodeRecorder(env, cfg.fps)
-    _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=Agent(OraclePlanner(), render=True, **recorder.hooks()))
+    if cfg.planner == "oracle":
+        planner = OraclePlanner()
+    else:
+        import torch
+
+        torch.set_num_threads(1)  # one worker per core
+        planner = PalmEPlanner(cfg.checkpoint or None, constrained=True)
+    recorder = EpisodeRecorder(env, cfg.fps, label_steps=cfg.planner != "oracle")
+    _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=Agent(planner, render=True, **recorder.hooks()))
     _WORKER["features"] = dataset_features(env)
 
 
@@ -121,6 +142,7 @@ def dataset_palme_block(cfg: CollectConfig, env: Any) -> dict[str, Any]:
         "seed_ranges": {"train": list(seed_range("train")), "test": list(seed_range("L1"))},
         "collected_splits": [cfg.split],
         "keep_failures": bool(cfg.keep_failures),
+        "planners": [cfg.planner],  # who acted (palme: steps carry the oracle's label)
         "object_rows": {"fields": list(OBJ_FIELDS), "max_objects": MAX_OBJECTS},
         "camera": {"view": [float(x) for x in u._view], "proj": [float(x) for x in u._proj],
                    "image_size": list(u.image_size)},

@@ -88,23 +88,30 @@ class ExampleBuilder:
         self.camera, self.table_z, self.workspace = camera_from_info(ds.info)
 
     def _episodes(self) -> Iterator[int]:
+        """Episodes to learn from: successful ones, failed ones with include_failed, and every labelled (DAgger) one."""
         for pos, ep in enumerate(self.ds.episodes):
-            if ep.success or self.include_failed:
+            if ep.success or self.include_failed or any(s.get("label") is not None for s in ep.steps):
                 yield pos
 
     def _n(self, pos: int, i: int) -> int:
         return count_objects(self.ds.episodes[pos].env_state[i])
 
     def planning(self) -> list[ExampleSpec]:
-        """Next-step examples: one per executed step (history carries earlier results, failures included)."""
+        """Next-step examples: one per executed step (history carries earlier results, failures included).
+
+        The target is the executed step, or its oracle `label` when another planner acted (DAgger
+        logs: the history is what the model did, the answer what the oracle would do there).
+        """
         out = []
         for pos in self._episodes():
             ep = self.ds.episodes[pos]
             history: list[tuple[str, str]] = []
             for step in ep.steps:
                 i = ep.frame_at(step["start_t"])
-                prompt = self.prompts.planning(ep.instruction, history, self._n(pos, i))
-                out.append(ExampleSpec("plan", prompt, step["text"], pos, i))
+                target = step["text"] if step.get("label") is None else step["label"]
+                if target:  # "" = the oracle had no step for this state: no example
+                    prompt = self.prompts.planning(ep.instruction, history, self._n(pos, i))
+                    out.append(ExampleSpec("plan", prompt, target, pos, i))
                 history.append((step["text"], format_feedback(step["success"], step["reason"])))
         return out
 

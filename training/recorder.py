@@ -15,15 +15,17 @@ from typing import Any
 import numpy as np
 
 from agent.loop import EpisodeTrace, StepRecord, StepStart
-from envs.vocab import render_plan
+from envs.vocab import render_plan, render_step
 from training.dataset.episode import EpisodeData, Frame, PlanStep
 
 
 class EpisodeRecorder:
     """Collects one episode's frames and plan; pass its hooks to `agent.loop.Agent`."""
 
-    def __init__(self, env: Any, fps: int) -> None:
+    def __init__(self, env: Any, fps: int, label_steps: bool = False) -> None:
         self.u = env.unwrapped
+        self.label_steps = label_steps  # log the oracle's step at every decision (another planner acts: DAgger)
+        self.labels: dict[int, str] = {}
         if fps < 1 or fps > self.u.control_hz:
             raise ValueError(f"fps must be in [1, {self.u.control_hz}] (the control rate), got {fps}")
         self.every = max(1, round(self.u.control_hz / fps))
@@ -33,7 +35,7 @@ class EpisodeRecorder:
 
     def reset(self) -> None:
         """Forget the previous episode."""
-        self.frames, self.plans, self._last_failed = [], [], False
+        self.frames, self.plans, self._last_failed, self.labels = [], [], False, {}
 
     # ---- agent hooks ----------------------------------------------------------------------
     def on_control(self, env: Any) -> None:
@@ -50,6 +52,19 @@ class EpisodeRecorder:
         if (s.index == 0 or self._last_failed) and self.u.goal is not None:
             plan = render_plan(self.u.task.oracle_plan(self.u, self.u.goal), self.u.names)
             self.plans.append((self.u.t, [*plan, "done"]))
+        if self.label_steps:
+            self.labels[s.index] = self.oracle_step()
+
+    def oracle_step(self) -> str:
+        """The oracle's next step from the current state ("" when there is no goal or the oracle cannot plan)."""
+        u = self.u
+        if u.goal is None:
+            return ""
+        try:
+            plan = u.task.oracle_plan(u, u.goal)
+        except Exception:  # noqa: BLE001 - a state the oracle cannot plan from gives no label, not a lost episode
+            return ""
+        return render_step(plan[0], u.names) if plan else "done"
 
     def on_step_end(self, r: StepRecord) -> None:
         self._last_failed = not r.success
@@ -74,7 +89,8 @@ class EpisodeRecorder:
         """The recorded episode, with the final frame and the executed steps from the trace."""
         self.capture()
         u = self.u
-        steps = [PlanStep(r.step, r.start_t, r.end_t, r.success, r.reason, r.call) for r in trace.steps]
+        steps = [PlanStep(r.step, r.start_t, r.end_t, r.success, r.reason, r.call,
+                          self.labels.get(r.index) if self.label_steps else None) for r in trace.steps]
         return EpisodeData(
             world=u.world, task=u.task_name, seed=int(trace.seed), split=split, instruction=trace.instruction,
             control_hz=u.control_hz, frames=self.frames, steps=steps, plans=self.plans,

@@ -47,6 +47,7 @@ class PlanStep:
     success: bool
     reason: str
     call: dict[str, Any] | None = None  # the SkillCall as a dict, when the text parsed
+    label: str | None = None  # the oracle's step at this decision when another planner acted ("" = none); None: oracle acted
 
 
 @dataclass
