@@ -121,6 +121,8 @@ def run_ablation(name: str, args: argparse.Namespace) -> dict:
     data = ensure_data(Path(args.data_root), args.tasks, args.episodes, args.workers)
     rows: dict[str, dict] = {}
     for variant, overrides in ab.variants.items():
+        if args.variants and variant not in args.variants:
+            continue
         ov = ["experiment=ablation", f"data.dirs=[{','.join(data)}]", f"train.steps={args.steps}",
               f"seed={args.seed}", *ab.common, *overrides, *args.override]
         # Runs live under <out>/../runs/<hash of their overrides>: ablations that share a variant share its run.
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per task and split (0 = none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--override", nargs="*", default=[], help="extra palme-train overrides for every variant")
+    p.add_argument("--variants", nargs="*", default=[], help="run only these variants (default: all)")
     args = p.parse_args(argv)
     for name in (list(ABLATIONS) if args.ablation == "all" else [args.ablation]):
         print(json.dumps({name: run_ablation(name, args)}, indent=2), flush=True)

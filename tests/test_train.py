@@ -96,6 +96,18 @@ def test_init_from_fine_tunes_the_checkpoint_weights(tmp_path, dataset):
     assert saved["init_from"] == f"{tmp_path}/base/run"
 
 
+def test_init_from_accepts_an_exported_model_folder_and_names_what_it_expected(tmp_path, dataset):
+    from training.export import export
+
+    run(_cfg(tmp_path / "base", dataset, "train.steps=2"))
+    export(tmp_path / "base" / "run", tmp_path / "model")  # a standalone folder, like checkpoints/palme-tiny
+    run(_cfg(tmp_path / "ft", dataset, f"init_from={tmp_path}/model", "train.steps=1"))
+    summary = json.loads((tmp_path / "ft" / "run" / "train_summary.json").read_text())
+    assert summary["finished"] and summary["steps"] == 1
+    with pytest.raises(ValueError, match="neither a model folder"):
+        run(_cfg(tmp_path / "bad", dataset, f"init_from={tmp_path}/nowhere", "train.steps=1"))
+
+
 def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, dataset):
     run(_cfg(tmp_path, dataset, "stop_after=3"))
     with pytest.raises(ValueError, match=r"train\.lr: saved 0\.003, now 0\.01"):

@@ -216,6 +216,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def resolve_model_folder(path: str | Path) -> Path:
+    """The model folder of `init_from`: a model folder itself (config.json, e.g. checkpoints/palme-tiny) or a checkpoint's."""
+    p = Path(path)
+    if (p / "config.json").is_file():
+        return p.resolve()
+    try:
+        return resolve_checkpoint(p) / PRETRAINED_DIR
+    except ValueError:
+        raise ValueError(f"{path} is neither a model folder (with config.json, like checkpoints/palme-tiny) nor a "
+                         f"checkpoint (a step folder holding {PRETRAINED_DIR}/, or a run folder with "
+                         f"{CHECKPOINTS_DIR}/{LAST})") from None
+
+
 def load_training_state(
     ckpt: Path,
     optimizer: torch.optim.Optimizer,

@@ -90,9 +90,9 @@ def check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
 
 
 def model_config_of(cfg: TrainConfig, init: Path | None) -> PalmEConfig:
-    """The model definition: the checkpoint's (resume / init_from), else the preset seeded with `seed`."""
+    """The model definition: the model folder's (resume / init_from), else the preset seeded with `seed`."""
     if init is not None:
-        return PalmEConfig.from_dict(ck.read_json(init / ck.PRETRAINED_DIR / "config.json")["palme"])
+        return PalmEConfig.from_dict(ck.read_json(init / "config.json")["palme"])
     return PalmEConfig.from_dict({**cfg.model.to_dict(), "seed": cfg.seed})
 
 
@@ -101,7 +101,7 @@ def build_model(cfg: TrainConfig, data: TrainData, init: Path | None, log) -> nn
     from agent.model import PalmE
 
     if init is not None:
-        model = PalmE.from_pretrained(init / ck.PRETRAINED_DIR)
+        model = PalmE.from_pretrained(init)
     else:
         model = PalmE(model_config_of(cfg, None), tokenizer_texts=data.texts())
         model.fit_state_stats(data.state_examples())  # normalisation of object / robot rows, saved with the weights
@@ -236,7 +236,11 @@ def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
 
     out = run_dir(cfg)
     resume_from = check_run_folder(cfg, out)
-    init = resume_from or (ck.resolve_checkpoint(cfg.init_from) if cfg.init_from else None)
+    # The model folder to start from: the resumed checkpoint's, or init_from's (a model or checkpoint folder).
+    if resume_from is not None:
+        init = resume_from / ck.PRETRAINED_DIR
+    else:
+        init = ck.resolve_model_folder(cfg.init_from) if cfg.init_from else None
     dd.barrier(info)  # every rank has checked the folder before rank 0 writes into it
     mcfg = model_config_of(cfg, init)
     prompts = PromptBuilder(use_image=mcfg.use_image, use_state=mcfg.use_state, entity_referral=mcfg.entity_referral)
