@@ -192,8 +192,8 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     size = sum(f.stat().st_size for f in Path(cfg.out).rglob("*.parquet")) / 2**20
     total = int(writer.info["total_episodes"])
-    summary = {
-        "out": cfg.out, "written": written, "attempts": tried, "oracle_successes": succeeded,
+    summary = {  # successes: episodes whose task the acting planner (oracle or model) completed
+        "out": cfg.out, "written": written, "attempts": tried, "successes": succeeded,
         "success_ratio": succeeded / max(tried, 1), "wall_s": round(wall, 1),
         "episodes_per_min": round(60 * written / max(wall, 1e-9), 2), "total_episodes": total,
         "mb_per_episode": round(size / max(total, 1), 3),
