@@ -89,8 +89,8 @@ class EpisodeRecorder:
         """The recorded episode, with the final frame and the executed steps from the trace."""
         self.capture()
         u = self.u
-        steps = [PlanStep(r.step, r.start_t, r.end_t, r.success, r.reason, r.call,
-                          self.labels.get(r.index) if self.label_steps else None) for r in trace.steps]
+        steps = [PlanStep(r.step, r.start_t, r.end_t, r.success, r.reason, r.call, self.labels.get(r.index))
+                 for r in trace.steps]  # label None unless label_steps (the oracle acted)
         return EpisodeData(
             world=u.world, task=u.task_name, seed=int(trace.seed), split=split, instruction=trace.instruction,
             control_hz=u.control_hz, frames=self.frames, steps=steps, plans=self.plans,
