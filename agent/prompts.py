@@ -16,6 +16,10 @@ Formats (PROMPT_FORMAT_VERSION 1), shown with images, states and entity referral
 
     ... Q: <question>
     A:                                        <- VQA / captions / success detection
+
+With zone tokens on (`use_zones`, a model's `zone_tokens`), a scene with target zones also says
+`Zones: <zone_1> <zone_2>.` after the objects: `<zone_k>` is row k-1 of the observation's zone rows
+(catalogue.zone_row), read by the same state encoder as objects. Without zones the text is unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.catalogue import MAX_OBJECTS
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES
 
 PROMPT_FORMAT_VERSION = 1
 IMG_TOKEN = "<img>"
@@ -40,7 +44,15 @@ def obj_token(j: int) -> str:
     return f"<obj_{j}>"
 
 
-PLACEHOLDERS: tuple[str, ...] = (IMG_TOKEN, ROBOT_TOKEN, *(obj_token(j) for j in range(1, MAX_OBJECTS + 1)))
+def zone_token(k: int) -> str:
+    """Placeholder of zone k (1-based)."""
+    return f"<zone_{k}>"
+
+
+PLACEHOLDERS: tuple[str, ...] = (
+    IMG_TOKEN, ROBOT_TOKEN, *(obj_token(j) for j in range(1, MAX_OBJECTS + 1)),
+    *(zone_token(k) for k in range(1, MAX_ZONES + 1)),
+)
 
 
 @dataclass
@@ -52,6 +64,7 @@ class Example:
     image: np.ndarray | None = None  # (H, W, 3) uint8, when the prompt has <img>
     objects: np.ndarray | None = None  # (MAX_OBJECTS, OBJ_DIM) float32, when it has <obj_j>
     robot: np.ndarray | None = None  # (ROBOT_DIM,) float32, when it has <robot>
+    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when it has <zone_k>
     kind: str = "plan"  # plan | plan_full | vqa | caption | success ...
     meta: dict[str, Any] = field(default_factory=dict)  # provenance (episode, frame, task) for reports
 
@@ -63,11 +76,14 @@ class PromptBuilder:
     use_image: bool = True  # include `<img>`
     use_state: bool = True  # include object tokens and the robot token
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
+    use_zones: bool = False  # with use_state: "Zones: <zone_1> ..." for scenes with target zones
 
-    def scene(self, n_objects: int) -> str:
-        """The observation prefix for a scene with `n_objects` objects."""
+    def scene(self, n_objects: int, n_zones: int = 0) -> str:
+        """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones."""
         if not 0 <= n_objects <= MAX_OBJECTS:
             raise ValueError(f"n_objects must be in [0, {MAX_OBJECTS}], got {n_objects}")
+        if not 0 <= n_zones <= MAX_ZONES:
+            raise ValueError(f"n_zones must be in [0, {MAX_ZONES}], got {n_zones}")
         parts = []
         if self.use_image:
             parts.append(f"Given {IMG_TOKEN}.")
@@ -76,28 +92,32 @@ class PromptBuilder:
                 parts += [f"Object {j} is {obj_token(j)}." for j in range(1, n_objects + 1)]
             elif n_objects:
                 parts.append("Objects: " + " ".join(obj_token(j) for j in range(1, n_objects + 1)) + ".")
+            if self.use_zones and n_zones:
+                parts.append("Zones: " + " ".join(zone_token(k) for k in range(1, n_zones + 1)) + ".")
             parts.append(f"Robot: {ROBOT_TOKEN}.")
         return " ".join(parts)
 
-    def _head(self, n_objects: int, line: str) -> str:
-        scene = self.scene(n_objects)
+    def _head(self, n_objects: int, n_zones: int, line: str) -> str:
+        scene = self.scene(n_objects, n_zones)
         return f"{scene}\n{line}" if scene else line
 
-    def planning(self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int) -> str:
+    def planning(
+        self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0
+    ) -> str:
         """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`."""
-        lines = [self._head(n_objects, f"Task: {instruction.strip()}")]
+        lines = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}")]
         for i, (step, feedback) in enumerate(history, start=1):
             lines.append(f"Step {i}. {step}. Result: {feedback}.")
         lines.append(f"Step {len(history) + 1}.")
         return "\n".join(lines)
 
-    def whole_plan(self, instruction: str, n_objects: int) -> str:
+    def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> str:
         """Open-loop prompt: the whole plan is the answer (PaLM-E's p1/p2 style)."""
-        return self._head(n_objects, f"Task: {instruction.strip()}") + "\nPlan:"
+        return self._head(n_objects, n_zones, f"Task: {instruction.strip()}") + "\nPlan:"
 
-    def question(self, question: str, n_objects: int) -> str:
+    def question(self, question: str, n_objects: int, n_zones: int = 0) -> str:
         """VQA / captioning / success-detection prompt."""
-        return self._head(n_objects, f"Q: {question.strip()}") + "\nA:"
+        return self._head(n_objects, n_zones, f"Q: {question.strip()}") + "\nA:"
 
     def example(self, prompt: str, obs: Mapping[str, Any], answer: str = "", kind: str = "plan", **meta: Any) -> Example:
         """Pair a prompt with the observation arrays its placeholders need."""
@@ -107,21 +127,22 @@ class PromptBuilder:
             image=np.asarray(obs["rgb"]) if self.use_image and IMG_TOKEN in prompt else None,
             objects=np.asarray(obs["objects"], dtype=np.float32) if self.use_state and "<obj_" in prompt else None,
             robot=np.asarray(obs["robot"], dtype=np.float32) if self.use_state and ROBOT_TOKEN in prompt else None,
+            zones=np.asarray(obs["zones"], dtype=np.float32) if "<zone_" in prompt else None,
             kind=kind,
             meta=dict(meta),
         )
 
     def for_obs(self, kind: str, obs: Mapping[str, Any], **kwargs: Any) -> Example:
         """Build the prompt of `kind` ("plan", "plan_full", "vqa") for an observation, with its arrays."""
-        n = count_objects(obs["objects"])
+        n, z = count_objects(obs["objects"]), count_zones(obs)
         answer = kwargs.pop("answer", "")
         meta = kwargs.pop("meta", {})
         if kind == "plan":
-            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n)
+            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z)
         elif kind == "plan_full":
-            prompt = self.whole_plan(kwargs["instruction"], n)
+            prompt = self.whole_plan(kwargs["instruction"], n, z)
         else:
-            prompt = self.question(kwargs["question"], n)
+            prompt = self.question(kwargs["question"], n, z)
         return self.example(prompt, obs, answer=answer, kind=kind, **meta)
 
 
@@ -138,6 +159,11 @@ def is_yes(answer: str) -> bool:
 def count_objects(object_rows: np.ndarray) -> int:
     """Number of present objects (the `present` column of the object rows)."""
     return int(np.asarray(object_rows)[:, -1].sum())
+
+
+def count_zones(obs: Mapping[str, Any]) -> int:
+    """Number of target zones of an observation (0 when it has no zone rows)."""
+    return count_objects(obs["zones"]) if obs.get("zones") is not None else 0
 
 
 def format_feedback(success: bool, reason: str) -> str:

@@ -49,7 +49,7 @@ def main() -> None:
             item = theirs[start + i]
             img = (item["observation.images.front"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
             assert np.array_equal(img, ours.image(pos, i)), (ep.index, i)
-            assert np.allclose(item["observation.environment_state"].numpy(), ep.env_state[i].reshape(-1))
+            assert np.allclose(item["observation.environment_state"].numpy(), np.concatenate([ep.env_state[i].reshape(-1), ep.zones[i].reshape(-1)]))
             assert np.allclose(item["observation.state"].numpy(), ep.robot[i])
             assert int(item["episode_index"]) == ep.index and int(item["frame_index"]) == i
             assert item["task"] == ep.instruction

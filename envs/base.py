@@ -18,7 +18,7 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
 from envs.tasks.base import SPLITS, Task, TaskInstance, make_task
 from envs.vocab import object_names
 
@@ -66,6 +66,7 @@ class TabletopEnv(gym.Env):
         spaces: dict[str, gym.Space] = {
             "robot": gym.spaces.Box(-np.inf, np.inf, (ROBOT_DIM,), np.float32),
             "objects": gym.spaces.Box(-np.inf, np.inf, (MAX_OBJECTS, OBJ_DIM), np.float32),
+            "zones": gym.spaces.Box(-np.inf, np.inf, (MAX_ZONES, OBJ_DIM), np.float32),
             "instruction": gym.spaces.Text(MAX_INSTRUCTION_LEN, min_length=0, charset=INSTRUCTION_CHARSET),
         }
         if obs_type == "full":
@@ -185,6 +186,7 @@ class TabletopEnv(gym.Env):
         obs: dict[str, Any] = {
             "robot": self._robot_state().astype(np.float32),
             "objects": self.object_rows(),
+            "zones": self.zone_rows(),
             "instruction": self.task_description,
         }
         if self.obs_type == "full" if render is None else render:
@@ -214,6 +216,10 @@ class TabletopEnv(gym.Env):
             pos, quat = self.object_pose(i)
             rows[i] = object_row(pos, quat, self.object_sizes[i], desc)
         return rows
+
+    def zone_rows(self) -> np.ndarray:
+        """(MAX_ZONES, OBJ_DIM) zone rows (catalogue.zone_row); absent slots are zeros. A world without zones keeps them all zero."""
+        return np.zeros((MAX_ZONES, OBJ_DIM), dtype=np.float32)
 
     @property
     def objects(self) -> list[ObjectDesc]:

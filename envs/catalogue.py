@@ -23,6 +23,8 @@ SIZE_NAMES: tuple[str, ...] = ("small", "large")
 SIZE_EDGES: dict[str, float] = {"small": 0.04, "large": 0.05}  # cube edge lengths (m) of the size names
 
 MAX_OBJECTS = 8  # object-row slots in every observation, both worlds
+MAX_ZONES = 4  # zone-row slots in every observation (the pick-and-place world's target zones; none when pushing)
+ZONE_KIND = "zone"  # the `shape` word of a zone row: shape_id len(SHAPE_NAMES), after every object shape
 
 # Object-state row layout (one row per slot), the state estimate fed to the model as object tokens.
 OBJ_FIELDS: tuple[str, ...] = (
@@ -70,5 +72,23 @@ def object_row(pos, quat, size: float, desc: ObjectDesc) -> np.ndarray:
     row[7] = size
     row[8] = COLOR_NAMES.index(desc.color)
     row[9] = SHAPE_NAMES.index(desc.shape)
+    row[10] = 1.0
+    return row
+
+
+def zone_row(color: str, centre, side: float) -> np.ndarray:
+    """One zone row in the OBJ_FIELDS layout: a flat square of `side` (m) centred at `centre` (x, y, z).
+
+    Zones are scene entities of the state estimate like objects (PaLM-E's object-centric state),
+    so one encoder reads both; shape_id len(SHAPE_NAMES) marks the row as a zone.
+    """
+    if color not in COLORS:
+        raise ValueError(f"unknown zone colour {color!r}; expected one of {list(COLOR_NAMES)}")
+    row = np.zeros(OBJ_DIM, dtype=np.float32)
+    row[0:3] = centre
+    row[6] = 1.0  # identity quaternion: zones are axis-aligned
+    row[7] = side
+    row[8] = COLOR_NAMES.index(color)
+    row[9] = len(SHAPE_NAMES)
     row[10] = 1.0
     return row

@@ -23,7 +23,7 @@ import pybullet as p
 import pybullet_data
 
 from envs.base import TabletopEnv
-from envs.catalogue import COLORS, SIZE_EDGES
+from envs.catalogue import COLORS, MAX_ZONES, OBJ_DIM, SIZE_EDGES, zone_row
 from envs.tasks.base import TaskInstance
 
 # ---- scene geometry (metres, world frame; the robot base is at the origin, the table top at z=0) ----
@@ -382,6 +382,15 @@ class PickPlaceEnv(TabletopEnv):
     def rests_on(self, i: int, j: int) -> bool:
         """Whether cube i rests on cube j (j = -1: on the table)."""
         return self.support_graph()[i] == j
+
+    def zone_rows(self) -> np.ndarray:
+        """(MAX_ZONES, OBJ_DIM) rows of the target zones, in the layout's order (slots past the zones are zeros)."""
+        if len(self.zones) > MAX_ZONES:
+            raise ValueError(f"a scene holds at most {MAX_ZONES} zones, got {len(self.zones)}")
+        rows = np.zeros((MAX_ZONES, OBJ_DIM), dtype=np.float32)
+        for k, (color, (x, y)) in enumerate(self.zones.items()):
+            rows[k] = zone_row(color, (x, y, 0.0), ZONE_SIDE)
+        return rows
 
     def in_zone(self, i: int, color: str, graph: list[int | None] | None = None) -> bool:
         """Whether cube i lies in the zone of `color`: its centre inside the square, resting, not held."""

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS, zone_row
 from training.dataset import (
     DatasetError,
     DatasetWriter,
@@ -19,6 +19,7 @@ from training.dataset import (
     Frame,
     LogDataset,
     NotADatasetError,
+    SCHEMA_VERSION,
     PlanStep,
     encode_episode,
     make_features,
@@ -38,12 +39,19 @@ def _rows(rng: np.random.Generator) -> np.ndarray:
     return rows
 
 
+def _zones(rng) -> np.ndarray:
+    rows = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+    rows[:2] = [zone_row(c, (*rng.uniform(0.3, 0.6, 2), 0.0), 0.15) for c in ("red", "blue")]
+    return rows
+
+
 def make_episode(seed: int, n: int = 5, task: str = "stack", success: bool = True) -> EpisodeData:
     """A synthetic episode: random frames, three plan steps, frames at every step start and end."""
     rng = np.random.default_rng(seed)
     frames = [
         Frame(t=3 * i, rgb=rng.integers(0, 255, (24, 32, 3), dtype=np.uint8),
               robot=rng.normal(size=ROBOT_DIM).astype(np.float32), objects=_rows(rng),
+              zones=_zones(rng) if i % 2 else None,
               action=rng.normal(size=4).astype(np.float32), success=success and i == n - 1)
         for i in range(n)
     ]
@@ -78,6 +86,7 @@ def test_round_trip_keeps_frames_states_plan_and_v3_layout(ds_root):
     ep = ds.episodes[1]
     assert np.array_equal(ds.image(1, 2), src.frames[2].rgb)
     assert np.allclose(ep.env_state[3], src.frames[3].objects) and np.allclose(ep.robot[0], src.frames[0].robot)
+    assert np.allclose(ep.zones[3], src.frames[3].zones) and not ep.zones[2].any()  # a frame without zones: zero rows
     assert [s["text"] for s in ep.steps] == [s.text for s in src.steps]
     styles = [(r["style"], r["timestamp"]) for r in ep.language]
     assert ("plan", 0.0) in styles and ("subtask", np.float32(3 / 20)) in styles
@@ -207,7 +216,7 @@ def test_wrong_schema_version_and_not_a_dataset(ds_root, tmp_path, capsys):
     info["palme"]["schema_version"] = 99
     (ds_root / "meta/info.json").write_text(json.dumps(info))
     (err,) = _errors(ds_root)
-    assert "schema_version 99, expected 1" in err.message
+    assert f"schema_version 99, expected {SCHEMA_VERSION}" in err.message
     with pytest.raises(ValueError, match="schema_version 99"):
         LogDataset(ds_root)
     assert cli(["validate", str(ds_root)]) == 1

@@ -50,12 +50,14 @@ class TrainData:
         return self.example(self.train[source][index])
 
     def state_examples(self) -> list[Example]:
-        """Object and robot rows of every frame of the training episodes (for the model's state normalisation)."""
+        """Object, zone and robot rows of every frame of the training episodes (for the model's state normalisation)."""
         out = []
+        zones = self.builders[0].prompts.use_zones if self.builders else False  # zone rows count only when read
         for folder, builder in enumerate(self.builders):
             for pos, ep in enumerate(builder.ds.episodes):
                 if pos not in self.heldout_episodes[folder]:
-                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i]) for i in range(ep.length)]
+                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i],
+                                    zones=ep.zones[i] if zones else None) for i in range(ep.length)]
         return out
 
     def sizes(self) -> dict[str, int]:

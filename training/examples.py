@@ -93,8 +93,10 @@ class ExampleBuilder:
             if ep.success or self.include_failed or any(s.get("label") is not None for s in ep.steps):
                 yield pos
 
-    def _n(self, pos: int, i: int) -> int:
-        return count_objects(self.ds.episodes[pos].env_state[i])
+    def _n(self, pos: int, i: int) -> tuple[int, int]:
+        """(objects, zones) in frame i of episode pos: the scene sizes a prompt is written for."""
+        ep = self.ds.episodes[pos]
+        return count_objects(ep.env_state[i]), count_objects(ep.zones[i])
 
     def planning(self) -> list[ExampleSpec]:
         """Next-step examples: one per executed step (history carries earlier results, failures included).
@@ -110,7 +112,7 @@ class ExampleBuilder:
                 i = ep.frame_at(step["start_t"])
                 target = step["text"] if step.get("label") is None else step["label"]
                 if target:  # "" = the oracle had no step for this state: no example
-                    prompt = self.prompts.planning(ep.instruction, history, self._n(pos, i))
+                    prompt = self.prompts.planning(ep.instruction, history, *self._n(pos, i))
                     out.append(ExampleSpec("plan", prompt, target, pos, i))
                 history.append((step["text"], format_feedback(step["success"], step["reason"])))
         return out
@@ -124,7 +126,7 @@ class ExampleBuilder:
             if not plans or not all(s["success"] for s in ep.steps):
                 continue
             steps = split_whole_plan(plans[0][1])
-            prompt = self.prompts.whole_plan(ep.instruction, self._n(pos, 0))
+            prompt = self.prompts.whole_plan(ep.instruction, *self._n(pos, 0))
             out.append(ExampleSpec("plan_full", prompt, render_whole_plan(steps), pos, 0))
         return out
 
@@ -149,7 +151,7 @@ class ExampleBuilder:
                         continue
                     qa = gen(scene, rng)
                     if qa is not None:
-                        prompt = self.prompts.question(qa[0], self._n(pos, i))
+                        prompt = self.prompts.question(qa[0], *self._n(pos, i))
                         out[source].append(ExampleSpec(source, prompt, qa[1], pos, i))
         return out
 
@@ -162,7 +164,7 @@ class ExampleBuilder:
         out = []
         for pos, ep in enumerate(self.ds.episodes):  # failed episodes are useful negatives here
             for i in sorted({0, *self.question_frames(pos)}):
-                prompt = self.prompts.question(success_question(ep.instruction), self._n(pos, i))
+                prompt = self.prompts.question(success_question(ep.instruction), *self._n(pos, i))
                 out.append(ExampleSpec("success", prompt, "yes" if ep.frame_success[i] else "no", pos, i))
         return out
 
@@ -174,7 +176,7 @@ class ExampleBuilder:
                 if step["text"] == "done":
                     continue
                 i = ep.frame_at(step["end_t"])
-                prompt = self.prompts.question(skill_question(step["text"]), self._n(pos, i))
+                prompt = self.prompts.question(skill_question(step["text"]), *self._n(pos, i))
                 out.append(ExampleSpec("skill_success", prompt, "yes" if step["success"] else "no", pos, i))
         return out
 

@@ -82,7 +82,8 @@ class EpisodeRecorder:
         obs = obs if obs is not None else u.observe(render=True)
         self.frames.append(Frame(
             t=int(u.t), rgb=np.asarray(obs["rgb"], np.uint8), robot=np.asarray(obs["robot"], np.float32).copy(),
-            objects=np.asarray(obs["objects"], np.float32).copy(), success=bool(u.is_success),
+            objects=np.asarray(obs["objects"], np.float32).copy(), zones=np.asarray(obs["zones"], np.float32).copy(),
+            success=bool(u.is_success),
         ))
 
     def finish(self, trace: EpisodeTrace, split: str) -> EpisodeData:

@@ -243,7 +243,7 @@ def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
         init = ck.resolve_model_folder(cfg.init_from) if cfg.init_from else None
     dd.barrier(info)  # every rank has checked the folder before rank 0 writes into it
     mcfg = model_config_of(cfg, init)
-    prompts = PromptBuilder(use_image=mcfg.use_image, use_state=mcfg.use_state, entity_referral=mcfg.entity_referral)
+    prompts = PromptBuilder(**mcfg.prompt_flags())
     data = load_data(cfg.data, prompts, cfg.seed, log)
     log(f"data: {sum(data.sizes().values())} training examples {data.sizes()}, "
         f"{sum(len(v) for v in data.heldout.values())} held out, tasks {data.tasks}")

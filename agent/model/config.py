@@ -27,6 +27,7 @@ class PalmEConfig:
     use_image: bool = True  # prompts carry `<img>`
     use_state: bool = True  # prompts carry object tokens `<obj_j>` and the robot token `<robot>`
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
+    zone_tokens: bool = False  # with use_state: scenes with target zones also carry `<zone_k>` tokens (zone rows)
     # --- language model
     llm: str = (
         "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
@@ -93,6 +94,11 @@ class PalmEConfig:
     def needs_tokenizer(self) -> bool:
         """True when the LLM is trained from scratch and so needs a tokenizer trained on our text."""
         return self.llm == "scratch"
+
+    def prompt_flags(self) -> dict[str, bool]:
+        """Keyword arguments of the `PromptBuilder` this model is trained and run with."""
+        return {"use_image": self.use_image, "use_state": self.use_state,
+                "entity_referral": self.entity_referral, "use_zones": self.zone_tokens}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""

@@ -2,7 +2,7 @@
 
 Composed prismatic-style from parts chosen by id in `PalmEConfig`:
     image encoder (ViT) -> projector -> LLM width      `<img>`   -> n_image_tokens tokens
-    object encoder (MLP over one object row)           `<obj_j>` -> obj_tokens tokens
+    object encoder (MLP over one object row)           `<obj_j>`, `<zone_k>` -> obj_tokens tokens
       (+ the LM's embeddings of the object's colour, shape (and size) words when `obj_words`)
     robot encoder (MLP over the robot vector)          `<robot>` -> 1 token
     causal LM (AutoModelForCausalLM)                   reads the sequence, writes the answer
@@ -13,6 +13,7 @@ Batch layout (`collate`), B examples padded on the LEFT to length T:
     labels (B, T)           answer ids + EOS, IGNORE_INDEX elsewhere (train=True only)
     pixel_values (Ni, 3, S, S), image_index (n_img_placeholders,)   images, and which one each `<img>` shows
     object_rows (No, OBJ_DIM), robot_rows (Nr, ROBOT_DIM)           one row per placeholder, in text order
+                                                                    (`<zone_k>` rows are object rows too)
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from agent.model.parts import (
     robot_encoder,
 )
 from agent.model.tokenizer import add_placeholders
-from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token
-from envs.catalogue import COLOR_NAMES, MAX_OBJECTS, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES
+from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token, zone_token
+from envs.catalogue import (
+    COLOR_NAMES, MAX_OBJECTS, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES, ZONE_KIND,
+)
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -108,6 +111,7 @@ class PalmE(nn.Module):
                 self._apply_lora()
         self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
         self.obj_ids = [ids[obj_token(j)] for j in range(1, MAX_OBJECTS + 1)]
+        self.zone_ids = [ids[zone_token(k)] for k in range(1, MAX_ZONES + 1)]
         self.eos_id = int(self.tokenizer.eos_token_id)
         self.register_buffer("obj_word_mix", self._object_word_mix(), persistent=False)
         with torch.no_grad():  # count rather than derive: CLS / register tokens differ between backbones
@@ -119,17 +123,18 @@ class PalmE(nn.Module):
     # construction helpers
 
     def _object_word_mix(self) -> torch.Tensor:
-        """(n_colours + n_shapes [+ n_sizes], vocab): row c averages the token ids of " <name>" (empty unless obj_words).
+        """(n_colours + n_shapes + 1 [+ n_sizes], vocab): row c averages the token ids of " <name>" (empty unless obj_words).
 
         With `obj_words`, an object token is its state MLP's output plus the mean input embedding of
-        its colour word plus that of its shape word (plus that of its size word with `obj_size_words`).
+        its colour word plus that of its shape word (plus that of its size word with `obj_size_words`);
+        a zone token's "shape" word is "zone" (ZONE_KIND) and it has no size word.
         The output head is tied to those embeddings (scratch LMs), so naming an object in a plan step
         is a copy of something its token holds.
         """
         if not self.config.obj_words:
             return torch.zeros(0, 0)
         vocab = self.llm.get_input_embeddings().num_embeddings
-        words = [*COLOR_NAMES, *SHAPE_NAMES, *(SIZE_NAMES if self.config.obj_size_words else ())]
+        words = [*COLOR_NAMES, *SHAPE_NAMES, ZONE_KIND, *(SIZE_NAMES if self.config.obj_size_words else ())]
         mix = torch.zeros(len(words), vocab)
         for r, word in enumerate(words):
             ids = self.tokenizer.encode(" " + word, add_special_tokens=False)
@@ -137,17 +142,18 @@ class PalmE(nn.Module):
         return mix
 
     def object_tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Object rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words."""
+        """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words."""
         tokens = self.object_encoder(rows)
         if not self.config.obj_words:
             return tokens
-        n_col, n_shape = len(COLOR_NAMES), len(SHAPE_NAMES)
+        n_col, n_kind = len(COLOR_NAMES), len(SHAPE_NAMES) + 1  # object shapes, then the zone kind
         color = rows[:, _COLOR_COL].round().long().clamp(0, n_col - 1)
-        shape = rows[:, _SHAPE_COL].round().long().clamp(0, n_shape - 1)
+        shape = rows[:, _SHAPE_COL].round().long().clamp(0, n_kind - 1)
         mix = self.obj_word_mix[color] + self.obj_word_mix[n_col + shape]  # (N, vocab)
         if self.config.obj_size_words:
             large = (rows[:, _SIZE_COL] >= _SIZE_SPLIT).long()  # index into SIZE_NAMES ("small", "large")
-            mix = mix + self.obj_word_mix[n_col + n_shape + large]
+            is_object = (shape < n_kind - 1).to(mix.dtype)[:, None]  # zones have no size word
+            mix = mix + is_object * self.obj_word_mix[n_col + n_kind + large]
         words = mix.to(tokens.dtype) @ self.llm.get_input_embeddings().weight  # (N, D)
         return tokens + words[:, None, :]
 
@@ -166,8 +172,7 @@ class PalmE(nn.Module):
     @property
     def prompt_builder(self) -> PromptBuilder:
         """The PromptBuilder with the flags this model is trained and run with."""
-        c = self.config
-        return PromptBuilder(use_image=c.use_image, use_state=c.use_state, entity_referral=c.entity_referral)
+        return PromptBuilder(**self.config.prompt_flags())
 
     def _apply_lora(self) -> None:
         from peft import LoraConfig, get_peft_model
@@ -222,8 +227,8 @@ class PalmE(nn.Module):
         }
 
     def fit_state_stats(self, examples: Sequence[Example]) -> None:
-        """Set the object/robot normalisation from data (present object rows only); saved with the weights."""
-        objs = [np.asarray(e.objects, np.float32) for e in examples if e.objects is not None]
+        """Set the object/robot normalisation from data (present object and zone rows only); saved with the weights."""
+        objs = [np.asarray(rows, np.float32) for e in examples for rows in (e.objects, e.zones) if rows is not None]
         rows = np.concatenate(objs) if objs else np.zeros((0, OBJ_DIM), np.float32)
         rows = rows[rows[:, -1] > 0.5]
         robots = np.stack(
@@ -273,7 +278,7 @@ class PalmE(nn.Module):
         return batch
 
     def _placeholder_ids(self) -> torch.Tensor:
-        return torch.tensor([self.img_id, self.robot_id, *self.obj_ids])
+        return torch.tensor([self.img_id, self.robot_id, *self.obj_ids, *self.zone_ids])
 
     def _encode(self, ex: Example, train: bool) -> _Encoded:
         """One example's ids with placeholders expanded, and the arrays its placeholders stand for."""
@@ -281,6 +286,7 @@ class PalmE(nn.Module):
         if not prompt:
             raise ValueError("an example needs a non-empty prompt")
         obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
+        zone_slot = {t: k for k, t in enumerate(self.zone_ids, start=1)}
         out = _Encoded([], 0, 0, [], [])
         for t in prompt:
             if t == self.img_id:
@@ -289,6 +295,9 @@ class PalmE(nn.Module):
                 out.n_img += 1
             elif t in obj_slot:
                 out.objects.append(_object_row(ex, obj_slot[t]))
+                out.ids.extend([t] * self.config.obj_tokens)
+            elif t in zone_slot:  # zones are state rows too: same encoder, same place in the row list (text order)
+                out.objects.append(_zone_row(ex, zone_slot[t]))
                 out.ids.extend([t] * self.config.obj_tokens)
             elif t == self.robot_id:
                 out.robots.append(_robot_row(ex))
@@ -314,7 +323,7 @@ class PalmE(nn.Module):
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The multimodal sentence (B, T, D): token embeddings, encoder outputs at placeholders."""
         ids = batch["input_ids"]
-        obj_ids = torch.tensor(self.obj_ids, device=ids.device)
+        obj_ids = torch.tensor([*self.obj_ids, *self.zone_ids], device=ids.device)
         img_mask, robot_mask = ids == self.img_id, ids == self.robot_id
         obj_mask = torch.isin(ids, obj_ids)
         special = img_mask | robot_mask | obj_mask
@@ -502,16 +511,25 @@ def _check_image_present(ex: Example) -> None:
 
 def _object_row(ex: Example, j: int) -> np.ndarray:
     """Row of object j (1-based) of an example, checked: the placeholder must name a present object."""
-    if ex.objects is None:
-        raise ValueError(f"the prompt has {obj_token(j)} but the example has no object rows")
-    rows = np.asarray(ex.objects, dtype=np.float32)
+    return _state_row(ex.objects, j, obj_token(j), "object")
+
+
+def _zone_row(ex: Example, k: int) -> np.ndarray:
+    """Row of zone k (1-based) of an example, checked: the placeholder must name a present zone."""
+    return _state_row(ex.zones, k, zone_token(k), "zone")
+
+
+def _state_row(rows: np.ndarray | None, j: int, token: str, what: str) -> np.ndarray:
+    if rows is None:
+        raise ValueError(f"the prompt has {token} but the example has no {what} rows")
+    rows = np.asarray(rows, dtype=np.float32)
     if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
-        raise ValueError(f"object rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
+        raise ValueError(f"{what} rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
     present = int((rows[:, -1] > 0.5).sum())
     if j > rows.shape[0] or rows[j - 1, -1] <= 0.5:
-        raise ValueError(f"the prompt has {obj_token(j)} but the example has {present} present object rows")
+        raise ValueError(f"the prompt has {token} but the example has {present} present {what} rows")
     if not np.isfinite(rows[j - 1]).all():
-        raise ValueError(f"object row {j} holds NaN/inf: {rows[j - 1]}")
+        raise ValueError(f"{what} row {j} holds NaN/inf: {rows[j - 1]}")
     return rows[j - 1]
 
 

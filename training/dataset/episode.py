@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from envs.catalogue import MAX_ZONES, OBJ_DIM
 from agent.prompts import render_whole_plan
 from training.dataset.schema import (
     ENV_STATE_KEY,
@@ -33,6 +34,7 @@ class Frame:
     rgb: np.ndarray  # (H, W, 3) uint8
     robot: np.ndarray  # (ROBOT_DIM,) float32
     objects: np.ndarray  # (MAX_OBJECTS, OBJ_DIM) float32
+    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32; None: the world has no zones (stored as zeros)
     action: np.ndarray | None = None  # the next control action after this frame (None: none followed)
     success: bool = False  # whether the task's goal held at this frame
 
@@ -142,7 +144,10 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
     action_dim = int(features["action"]["shape"][0])
     actions = np.stack([f.action if f.action is not None else np.zeros(action_dim, np.float32) for f in ep.frames])
     robot = np.stack([f.robot for f in ep.frames]).astype(np.float32)
-    env_state = np.stack([f.objects.reshape(-1) for f in ep.frames]).astype(np.float32)
+    no_zones = np.zeros(MAX_ZONES * OBJ_DIM, np.float32)
+    env_state = np.stack([  # object rows, then zone rows (schema.env_state_names)
+        np.concatenate([f.objects.reshape(-1), no_zones if f.zones is None else f.zones.reshape(-1)]) for f in ep.frames
+    ]).astype(np.float32)
     lang = language_rows(ep)
     columns: dict[str, Any] = {
         IMAGE_KEY: [{"bytes": encode_png(f.rgb), "path": None} for f in ep.frames],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM
 from training.dataset.checks import (
     DatasetError,
     Problem,
@@ -54,7 +54,8 @@ class EpisodeLog:
     steps: list[dict[str, Any]]  # PlanStep dicts: text, start_t, end_t, success, reason, call
     frame_t: list[int]  # control step of each frame
     robot: np.ndarray  # (N, ROBOT_DIM)
-    env_state: np.ndarray  # (N, MAX_OBJECTS, OBJ_DIM)
+    env_state: np.ndarray  # (N, MAX_OBJECTS, OBJ_DIM) object rows
+    zones: np.ndarray  # (N, MAX_ZONES, OBJ_DIM) zone rows (all zero in a world without zones)
     action: np.ndarray  # (N, A)
     timestamp: np.ndarray  # (N,)
     frame_success: np.ndarray  # (N,) bool
@@ -125,12 +126,14 @@ class LogDataset:
             return np.asarray(table.column(key).combine_chunks().flatten().to_numpy(zero_copy_only=False)).reshape(n, -1)
 
         self._images[len(self.episodes)] = [c["bytes"] for c in table.column(IMAGE_KEY).to_pylist()]
+        env = mat(ENV_STATE_KEY).astype(np.float32)  # object rows, then zone rows (schema.env_state_names)
         self.episodes.append(EpisodeLog(
             index=ep, task_name=row["task_name"], seed=int(row["seed"]), split=row["split"],
             instruction=row["instruction"], success=bool(row["success"]), failure=row["failure"],
             objects=json.loads(row["objects"]), names=json.loads(row["names"]), steps=json.loads(row["plan_steps"]),
             frame_t=json.loads(row["frame_t"]), robot=mat(STATE_KEY).astype(np.float32),
-            env_state=mat(ENV_STATE_KEY).astype(np.float32).reshape(n, MAX_OBJECTS, OBJ_DIM),
+            env_state=env[:, : MAX_OBJECTS * OBJ_DIM].reshape(n, MAX_OBJECTS, OBJ_DIM),
+            zones=env[:, MAX_OBJECTS * OBJ_DIM :].reshape(n, MAX_ZONES, OBJ_DIM),
             action=mat("action").astype(np.float32), timestamp=table.column("timestamp").to_numpy(),
             frame_success=table.column("next.success").to_numpy(zero_copy_only=False).astype(bool),
             language=table.column(LANGUAGE_KEY)[0].as_py() or [], file=data_path(ep, int(self.info["chunks_size"])),
@@ -164,9 +167,10 @@ class LogDataset:
         return img
 
     def frame(self, pos: int, i: int, image: bool = True) -> dict[str, Any]:
-        """Observation dict of frame i (keys as the env's: rgb, robot, objects, instruction)."""
+        """Observation dict of frame i (keys as the env's: rgb, robot, objects, zones, instruction)."""
         ep = self.episodes[pos]
-        obs: dict[str, Any] = {"robot": ep.robot[i], "objects": ep.env_state[i], "instruction": ep.instruction}
+        obs: dict[str, Any] = {"robot": ep.robot[i], "objects": ep.env_state[i], "zones": ep.zones[i],
+                               "instruction": ep.instruction}
         if image:
             obs["rgb"] = self.image(pos, i)
         return obs

@@ -16,10 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from envs.catalogue import MAX_OBJECTS, OBJ_FIELDS, ROBOT_FIELDS
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_FIELDS, ROBOT_FIELDS
 
 CODEBASE_VERSION = "v3.0"  # LeRobotDataset format version
-SCHEMA_VERSION = 1  # our own extensions (info.json "palme" block, episode columns); bump on change
+SCHEMA_VERSION = 2  # our own extensions (info.json "palme" block, episode columns); bump on change
+# 2: observation.environment_state also holds the zone rows (zone1.x ... zone4.present) after the object rows
 CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's default)
 IMAGE_KEY = "observation.images.front"
 STATE_KEY = "observation.state"
@@ -35,8 +36,9 @@ INDEX_KEYS: tuple[str, ...] = ("frame_index", "episode_index", "index", "task_in
 
 
 def env_state_names() -> list[str]:
-    """Names of the flattened object rows: `obj1.x` ... `obj8.present` (slot j-1 is `obj j`)."""
-    return [f"obj{j}.{f}" for j in range(1, MAX_OBJECTS + 1) for f in OBJ_FIELDS]
+    """Names of the flattened object rows, then zone rows: `obj1.x` ... `obj8.present`, `zone1.x` ... `zone4.present`."""
+    objects = [f"obj{j}.{f}" for j in range(1, MAX_OBJECTS + 1) for f in OBJ_FIELDS]
+    return objects + [f"zone{k}.{f}" for k in range(1, MAX_ZONES + 1) for f in OBJ_FIELDS]
 
 
 def make_features(image_size: tuple[int, int], action_names: list[str]) -> dict[str, dict[str, Any]]:
