@@ -12,17 +12,19 @@ import torch.nn.functional as F
 
 from agent.model import IGNORE_INDEX, PalmE, PalmEConfig, make_model, train_tokenizer
 from agent.parser import SceneContext, parse_step, valid_steps
-from agent.prompts import Example, PromptBuilder, obj_token
+from agent.prompts import Example, PromptBuilder, obj_token, zone_token
 from envs.catalogue import (
     COLOR_NAMES,
     COLORS,
     MAX_OBJECTS,
+    MAX_ZONES,
     OBJ_DIM,
     OBJ_FIELDS,
     ROBOT_DIM,
     SHAPE_NAMES,
     ObjectDesc,
     object_row,
+    zone_row,
 )
 
 TINY = {
@@ -568,3 +570,38 @@ def test_tiny_model_memorises_32_planning_examples():
 
     score, _, _ = memorise(n=32, budget_s=900, **SMALL)
     assert score == 1.0
+
+
+def test_zone_tokens_read_zone_rows_with_the_zone_word_and_no_size_word():
+    model = tiny(obj_words=True, obj_size_words=True, zone_tokens=True)
+    assert model.prompt_builder.use_zones
+    rng = np.random.default_rng(8)
+    objects = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
+    zones = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+    zones[:2] = [zone_row("blue", (0.45, 0.2, 0.0), 0.15), zone_row("red", (0.4, -0.2, 0.0), 0.15)]
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    rows = torch.from_numpy(zones[:2])
+    with torch.no_grad():
+        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
+    torch.testing.assert_close(extra[0, 0], word("blue") + word("zone"))
+    obs = {"objects": objects, "zones": zones, "robot": np.zeros(ROBOT_DIM, np.float32), "rgb": solid("red", rng, 32)}
+    ex = model.prompt_builder.for_obs("plan", obs, instruction="sort the cubes by colour")
+    batch = model.collate([ex], train=False)
+    ids = batch["input_ids"][0]
+    with torch.no_grad():
+        x = model.embed(batch)[0]
+        want = model.object_tokens(torch.from_numpy(zones[[1]]))[0]  # <zone_2> is zone row 2
+    where = (ids == model.tokenizer.convert_tokens_to_ids(zone_token(2))).nonzero().flatten()
+    torch.testing.assert_close(x[where], want)  # batched vs single-row matmul: float rounding only
+    moved = {**obs, "zones": zones.copy()}
+    moved["zones"][1, :2] += 0.1  # the red zone elsewhere: the model sees a different scene
+    with torch.no_grad():
+        logits = [model.llm(inputs_embeds=model.embed(model.collate([model.prompt_builder.for_obs(
+            "plan", o, instruction="sort the cubes by colour")], train=False))).logits for o in (obs, moved)]
+    assert not torch.equal(*logits)
+    with pytest.raises(ValueError, match="no zone rows"):
+        model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"])], train=False)

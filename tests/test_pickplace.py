@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs.tasks.pickplace  # noqa: F401 -- registers the tasks
 from envs import make_env
+from envs.catalogue import COLOR_NAMES, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, SHAPE_NAMES
 from envs.pickplace import PickPlaceEnv
 from envs.tasks.base import make_task, task_names
 from envs.tasks.pickplace import HELDOUT_COMBOS
@@ -171,4 +172,18 @@ def test_stack_oracle_frees_a_bottom_cube_that_stands_on_a_later_one():
     assert e.support_graph()[order[0]] == order[-1]
     reasons = run_oracle(e, max_calls=12)
     assert e.is_success, reasons
+    e.close()
+
+
+def test_zone_rows_state_where_each_zone_is_and_its_colour():
+    e = PickPlaceEnv("sort_by_color", obs_type="state")
+    obs, _ = e.reset(seed=4)
+    rows = obs["zones"]
+    assert rows.shape == (MAX_ZONES, OBJ_DIM) and int(rows[:, -1].sum()) == len(e.zones) >= 2
+    for row, (color, centre) in zip(rows, e.zones.items()):
+        assert COLOR_NAMES[int(row[OBJ_FIELDS.index("color_id")])] == color
+        assert np.allclose(row[:2], centre) and row[OBJ_FIELDS.index("shape_id")] == len(SHAPE_NAMES)
+    assert not rows[len(e.zones):].any()
+    run_oracle(e)  # zones never move: the rows stay the same while cubes are sorted into them
+    assert e.is_success and np.array_equal(e.observe()["zones"], rows)
     e.close()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from agent.prompts import PromptBuilder, format_feedback, render_whole_plan, split_whole_plan
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, zone_row
 
 
 def _obs(n):
@@ -36,3 +36,15 @@ def test_without_entity_referral_objects_are_bare_tokens():
 def test_whole_plan_round_trip():
     steps = ["pick up the red cube", "place the red cube on the blue cube", "done"]
     assert split_whole_plan(render_whole_plan(steps)) == steps
+
+
+def test_zones_appear_only_with_use_zones_and_carry_their_rows():
+    obs = {**_obs(3), "zones": np.zeros((MAX_ZONES, OBJ_DIM), np.float32)}
+    obs["zones"][:2] = [zone_row("red", (0.4, 0.1, 0.0), 0.15), zone_row("blue", (0.5, -0.2, 0.0), 0.15)]
+    ex = PromptBuilder(use_zones=True).for_obs("plan", obs, instruction="sort the cubes by colour")
+    assert "Object 3 is <obj_3>. Zones: <zone_1> <zone_2>. Robot: <robot>." in ex.prompt
+    assert ex.zones is not None and np.array_equal(ex.zones, obs["zones"])
+    plain = PromptBuilder().for_obs("plan", obs, instruction="sort the cubes by colour")
+    assert "<zone_" not in plain.prompt and plain.zones is None  # models without zone tokens: prompts unchanged
+    no_zones = PromptBuilder(use_zones=True).for_obs("plan", _obs(3), instruction="push it")  # the pushing world
+    assert "Zones" not in no_zones.prompt and no_zones.zones is None
