@@ -17,7 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from agent.prompts import PromptBuilder
 from training import checkpoint as ck
+from training.dataset import LogDataset
+from training.examples import ExampleBuilder
 from training.train import NonFiniteLossError, compose_config, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,3 +181,21 @@ def test_collect_train_eval_cli(tmp_path, dataset):
                    check=True, cwd=REPO, env=_env(), capture_output=True, timeout=180)
     info = json.loads((ev / "eval_info.json").read_text())
     assert info["overall"]["n_episodes"] == 1
+
+
+def test_zone_tokens_train_on_pick_and_place_logs(tmp_path):
+    """A model with zone_tokens trains on real sort_by_color logs: its prompts carry the zones' rows and vqa_zone asks about them."""
+    data = tmp_path / "sort"
+    subprocess.run([str(BIN / "palme-collect"), "env=pickplace", "task=sort_by_color", "episodes=1", "workers=1",
+                    f"out={data}", "image_size=[32,32]", "progress=false"], check=True, cwd=REPO, env=_env(),
+                   capture_output=True, timeout=180)
+    builder = ExampleBuilder(LogDataset(data), PromptBuilder(use_zones=True))
+    plans, zone_qa = builder.planning(), builder.vqa()["vqa_zone"]
+    assert plans and zone_qa and all("Zones: <zone_1> <zone_2>" in s.prompt for s in plans + zone_qa)
+    ex = builder.materialize(plans[-1])
+    assert ex.zones is not None and int(ex.zones[:, -1].sum()) == ex.prompt.count("<zone_")
+    result = run(_cfg(tmp_path, data, "model.zone_tokens=true", "train.steps=2", "save_every=2",
+                      "+data.weights={plan: 0.5, vqa_zone: 0.5}"))
+    assert result["steps"] == 2
+    saved = json.loads((ck.last_checkpoint(tmp_path / "run") / "pretrained_model" / "config.json").read_text())
+    assert saved["palme"]["zone_tokens"]

@@ -4,7 +4,7 @@ Sources (the keys of a mixture's weights):
 - `plan`: the frame at the start of step k + instruction + steps 1..k-1 with their feedback -> step k;
 - `plan_full`: the first frame + instruction -> the whole plan (PaLM-E p1/p2 style);
 - `vqa_color` (q1), `vqa_table` (q2), `vqa_relation` (q3), `vqa_feasibility` (q4), `vqa_count`,
-  `caption`: questions about a frame, answered from its logged object states (training/vqa.py);
+  `vqa_zone` (which target zone an object is in; scenes with zones), `caption`: questions about a frame, answered from its logged object states (training/vqa.py);
 - `success`: "was the task completed?" on every frame a planner sees (step starts, last frame);
 - `skill_success`: "was <step> successful?" on the frame where the step ended.
 Question frames are the ones a planner sees: every step start and the final frame.
@@ -137,7 +137,8 @@ class ExampleBuilder:
 
     def scene(self, pos: int, i: int) -> Scene:
         ep = self.ds.episodes[pos]
-        return Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z, self.workspace, ee=ep.robot[i][:3])
+        return Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z, self.workspace, ee=ep.robot[i][:3],
+                     zones=ep.zones[i])
 
     def vqa(self) -> dict[str, list[ExampleSpec]]:
         """One question per VQA source per question frame (seeded by dataset seed, episode and frame)."""

@@ -10,6 +10,9 @@ Frames of reference, as the questions mean them:
 - "on top of": A rests on B when A's bottom face is within `REST_TOL` of B's top face and their
   centres are within 0.85 x the mean edge length horizontally (the same test the world uses).
 - "nearer to": 3-D distance between centres; asked only when the two distances differ by > 2 cm.
+- "in the <colour> zone": the object's centre lies inside the zone's square (zone rows,
+  catalogue.zone_row) and it rests on something (not held, not in the air), as the world's
+  `in_zone` judges it; not asked when the centre is within `ZONE_MARGIN` of a zone's edge.
 Questions whose answer would sit within a small margin of a boundary are not asked, so every
 answer is unambiguous.
 """
@@ -30,6 +33,7 @@ ALIGN_FRACTION = 0.85  # horizontal centre distance / mean edge length below whi
 UV_MARGIN = 0.02  # image-width fraction: "left of" needs this much separation
 NEAR_MARGIN = 0.02  # m: "nearer to" needs this much difference
 HELD_DIST = 0.03  # m: an unsupported cube this close to the end effector is in the gripper
+ZONE_MARGIN = 0.01  # m: "which zone" is not asked about a centre this close to a zone's edge
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Scene:
     def __init__(
         self, rows: np.ndarray, names: Sequence[str] | None = None, camera: Camera | None = None,
         table_z: float = 0.0, workspace: Sequence[Sequence[float]] | None = None, ee: Sequence[float] | None = None,
+        zones: np.ndarray | None = None,
     ) -> None:
         rows = np.asarray(rows, np.float64)
         present = [i for i in range(len(rows)) if rows[i, -1] > 0.5]
@@ -82,6 +87,9 @@ class Scene:
         self.workspace = np.asarray(workspace, np.float64) if workspace is not None else None  # [[x0, y0], [x1, y1]]
         self._support = [self._support_of(o) for o in self.objects]
         self.held = self._held(ee)
+        zrows = np.zeros((0, rows.shape[1])) if zones is None else np.asarray(zones, np.float64)
+        # (colour, centre (2,), side) of each present zone row
+        self.zones = [(COLOR_NAMES[int(z[8])], z[:2].copy(), float(z[7])) for z in zrows if z[-1] > 0.5]
 
     # ---- relations ----------------------------------------------------------------------------
     def _support_of(self, o: SceneObject) -> int | str | None:
@@ -106,6 +114,17 @@ class Scene:
                 if self._support[k] is None]
         close = [x for x in free if x[0] < HELD_DIST]
         return min(close)[1] if close else None
+
+    def zone_of(self, k: int) -> str | None:
+        """Colour of the zone object k lies in ("" when in none); None when its centre is near a zone's edge."""
+        o = self.objects[k]
+        for color, centre, side in self.zones:
+            gap = side / 2 - np.abs(o.pos[:2] - centre).max()  # > 0 inside the square
+            if abs(gap) < ZONE_MARGIN:
+                return None
+            if gap > 0:
+                return color if self._support[k] is not None else ""
+        return ""
 
     def support(self, k: int) -> int | str | None:
         return self._support[k]
@@ -247,6 +266,19 @@ def q_count(scene: Scene, rng: np.random.Generator) -> QA | None:
     return f"How many {color} objects are there?", str(sum(o.color == color for o in scene.objects))
 
 
+def q_zone(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """Which zone is X in? -> "the <colour> zone" / "none" (scenes with target zones only)."""
+    if not scene.zones or not scene.objects:
+        return None
+    where = [scene.zone_of(k) for k in range(len(scene.objects))]
+    inside = [k for k, z in enumerate(where) if z]
+    pool = inside if inside and rng.random() < 0.5 else [k for k, z in enumerate(where) if z is not None]
+    if not pool:
+        return None
+    k = int(pool[int(rng.integers(len(pool)))])
+    return f"Which zone is the {scene.objects[k].name} in?", f"the {where[k]} zone" if where[k] else "none"
+
+
 def q_caption(scene: Scene, rng: np.random.Generator) -> QA | None:
     """Short scene caption."""
     return "Describe the scene.", scene.caption()
@@ -258,6 +290,7 @@ VQA_GENERATORS = {
     "vqa_relation": q_relation,
     "vqa_feasibility": q_feasibility,
     "vqa_count": q_count,
+    "vqa_zone": q_zone,
     "caption": q_caption,
 }
 
