@@ -45,9 +45,26 @@ from agent.model.parts import (
     robot_encoder,
 )
 from agent.model.tokenizer import add_placeholders
-from agent.prompts import IMG_TOKEN, PROMPT_FORMAT_VERSION, ROBOT_TOKEN, Example, PromptBuilder, obj_token, zone_token
+from agent.prompts import (
+    IMG_TOKEN,
+    PROMPT_FORMAT_VERSION,
+    ROBOT_TOKEN,
+    Example,
+    PromptBuilder,
+    obj_token,
+    zone_token,
+)
 from envs.catalogue import (
-    COLOR_NAMES, MAX_OBJECTS, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES, ZONE_KIND,
+    COLOR_NAMES,
+    MAX_OBJECTS,
+    MAX_ZONES,
+    OBJ_DIM,
+    OBJ_FIELDS,
+    ROBOT_DIM,
+    SHAPE_NAMES,
+    SIZE_EDGES,
+    SIZE_NAMES,
+    ZONE_KIND,
 )
 
 log = logging.getLogger(__name__)

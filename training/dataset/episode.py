@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from envs.catalogue import MAX_ZONES, OBJ_DIM
 from agent.prompts import render_whole_plan
+from envs.catalogue import MAX_ZONES, OBJ_DIM
 from training.dataset.schema import (
     ENV_STATE_KEY,
     IMAGE_KEY,
