@@ -25,10 +25,12 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/env_speed.py
 
-# Rebuild the shipped model from scratch: oracle logs, round 1, DAgger logs of the round-1 model, round 2 (both rounds: 30 min on 2 cores), export.
+# Rebuild the shipped model from scratch: oracle logs, round 1, DAgger logs of the round-1 model, round 2, DAgger logs
+# of the round-2 model, round 3 (the three rounds: 30 min on 2 cores), export.
 PP_TASKS := put_in_zone sort_by_color stack unstack  # grasp: 900 episodes (above)
 PUSH_SHORT := block2block block2absolutelocation block2relativelocation block2block_relative_location
 PUSH_LONG := separate corner_to_same_color sort_corners side_together all_to_center
+DAGGER := grasp:150 put_in_zone:200 sort_by_color:250 stack:250 unstack:100  # task:episodes per DAgger round
 
 palme-tiny: setup
 	$(BIN)/palme-collect env=pickplace task=grasp episodes=900 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_grasp hydra.run.dir=outputs/palme-tiny/collect/grasp
@@ -36,8 +38,10 @@ palme-tiny: setup
 	for t in $(PUSH_SHORT); do $(BIN)/palme-collect env=push task=$$t episodes=20 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	for t in $(PUSH_LONG); do $(BIN)/palme-collect env=push task=$$t episodes=12 workers=2 image_size=[64,64] out=data/palme-tiny/push_$$t hydra.run.dir=outputs/palme-tiny/collect/$$t || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny
-	for t in grasp $(PP_TASKS); do $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r1 keep_failures=true episodes=150 seed_start=100000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger/$$t || exit 1; done
+	for tn in $(DAGGER); do t=$${tn%:*}; $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r1 keep_failures=true episodes=$${tn#*:} seed_start=100000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger/$$t || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger
+	for tn in $(DAGGER); do t=$${tn%:*}; $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r2 keep_failures=true episodes=$${tn#*:} seed_start=200000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger2_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger2/$$t || exit 1; done
+	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2
 	$(BIN)/python -m training.export outputs/train/palme-tiny checkpoints/palme-tiny
 
 clean:
