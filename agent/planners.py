@@ -197,6 +197,8 @@ class PalmEPlanner(Planner):
         if isinstance(own, PromptBuilder):
             return own
         cfg = getattr(self.model, "config", None)
+        if hasattr(cfg, "prompt_flags"):  # a PalmEConfig: its flags, zone tokens included
+            return PromptBuilder(**cfg.prompt_flags())
         flags = {k: getattr(cfg, k) for k in ("use_image", "use_state", "entity_referral") if hasattr(cfg, k)}
         return PromptBuilder(**{k: bool(v) for k, v in flags.items()})
 
