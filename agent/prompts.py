@@ -66,6 +66,7 @@ class Example:
     robot: np.ndarray | None = None  # (ROBOT_DIM,) float32, when it has <robot>
     zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when it has <zone_k>
     kind: str = "plan"  # plan | plan_full | vqa | caption | success ...
+    prompt_loss: bool = True  # training: the prompt's text may take the auxiliary prompt loss
     meta: dict[str, Any] = field(default_factory=dict)  # provenance (episode, frame, task) for reports
 
 

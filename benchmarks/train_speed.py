@@ -1,6 +1,11 @@
 """How fast palme-train updates a model on this machine: steps/s, examples/s and tokens/s of the real update step.
 
     python benchmarks/train_speed.py --data data/stack [--model palme-tiny] [--batch 32] [--steps 20] [--threads 1 2]
+        [--micro 1 2]
+
+`--micro 1 2` also times the batch cut into 2 length-grouped micro-batches (train.group_by_length
+with grad_accum 2: less padding, smaller matrices) and prints its speed-up over one whole batch,
+both measured in the same run on the same examples.
 
 `cpu_s_per_step` (process CPU time) estimates the 1-thread step time on an idle machine when
 others share the CPU (then wall-clock figures are inflated; the load average is printed too).
@@ -21,13 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def measure(args: argparse.Namespace, threads: int) -> dict:
+def measure(args: argparse.Namespace, threads: int, micro: int = 1) -> dict:
     """Timed updates of the real loop pieces at one thread count."""
     import torch
 
     from agent.prompts import PromptBuilder
     from training import distributed as dd
-    from training.batches import MixtureStream
+    from training.batches import MixtureStream, length_groups
     from training.data import load_data
     from training.optim import make_optimizer, make_scheduler
     from training.train import build_model, compose_config, count_tokens, update_step
@@ -48,14 +53,19 @@ def measure(args: argparse.Namespace, threads: int) -> dict:
         if i == args.warmup:
             t0, c0, tokens, t_load = time.perf_counter(), time.process_time(), 0, 0.0
         tl = time.perf_counter()
-        batch = model.collate([data.drawn(r) for r in stream.next(args.batch)], train=True)
+        examples = [data.drawn(r) for r in stream.next(args.batch)]
+        if micro == 1:
+            batches = [model.collate(examples, train=True)]
+        else:
+            groups = length_groups([model.sequence_length(e) for e in examples], 1, micro)[0]
+            batches = [model.collate([examples[i] for i in g], train=True) for g in groups]
         t_load += time.perf_counter() - tl
-        tokens += count_tokens(batch)
-        update_step(model, model, [batch], opt, sched, cfg, info, nullcontext)
+        tokens += sum(count_tokens(b) for b in batches)
+        update_step(model, model, batches, opt, sched, cfg, info, nullcontext)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0  # CPU seconds of this process: the wall time on an otherwise idle machine (1 thread)
     return {"model": args.model, "params": model.parameter_counts()["total"], "threads": threads,
-            "batch": args.batch, "steps_per_s": round(args.steps / wall, 3), "s_per_step": round(wall / args.steps, 3),
+            "batch": args.batch, "micro_batches": micro, "steps_per_s": round(args.steps / wall, 3), "s_per_step": round(wall / args.steps, 3),
             "examples_per_s": round(args.steps * args.batch / wall, 1), "tokens_per_s": round(tokens / wall),
             "data_share": round(t_load / wall, 3), "cpu_s_per_step": round(cpu / args.steps, 3),
             "load_avg_1min": round(__import__("os").getloadavg()[0], 1)}
@@ -70,10 +80,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--micro", type=int, nargs="+", default=[1],
+                   help="micro-batch counts to time (1 = the whole batch; k > 1 = k length-grouped micro-batches)")
     p.add_argument("--override", nargs="*", default=[], help="extra palme-train overrides")
     args = p.parse_args()
     for t in args.threads:
-        print(json.dumps(measure(args, t)), flush=True)
+        base = None
+        for k in args.micro:
+            row = measure(args, t, k)
+            base = base or row["s_per_step"]
+            row["speedup_vs_first"] = round(base / row["s_per_step"], 3)
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

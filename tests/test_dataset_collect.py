@@ -151,7 +151,12 @@ def test_dagger_logs_teach_the_oracle_step_in_the_states_the_acting_planner_reac
     assert [s.prompt for s in specs] == [r.prompt for r in trace.steps]
     assert [s.answer for s in specs] == planner.oracle_steps
     assert trace.steps[-1].step == "done" and specs[-1].answer != "done"  # the premature done is corrected
-    assert [s["label"] for s in LogDataset(cfg.out).episodes[0].steps] == planner.oracle_steps
+    steps = LogDataset(cfg.out).episodes[0].steps
+    assert [s["label"] for s in steps] == planner.oracle_steps
+    # Once the history holds a step the oracle would not take, the prompt is not oracle text: no prompt loss.
+    agreed = [s["label"] == s["text"] for s in steps]
+    assert [s.prompt_loss for s in specs] == [all(agreed[:k]) for k in range(len(specs))]
+    assert not agreed[0] and [s.prompt_loss for s in specs] == [True, False]
     env.close()
 
 

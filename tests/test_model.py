@@ -242,6 +242,23 @@ def test_prompt_loss_covers_prompt_text_only_and_splits_exactly(fresh):
     torch.testing.assert_close(split, whole)
 
 
+def test_examples_marked_off_policy_take_no_prompt_loss(fresh):
+    examples = mixed_examples(np.random.default_rng(43))
+    full = fresh.collate(examples, train=True)["text_labels"]
+    examples[1].prompt_loss = False  # a DAgger prompt whose history holds the acting model's mistakes
+    batch = fresh.collate(examples, train=True)
+    text = batch["text_labels"]
+    assert bool((full[1] != IGNORE_INDEX).any()) and bool((text[1] == IGNORE_INDEX).all())
+    keep = [b for b in range(len(examples)) if b != 1]
+    assert torch.equal(text[keep], full[keep])
+    examples[1].prompt_loss = True
+    on = fresh.collate(examples, train=True)
+    assert torch.equal(batch["labels"], on["labels"])  # its answer still counts
+    with torch.no_grad():  # the same answer loss, less prompt loss
+        assert torch.equal(fresh(batch), fresh(on))
+        assert fresh(batch, prompt_weight=0.3) < fresh(on, prompt_weight=0.3)
+
+
 def test_image_preprocessing_any_size_and_rejections(fresh):
     enc = fresh.image_encoder
     for shape in [(32, 32, 3), (480, 640, 3), (7, 9, 3)]:
@@ -605,3 +622,68 @@ def test_zone_tokens_read_zone_rows_with_the_zone_word_and_no_size_word():
     assert not torch.equal(*logits)
     with pytest.raises(ValueError, match="no zone rows"):
         model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"])], train=False)
+
+
+def test_support_weights_find_the_towers_of_a_real_scene():
+    from agent.model.palme import support_weights
+    from envs import make_env
+
+    env = make_env("pickplace", "unstack", image_size=(32, 32))
+    towers = 0
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        n = len(u.object_ids)
+        rows = torch.from_numpy(np.asarray(obs["objects"], np.float32)[:n])
+        w = support_weights(rows, torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool))
+        graph = u.support_graph()
+        want = torch.zeros(n, n, dtype=torch.bool)
+        for up, down in enumerate(graph):
+            if down is not None and down >= 0:
+                want[down, up] = True  # row: the cube below, column: the cube resting on it
+        towers += int(want.sum())
+        assert torch.equal(w > 0.5, want), (seed, graph, w)
+        assert bool(((w > 0.05) == want).all())  # nothing in between: adjacent cubes weigh ~0
+        # the same rows in two scenes of a batch never see each other
+        two = support_weights(torch.cat([rows, rows]), torch.tensor([0] * n + [1] * n), torch.ones(2 * n, dtype=torch.bool))
+        torch.testing.assert_close(two[:n, :n], w)
+        assert not bool(two[:n, n:].any())
+    assert towers >= 3  # the scenes did hold stacked cubes
+    env.close()
+
+
+def test_obj_relations_pass_the_words_of_the_cube_on_top_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="obj_relations needs obj_words"):
+        PalmEConfig(obj_relations=True)
+    model = tiny(obj_words=True, obj_relations=True)
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")],
+                                       np.random.default_rng(7))[:3])
+    size = rows[0, OBJ_FIELDS.index("size")].item()
+    rows[1, :3] = rows[0, :3] + torch.tensor([0.0, 0.0, size])  # blue rests on red; green stands elsewhere
+    rows[2, :2] = rows[0, :2] + 0.3
+    rows[2, 2] = rows[0, 2]
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    with torch.no_grad():
+        plain = model.object_tokens(rows)  # a new model's relation maps are zero: plain word tokens
+        torch.testing.assert_close(plain[0, 0] - model.object_encoder(rows)[0, 0], word("red") + word("cube"))
+        model.relation_above.weight.copy_(torch.eye(emb.shape[1]))
+        model.relation_below.weight.copy_(2 * torch.eye(emb.shape[1]))
+        extra = model.object_tokens(rows) - plain  # (3, 1, D)
+    from agent.model.palme import support_weights
+
+    w = support_weights(rows, torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.bool))[0, 1]
+    assert float(w) > 0.999  # blue sits centred on red
+    torch.testing.assert_close(extra[0, 0], w * (word("blue") + word("cube")))  # red: blue is on it
+    torch.testing.assert_close(extra[1, 0], 2 * w * (word("red") + word("cube")))  # blue: it rests on red
+    assert float(extra[2].abs().max()) < 1e-6  # green touches nothing
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.config.obj_relations
+    examples = mixed_examples(np.random.default_rng(8))
+    with torch.no_grad():
+        batch = model.collate(examples, train=True)
+        assert torch.equal(model.embed(batch), loaded.embed(batch))

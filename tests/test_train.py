@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from agent.prompts import PromptBuilder
 from training import checkpoint as ck
+from training.batches import length_groups
 from training.dataset import LogDataset
 from training.examples import ExampleBuilder
 from training.train import NonFiniteLossError, compose_config, run
@@ -132,6 +133,28 @@ def test_ddp_two_processes_match_one(tmp_path, dataset):
     assert l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
     w1, w2 = _weights(tmp_path / "one" / "run"), _weights(tmp_path / "two" / "run")
     assert all(torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6) for k in w1)
+
+
+def test_length_grouped_micro_batches_give_the_same_updates(tmp_path, dataset):
+    # The global batch split by length into 2 micro-batches: the same objective, so the same run as one batch.
+    run(_cfg(tmp_path / "whole", dataset, "train.steps=3", "save_every=3"))
+    run(_cfg(tmp_path / "grouped", dataset, "train.steps=3", "save_every=3", "train.grad_accum=2",
+             "train.group_by_length=true"))
+    assert _losses(tmp_path / "whole" / "run") == pytest.approx(_losses(tmp_path / "grouped" / "run"), rel=1e-5)
+    w1, w2 = _weights(tmp_path / "whole" / "run"), _weights(tmp_path / "grouped" / "run")
+    assert all(torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-6) for k in w1)
+
+
+def test_length_groups_cover_the_batch_once_and_keep_lengths_together():
+    lengths = [90, 12, 150, 40, 41, 200, 13, 88]
+    split = length_groups(lengths, world=2, accum=2)
+    flat = sorted(i for rank in split for group in rank for i in group)
+    assert flat == list(range(8)) and all(len(g) == 2 for rank in split for g in rank)
+    # sorted lengths 12 13 | 40 41 | 88 90 | 150 200: snake order gives rank 0 the shortest and longest pairs
+    assert [[sorted(lengths[i] for i in g) for g in rank] for rank in split] == [[[12, 13], [150, 200]],
+                                                                                 [[40, 41], [88, 90]]]
+    with pytest.raises(ValueError, match="cannot split 7 examples into 2 processes x 2 micro-batches"):
+        length_groups(lengths[:7], world=2, accum=2)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_no_nan_checkpoint(tmp_path, dataset):

@@ -68,3 +68,26 @@ class MixtureStream:
         self.drawn = int(state["drawn"])
         self.epochs = {s: int(v) for s, v in state["epochs"].items()}
         self.offsets = {s: int(v) for s, v in state["offsets"].items()}
+
+
+def length_groups(lengths: list[int], world: int, accum: int) -> list[list[list[int]]]:
+    """Split a global batch into micro-batches of similar length: `[rank][micro] -> example positions`.
+
+    Sequences are left-padded to the longest of their micro-batch, so a mix of short questions and
+    long plans wastes much of each forward pass on padding. Sorting the batch by length and cutting
+    it into `world * accum` consecutive groups keeps every micro-batch's lengths close. Groups go to
+    processes in snake order (short, long, long, short, ...) so each process gets a similar amount
+    of work. The update's objective is a sum over all answer tokens of the global batch, so how the
+    batch is split does not change it (only the order of floating-point sums).
+    """
+    n_groups = world * accum
+    if world < 1 or accum < 1 or not lengths or len(lengths) % n_groups:
+        raise ValueError(f"cannot split {len(lengths)} examples into {world} processes x {accum} micro-batches")
+    size = len(lengths) // n_groups
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    groups = [order[g * size:(g + 1) * size] for g in range(n_groups)]
+    out: list[list[list[int]]] = [[] for _ in range(world)]
+    for g, group in enumerate(groups):
+        lap, pos = divmod(g, world)
+        out[pos if lap % 2 == 0 else world - 1 - pos].append(group)
+    return out

@@ -51,6 +51,7 @@ class OptimConfig:
     steps: int = 1000  # optimizer updates
     batch_size: int = 32  # global batch: examples per update over all processes and accumulation steps
     grad_accum: int = 1  # micro-batches per update and process (batch_size / (grad_accum * world) each)
+    group_by_length: bool = False  # split each global batch into micro-batches of similar length (less padding)
     lr: float = 1e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # final LR of the cosine, as a fraction of lr
     warmup_steps: int = 50  # linear warmup from 0 to lr

@@ -74,6 +74,7 @@ class ExampleSpec:
     answer: str
     episode: int  # position in LogDataset.episodes
     frame: int  # frame index within the episode
+    prompt_loss: bool = True  # False: the prompt's history has steps the oracle would not take (no prompt loss)
 
 
 class ExampleBuilder:
@@ -102,18 +103,24 @@ class ExampleBuilder:
         """Next-step examples: one per executed step (history carries earlier results, failures included).
 
         The target is the executed step, or its oracle `label` when another planner acted (DAgger
-        logs: the history is what the model did, the answer what the oracle would do there).
+        logs: the history is what the model did, the answer what the oracle would do there). Once
+        the history holds a step that differs from its label, the example's prompt is no longer
+        oracle behaviour: it gets no auxiliary prompt loss (train.prompt_loss), so the model is not
+        taught to write the mistakes it is being taught to recover from.
         """
         out = []
         for pos in self._episodes():
             ep = self.ds.episodes[pos]
             history: list[tuple[str, str]] = []
+            on_policy = True  # every step so far is one the oracle would have taken
             for step in ep.steps:
                 i = ep.frame_at(step["start_t"])
-                target = step["text"] if step.get("label") is None else step["label"]
+                label = step.get("label")
+                target = step["text"] if label is None else label
                 if target:  # "" = the oracle had no step for this state: no example
                     prompt = self.prompts.planning(ep.instruction, history, *self._n(pos, i))
-                    out.append(ExampleSpec("plan", prompt, target, pos, i))
+                    out.append(ExampleSpec("plan", prompt, target, pos, i, prompt_loss=on_policy))
+                on_policy = on_policy and (label is None or label == step["text"])
                 history.append((step["text"], format_feedback(step["success"], step["reason"])))
         return out
 
@@ -202,8 +209,10 @@ class ExampleBuilder:
         ep = self.ds.episodes[spec.episode]
         obs = self.ds.frame(spec.episode, spec.frame, image=self.prompts.use_image)
         kind = "plan" if spec.source == "plan" else ("plan_full" if spec.source == "plan_full" else spec.source)
-        return self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=kind, episode=ep.index,
-                                    frame=spec.frame, task=ep.task_name, source=spec.source)
+        ex = self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=kind, episode=ep.index,
+                                  frame=spec.frame, task=ep.task_name, source=spec.source)
+        ex.prompt_loss = spec.prompt_loss
+        return ex
 
 
 class MixtureSampler:

@@ -32,7 +32,7 @@ from torch import nn
 from agent.model.config import PalmEConfig
 from training import checkpoint as ck
 from training import distributed as dd
-from training.batches import MixtureStream
+from training.batches import MixtureStream, length_groups
 from training.config import TrainConfig, config_differences, register_configs
 from training.data import TrainData, load_data
 from training.evaluation import closed_loop_success, heldout_metrics
@@ -280,6 +280,10 @@ def micro_batches(s: Session, cfg: TrainConfig, info: dd.DistInfo, refs: list) -
     """This process's share of the global batch, collated into `grad_accum` micro-batches."""
     per_rank = micro_size(cfg, info)
     n = per_rank * cfg.train.grad_accum
+    if cfg.train.group_by_length:  # every process sees the whole global batch, so all agree on the split
+        examples = [s.data.drawn(r) for r in refs]
+        groups = length_groups([s.core.sequence_length(e) for e in examples], info.world_size, cfg.train.grad_accum)
+        return [_to_device(s.core.collate([examples[i] for i in g], train=True), info.device) for g in groups[info.rank]]
     mine = refs[info.rank * n:(info.rank + 1) * n]
     return [_to_device(s.core.collate([s.data.drawn(r) for r in mine[i:i + per_rank]], train=True), info.device)
             for i in range(0, n, per_rank)]

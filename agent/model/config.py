@@ -60,6 +60,7 @@ class PalmEConfig:
     state_hidden: int = 256  # width of the state MLPs
     obj_words: bool = False  # object tokens also carry the LM's own embeddings of their colour and shape words
     obj_size_words: bool = False  # with obj_words: and of their size word ("small"/"large": the nearer edge length)
+    obj_relations: bool = False  # with obj_words: object tokens also carry the words of the cubes resting on / under them
     # --- adaptation
     stage: str = "full"  # which parts train: full | frozen_llm | projector_only | lora (see PalmE.set_stage)
     lora: bool = False  # wrap the LLM with LoRA adapters (peft); stage "lora" turns this on
@@ -87,6 +88,8 @@ class PalmEConfig:
             )
         if self.llm == "scratch" and self.llm_hidden % self.llm_heads:
             raise ValueError(f"llm_hidden {self.llm_hidden} must be a multiple of llm_heads {self.llm_heads}")
+        if self.obj_relations and not self.obj_words:
+            raise ValueError("obj_relations needs obj_words=true (it passes neighbours' words into object tokens)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 

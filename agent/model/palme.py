@@ -124,6 +124,11 @@ class PalmE(nn.Module):
             self.projector = make_projector(cfg.projector, self.image_encoder.width, width)
             self.object_encoder = object_encoder(cfg.state_hidden, width, cfg.obj_tokens)
             self.robot_encoder = robot_encoder(cfg.state_hidden, width)
+            if cfg.obj_relations:  # words of the cube(s) resting on an object, and of the one it rests on
+                self.relation_above = nn.Linear(width, width, bias=False)
+                self.relation_below = nn.Linear(width, width, bias=False)
+                nn.init.zeros_(self.relation_above.weight)  # a new model starts from the plain object tokens
+                nn.init.zeros_(self.relation_below.weight)
             if cfg.lora:
                 self._apply_lora()
         self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
@@ -158,8 +163,14 @@ class PalmE(nn.Module):
             mix[r, ids] += 1.0 / len(ids)
         return mix
 
-    def object_tokens(self, rows: torch.Tensor) -> torch.Tensor:
-        """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words."""
+    def object_tokens(self, rows: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
+        """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words.
+
+        With `obj_relations`, rows of one scene (`scene`: (N,) example index per row) also exchange
+        words: each object token gets a learned map of the words of the cubes resting on it and of
+        the one it rests on (see `support_weights`), so "the yellow cube is under the blue cube" is
+        in the tokens rather than left to be inferred from coordinates.
+        """
         tokens = self.object_encoder(rows)
         if not self.config.obj_words:
             return tokens
@@ -172,6 +183,11 @@ class PalmE(nn.Module):
             is_object = (shape < n_kind - 1).to(mix.dtype)[:, None]  # zones have no size word
             mix = mix + is_object * self.obj_word_mix[n_col + n_kind + large]
         words = mix.to(tokens.dtype) @ self.llm.get_input_embeddings().weight  # (N, D)
+        if self.config.obj_relations:
+            if scene is None:
+                scene = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+            above = support_weights(rows, scene, is_object=shape < n_kind - 1).to(words.dtype)  # (N, N)
+            words = words + self.relation_above(above @ words) + self.relation_below(above.T @ words)
         return tokens + words[:, None, :]
 
     @classmethod
@@ -219,6 +235,8 @@ class PalmE(nn.Module):
             self._apply_lora()
         self.requires_grad_(False)
         parts = [self.projector, self.object_encoder, self.robot_encoder]
+        if self.config.obj_relations:  # part of the state encoder
+            parts += [self.relation_above, self.relation_below]
         if stage != "projector_only":
             parts.append(self.image_encoder)
         for part in parts:
@@ -287,11 +305,14 @@ class PalmE(nn.Module):
                 [i for i, (_, n) in enumerate(with_image) for _ in range(n)], dtype=torch.long
             ),
             "object_rows": _stack([r for e in enc for r in e.objects], OBJ_DIM),  # (No, OBJ_DIM)
+            "object_scene": torch.tensor([b for b, e in enumerate(enc) for _ in e.objects], dtype=torch.long),  # (No,)
             "robot_rows": _stack([r for e in enc for r in e.robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
         }
         if train:
             batch["labels"] = labels
-            batch["text_labels"] = _text_labels(input_ids, mask, labels, self._placeholder_ids())
+            text = _text_labels(input_ids, mask, labels, self._placeholder_ids())
+            text[[b for b, ex in enumerate(examples) if not ex.prompt_loss]] = IGNORE_INDEX
+            batch["text_labels"] = text
         return batch
 
     def _placeholder_ids(self) -> torch.Tensor:
@@ -326,6 +347,10 @@ class PalmE(nn.Module):
             out.ids.extend(self.answer_ids(ex.answer))
         return out
 
+    def sequence_length(self, ex: Example) -> int:
+        """Tokens of a training example once its placeholders are expanded (prompt, answer, EOS)."""
+        return len(self._encode(ex, train=True).ids)
+
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of an answer as the model writes it: a leading space, the text, EOS."""
         return self.tokenizer.encode(" " + answer.strip(), add_special_tokens=False) + [self.eos_id]
@@ -351,7 +376,8 @@ class PalmE(nn.Module):
             tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
             x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
         if batch["object_rows"].numel():
-            x = _place(x, obj_mask, self.object_tokens(batch["object_rows"]), "<obj_j>")  # (No, k, D) in
+            tokens = self.object_tokens(batch["object_rows"], batch.get("object_scene"))  # (No, k, D)
+            x = _place(x, obj_mask, tokens, "<obj_j>")
         if batch["robot_rows"].numel():
             x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
         return x
@@ -498,6 +524,24 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
     ]
     if diffs:
         raise ValueError(f"checkpoint {path} does not match this code: " + "; ".join(diffs))
+
+
+def support_weights(rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
+    """(N, N) soft "cube j rests on cube i" weights (row i, column j) among the object rows of one scene.
+
+    Computed from the rows' positions and edge lengths only: j counts as above i as far as their
+    footprints overlap (1 when centred, 0 when their centres are half their summed edges apart)
+    times a smooth step on j's centre being higher than i's by more than half that distance.
+    Pairs from different scenes, zone rows and an object with itself weigh 0.
+    """
+    pos, size = rows[:, :3], rows[:, _SIZE_COL]
+    d = pos[None, :, :] - pos[:, None, :]  # (N, N, 3): j's position relative to i
+    reach = (size[:, None] + size[None, :]) / 2  # (N, N): centre distance of touching cubes
+    overlap = (1 - d[..., :2].norm(dim=-1) / reach.clamp_min(1e-6)).clamp_min(0)
+    higher = torch.sigmoid((d[..., 2] - reach / 2) / 0.0025)
+    same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]
+    same &= ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+    return overlap * higher * same
 
 
 def _text_labels(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, placeholders: torch.Tensor) -> torch.Tensor:
