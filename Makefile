@@ -30,7 +30,8 @@ bench: setup
 PP_TASKS := put_in_zone sort_by_color stack unstack  # grasp: 900 episodes (above)
 PUSH_SHORT := block2block block2absolutelocation block2relativelocation block2block_relative_location
 PUSH_LONG := separate corner_to_same_color sort_corners side_together all_to_center
-DAGGER := grasp:150 put_in_zone:200 sort_by_color:250 stack:250 unstack:100  # task:episodes per DAgger round
+DAGGER := grasp:150 put_in_zone:300 sort_by_color:300 stack:400 unstack:50  # task:episodes of DAgger round 1
+DAGGER2 := grasp:300 put_in_zone:300 sort_by_color:300 stack:400 unstack:50  # and of round 2
 
 palme-tiny: setup
 	$(BIN)/palme-collect env=pickplace task=grasp episodes=900 workers=2 image_size=[64,64] out=data/palme-tiny/pickplace_grasp hydra.run.dir=outputs/palme-tiny/collect/grasp
@@ -40,7 +41,7 @@ palme-tiny: setup
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny
 	for tn in $(DAGGER); do t=$${tn%:*}; $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r1 keep_failures=true episodes=$${tn#*:} seed_start=100000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger/$$t || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger
-	for tn in $(DAGGER); do t=$${tn%:*}; $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r2 keep_failures=true episodes=$${tn#*:} seed_start=200000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger2_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger2/$$t || exit 1; done
+	for tn in $(DAGGER2); do t=$${tn%:*}; $(BIN)/palme-collect env=pickplace task=$$t planner=palme checkpoint=outputs/train/palme-tiny-r2 keep_failures=true episodes=$${tn#*:} seed_start=200000 workers=2 image_size=[64,64] out=data/palme-tiny/dagger2_pickplace_$$t hydra.run.dir=outputs/palme-tiny/dagger2/$$t || exit 1; done
 	OMP_NUM_THREADS=1 $(BIN)/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2
 	$(BIN)/python -m training.export outputs/train/palme-tiny checkpoints/palme-tiny
 
