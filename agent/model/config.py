@@ -60,7 +60,7 @@ class PalmEConfig:
     state_hidden: int = 256  # width of the state MLPs
     obj_words: bool = False  # object tokens also carry the LM's own embeddings of their colour and shape words
     obj_size_words: bool = False  # with obj_words: and of their size word ("small"/"large": the nearer edge length)
-    obj_relations: bool = False  # with obj_words: object tokens also carry the words of the cubes resting on / under them
+    obj_relations: bool = False  # with obj_words: object tokens also carry the words of the cubes above / below them in their stack
     # --- adaptation
     stage: str = "full"  # which parts train: full | frozen_llm | projector_only | lora (see PalmE.set_stage)
     lora: bool = False  # wrap the LLM with LoRA adapters (peft); stage "lora" turns this on

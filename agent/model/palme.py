@@ -124,7 +124,7 @@ class PalmE(nn.Module):
             self.projector = make_projector(cfg.projector, self.image_encoder.width, width)
             self.object_encoder = object_encoder(cfg.state_hidden, width, cfg.obj_tokens)
             self.robot_encoder = robot_encoder(cfg.state_hidden, width)
-            if cfg.obj_relations:  # words of the cube(s) resting on an object, and of the one it rests on
+            if cfg.obj_relations:  # words of the cubes above an object, and below it
                 self.relation_above = nn.Linear(width, width, bias=False)
                 self.relation_below = nn.Linear(width, width, bias=False)
                 nn.init.zeros_(self.relation_above.weight)  # a new model starts from the plain object tokens
@@ -167,8 +167,8 @@ class PalmE(nn.Module):
         """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words.
 
         With `obj_relations`, rows of one scene (`scene`: (N,) example index per row) also exchange
-        words: each object token gets a learned map of the words of the cubes resting on it and of
-        the one it rests on (see `support_weights`), so "the yellow cube is under the blue cube" is
+        words: each object token gets a learned map of the words of the cubes above it and of those
+        below it in its stack (see `support_weights`), so "the yellow cube is under the blue cube" is
         in the tokens rather than left to be inferred from coordinates.
         """
         tokens = self.object_encoder(rows)
@@ -527,7 +527,7 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
 
 
 def support_weights(rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
-    """(N, N) soft "cube j rests on cube i" weights (row i, column j) among the object rows of one scene.
+    """(N, N) soft "cube j is above cube i in a stack" weights (row i, column j) among the object rows of one scene.
 
     Computed from the rows' positions and edge lengths only: j counts as above i as far as their
     footprints overlap (1 when centred, 0 when their centres are half their summed edges apart)
