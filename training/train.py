@@ -22,7 +22,7 @@ import json
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,13 @@ class Session:
     stream: MixtureStream
     start: int = 0  # updates already done
     skipped: int = 0  # updates skipped by the NaN guard so far
+    lengths: dict = field(default_factory=dict)  # (source, index) -> token length (train.group_by_length)
+
+    def length(self, pair: tuple[str, int]) -> int:
+        """Token length of a drawn example, measured once per example and remembered."""
+        if pair not in self.lengths:
+            self.lengths[pair] = self.core.sequence_length(self.data.drawn(pair))
+        return self.lengths[pair]
 
 
 def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
@@ -281,9 +288,9 @@ def micro_batches(s: Session, cfg: TrainConfig, info: dd.DistInfo, refs: list) -
     per_rank = micro_size(cfg, info)
     n = per_rank * cfg.train.grad_accum
     if cfg.train.group_by_length:  # every process sees the whole global batch, so all agree on the split
-        examples = [s.data.drawn(r) for r in refs]
-        groups = length_groups([s.core.sequence_length(e) for e in examples], info.world_size, cfg.train.grad_accum)
-        return [_to_device(s.core.collate([examples[i] for i in g], train=True), info.device) for g in groups[info.rank]]
+        groups = length_groups([s.length(r) for r in refs], info.world_size, cfg.train.grad_accum)
+        return [_to_device(s.core.collate([s.data.drawn(refs[i]) for i in g], train=True), info.device)
+                for g in groups[info.rank]]
     mine = refs[info.rank * n:(info.rank + 1) * n]
     return [_to_device(s.core.collate([s.data.drawn(r) for r in mine[i:i + per_rank]], train=True), info.device)
             for i in range(0, n, per_rank)]
