@@ -20,6 +20,8 @@ Formats (PROMPT_FORMAT_VERSION 1), shown with images, states and entity referral
 With zone tokens on (`use_zones`, a model's `zone_tokens`), a scene with target zones also says
 `Zones: <zone_1> <zone_2>.` after the objects: `<zone_k>` is row k-1 of the observation's zone rows
 (catalogue.zone_row), read by the same state encoder as objects. Without zones the text is unchanged.
+With `zone_rows` (a model's `zone_relations`) an example with object tokens carries the zone rows even
+when the text names no zone: the model reads them to tell which zone each object lies in.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Example:
     image: np.ndarray | None = None  # (H, W, 3) uint8, when the prompt has <img>
     objects: np.ndarray | None = None  # (MAX_OBJECTS, OBJ_DIM) float32, when it has <obj_j>
     robot: np.ndarray | None = None  # (ROBOT_DIM,) float32, when it has <robot>
-    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when it has <zone_k>
+    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when it has <zone_k> (or the builder's zone_rows)
     kind: str = "plan"  # plan | plan_full | vqa | caption | success ...
     prompt_loss: bool = True  # training: the prompt's text may take the auxiliary prompt loss
     meta: dict[str, Any] = field(default_factory=dict)  # provenance (episode, frame, task) for reports
@@ -78,6 +80,7 @@ class PromptBuilder:
     use_state: bool = True  # include object tokens and the robot token
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     use_zones: bool = False  # with use_state: "Zones: <zone_1> ..." for scenes with target zones
+    zone_rows: bool = False  # with use_state: examples with object tokens carry the zone rows too, tokens or not (zone_relations)
 
     def scene(self, n_objects: int, n_zones: int = 0) -> str:
         """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones."""
@@ -128,10 +131,15 @@ class PromptBuilder:
             image=np.asarray(obs["rgb"]) if self.use_image and IMG_TOKEN in prompt else None,
             objects=np.asarray(obs["objects"], dtype=np.float32) if self.use_state and "<obj_" in prompt else None,
             robot=np.asarray(obs["robot"], dtype=np.float32) if self.use_state and ROBOT_TOKEN in prompt else None,
-            zones=np.asarray(obs["zones"], dtype=np.float32) if "<zone_" in prompt else None,
+            zones=np.asarray(obs["zones"], dtype=np.float32) if self._wants_zones(prompt, obs) else None,
             kind=kind,
             meta=dict(meta),
         )
+
+    def _wants_zones(self, prompt: str, obs: Mapping[str, Any]) -> bool:
+        if "<zone_" in prompt:
+            return True
+        return self.zone_rows and self.use_state and "<obj_" in prompt and obs.get("zones") is not None
 
     def for_obs(self, kind: str, obs: Mapping[str, Any], **kwargs: Any) -> Example:
         """Build the prompt of `kind` ("plan", "plan_full", "vqa") for an observation, with its arrays."""

@@ -687,3 +687,121 @@ def test_obj_relations_pass_the_words_of_the_cube_on_top_and_round_trip(tmp_path
     with torch.no_grad():
         batch = model.collate(examples, train=True)
         assert torch.equal(model.embed(batch), loaded.embed(batch))
+
+
+def test_zone_weights_agree_with_the_worlds_in_zone_on_real_scenes():
+    import pybullet as p
+
+    from agent.model.palme import zone_weights
+    from envs import make_env
+    from envs.pickplace import ZONE_SIDE
+
+    env = make_env("pickplace", "sort_by_color", obs_type="state")
+    rng = np.random.default_rng(3)
+    checked = inside = 0
+    for seed in range(3):
+        env.reset(seed=seed)
+        u = env.unwrapped
+        i = u.support_graph().index(-1)  # a cube on the table; it is moved around the zones below
+        _, quat = u.object_pose(i)
+        z = u.object_pose(i)[0][2]
+        for color, centre in u.zones.items():
+            for _ in range(6):  # near the zone's edge on both sides, where a wrong threshold would show
+                xy = np.asarray(centre) + rng.choice([-1, 1], 2) * rng.uniform(0.05, 0.1, 2)
+                p.resetBasePositionAndOrientation(u.object_ids[i], [*xy, z], quat, physicsClientId=u.client)
+                graph = u.support_graph()
+                if graph[i] != -1:
+                    continue  # landed on another cube: not the case under test
+                rows = torch.from_numpy(u.object_rows()[: len(u.object_ids)])
+                zones = torch.from_numpy(u.zone_rows()[: len(u.zones)])
+                n, nz = len(rows), len(zones)
+                w = zone_weights(rows, torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool),
+                                 zones, torch.zeros(nz, dtype=torch.long))
+                k = list(u.zones).index(color)
+                truth = u.in_zone(i, color, graph)
+                margin = float(np.min(ZONE_SIDE / 2 - np.abs(xy - centre)))
+                if abs(margin) > 0.004:  # 4 mm off the edge: the soft step must have decided
+                    assert (float(w[i, k]) > 0.5) == truth, (seed, color, xy, float(w[i, k]))
+                checked += 1
+                inside += truth
+    assert checked >= 30 and 0 < inside < checked
+    # two scenes of a batch never see each other's zones, and zone rows get no zone
+    rows = torch.from_numpy(u.object_rows()[: len(u.object_ids)])
+    zones = torch.from_numpy(u.zone_rows()[: len(u.zones)])
+    n, nz = len(rows), len(zones)
+    w = zone_weights(torch.cat([rows, zones]), torch.zeros(n + nz, dtype=torch.long),
+                     torch.tensor([True] * n + [False] * nz), zones, torch.ones(nz, dtype=torch.long))
+    assert not bool(w.any())
+    env.close()
+
+
+def test_zone_relations_pass_the_word_of_the_zone_an_object_lies_in_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="zone_relations needs obj_words"):
+        PalmEConfig(zone_relations=True)
+    model = tiny(obj_words=True, zone_relations=True)
+    assert model.prompt_builder.zone_rows and not model.prompt_builder.use_zones
+    rng = np.random.default_rng(9)
+    objects = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
+    objects[0, :2] = (0.42, 0.18)  # red lies in the blue zone; blue lies in no zone
+    objects[1, :2] = (0.6, 0.0)
+    zones = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+    zones[:2] = [zone_row("blue", (0.45, 0.2, 0.0), 0.15), zone_row("red", (0.4, -0.2, 0.0), 0.15)]
+    obs = {"objects": objects, "zones": zones, "robot": np.zeros(ROBOT_DIM, np.float32), "rgb": solid("red", rng, 32)}
+    ex = model.prompt_builder.for_obs("plan", obs, instruction="sort the cubes by colour")
+    assert "<zone_" not in ex.prompt and ex.zones is not None  # the rows travel without tokens
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    batch = model.collate([ex], train=False)
+    assert batch["zone_rows"].shape == (2, OBJ_DIM)
+    with torch.no_grad():
+        plain = model.embed(batch)  # a new model's zone map is zero
+        model.relation_zone.weight.copy_(torch.eye(emb.shape[1]))
+        ids = batch["input_ids"][0]
+        extra = (model.embed(batch) - plain)[0]
+    at = [int((ids == model.tokenizer.convert_tokens_to_ids(obj_token(j))).nonzero()[0]) for j in (1, 2)]
+    torch.testing.assert_close(extra[at[0]], word("blue") + word("zone"), atol=1e-5, rtol=1e-4)
+    assert float(extra[at[1]].abs().max()) < 1e-5  # blue is in no zone
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.config.zone_relations
+    with torch.no_grad():
+        assert torch.equal(model.embed(batch), loaded.embed(batch))
+    with pytest.raises(ValueError, match="zone row 1 holds NaN"):
+        bad = np.array(zones)
+        bad[0, 0] = np.nan
+        model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"], zones=bad)], train=False)
+
+
+def test_obj_referral_words_put_the_number_of_obj_j_into_its_token(tmp_path):
+    with pytest.raises(ValueError, match="obj_referral_words needs obj_words"):
+        PalmEConfig(obj_referral_words=True)
+    model = tiny(obj_words=True, obj_size_words=True, obj_referral_words=True, zone_tokens=True)
+    rng = np.random.default_rng(10)
+    objects = scene_rows([ObjectDesc("red"), ObjectDesc("red"), ObjectDesc("blue")], rng)  # two reds: "obj 1", "obj 2"
+    zones = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+    zones[0] = zone_row("red", (0.4, -0.2, 0.0), 0.15)
+    obs = {"objects": objects, "zones": zones, "robot": np.zeros(ROBOT_DIM, np.float32), "rgb": solid("red", rng, 32)}
+    ex = model.prompt_builder.for_obs("plan", obs, instruction="put the red cubes in the red zone")
+    batch = model.collate([ex], train=False)
+    emb = model.llm.get_input_embeddings().weight
+
+    def word(w: str) -> torch.Tensor:
+        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
+
+    ids = batch["input_ids"][0]
+    with torch.no_grad():
+        x = model.embed(batch)[0]
+        for j in (1, 2, 3):
+            at = (ids == model.tokenizer.convert_tokens_to_ids(obj_token(j))).nonzero().flatten()
+            plain = model.object_tokens(torch.from_numpy(objects[[j - 1]]))[0]  # no slot given: no number
+            torch.testing.assert_close(x[at] - plain, word(str(j))[None].expand_as(plain), atol=1e-5, rtol=1e-4)
+        at = (ids == model.tokenizer.convert_tokens_to_ids(zone_token(1))).nonzero().flatten()
+        torch.testing.assert_close(x[at], model.object_tokens(torch.from_numpy(zones[[0]]))[0])  # zones: no number
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.config.obj_referral_words
+    with torch.no_grad():
+        assert torch.equal(model.embed(batch), loaded.embed(batch))

@@ -61,6 +61,8 @@ class PalmEConfig:
     obj_words: bool = False  # object tokens also carry the LM's own embeddings of their colour and shape words
     obj_size_words: bool = False  # with obj_words: and of their size word ("small"/"large": the nearer edge length)
     obj_relations: bool = False  # with obj_words: object tokens also carry the words of the cubes above / below them in their stack
+    zone_relations: bool = False  # with obj_words: object tokens also carry the words of the zone they lie in ("red zone")
+    obj_referral_words: bool = False  # with obj_words: the token of `<obj_j>` also carries the word "j" of its name "obj j"
     # --- adaptation
     stage: str = "full"  # which parts train: full | frozen_llm | projector_only | lora (see PalmE.set_stage)
     lora: bool = False  # wrap the LLM with LoRA adapters (peft); stage "lora" turns this on
@@ -90,6 +92,10 @@ class PalmEConfig:
             raise ValueError(f"llm_hidden {self.llm_hidden} must be a multiple of llm_heads {self.llm_heads}")
         if self.obj_relations and not self.obj_words:
             raise ValueError("obj_relations needs obj_words=true (it passes neighbours' words into object tokens)")
+        if self.zone_relations and not self.obj_words:
+            raise ValueError("zone_relations needs obj_words=true (it passes zones' words into object tokens)")
+        if self.obj_referral_words and not self.obj_words:
+            raise ValueError("obj_referral_words needs obj_words=true (it adds a word to object tokens)")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
 
@@ -101,7 +107,8 @@ class PalmEConfig:
     def prompt_flags(self) -> dict[str, bool]:
         """Keyword arguments of the `PromptBuilder` this model is trained and run with."""
         return {"use_image": self.use_image, "use_state": self.use_state,
-                "entity_referral": self.entity_referral, "use_zones": self.zone_tokens}
+                "entity_referral": self.entity_referral, "use_zones": self.zone_tokens,
+                "zone_rows": self.zone_relations}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""

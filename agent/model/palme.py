@@ -83,6 +83,7 @@ class _Encoded:
     n_img: int  # `<img>` placeholders
     objects: list[np.ndarray]  # one object row per `<obj_j>`, in text order
     robots: list[np.ndarray]  # one robot vector per `<robot>`
+    slots: list[int]  # j of each state row's `<obj_j>` (0 for a `<zone_k>` row), in text order
 
 
 @contextmanager
@@ -129,6 +130,9 @@ class PalmE(nn.Module):
                 self.relation_below = nn.Linear(width, width, bias=False)
                 nn.init.zeros_(self.relation_above.weight)  # a new model starts from the plain object tokens
                 nn.init.zeros_(self.relation_below.weight)
+            if cfg.zone_relations:  # words of the zone an object lies in
+                self.relation_zone = nn.Linear(width, width, bias=False)
+                nn.init.zeros_(self.relation_zone.weight)
             if cfg.lora:
                 self._apply_lora()
         self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
@@ -156,39 +160,67 @@ class PalmE(nn.Module):
         if not self.config.obj_words:
             return torch.zeros(0, 0)
         vocab = self.llm.get_input_embeddings().num_embeddings
-        words = [*COLOR_NAMES, *SHAPE_NAMES, ZONE_KIND, *(SIZE_NAMES if self.config.obj_size_words else ())]
+        words = [*COLOR_NAMES, *SHAPE_NAMES, ZONE_KIND, *(SIZE_NAMES if self.config.obj_size_words else ()),
+                 *(str(j) for j in range(1, MAX_OBJECTS + 1) if self.config.obj_referral_words)]
         mix = torch.zeros(len(words), vocab)
         for r, word in enumerate(words):
             ids = self.tokenizer.encode(" " + word, add_special_tokens=False)
             mix[r, ids] += 1.0 / len(ids)
         return mix
 
-    def object_tokens(self, rows: torch.Tensor, scene: torch.Tensor | None = None) -> torch.Tensor:
+    def object_tokens(
+        self,
+        rows: torch.Tensor,
+        scene: torch.Tensor | None = None,
+        zones: torch.Tensor | None = None,
+        zone_scene: torch.Tensor | None = None,
+        slot: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words.
 
         With `obj_relations`, rows of one scene (`scene`: (N,) example index per row) also exchange
         words: each object token gets a learned map of the words of the cubes above it and of those
         below it in its stack (see `support_weights`), so "the yellow cube is under the blue cube" is
         in the tokens rather than left to be inferred from coordinates.
+        With `zone_relations`, each object token also gets a learned map of the words of the zone it
+        lies in ("red zone"; `zones`: (Nz, OBJ_DIM) zone rows, `zone_scene`: their example index; see
+        `zone_weights`), so "the red cube is already in the red zone" is in the token too.
+        With `obj_referral_words`, the token of `<obj_j>` (`slot`: (N,) j per row, 0 for zones) also
+        carries the word "j", so naming a cube "obj j" is a copy like naming its colour.
         """
         tokens = self.object_encoder(rows)
         if not self.config.obj_words:
             return tokens
+        base, is_object = self._row_words(rows, slot)  # (N, D), (N,)
+        words = base
+        if scene is None:
+            scene = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+        if self.config.obj_relations:
+            above = support_weights(rows, scene, is_object).to(base.dtype)  # (N, N)
+            words = words + self.relation_above(above @ base) + self.relation_below(above.T @ base)
+        if self.config.zone_relations and zones is not None and zones.numel():
+            if zone_scene is None:
+                zone_scene = torch.zeros(zones.shape[0], dtype=torch.long, device=zones.device)
+            inside = zone_weights(rows, scene, is_object, zones, zone_scene).to(base.dtype)  # (N, Nz)
+            words = words + self.relation_zone(inside @ self._row_words(zones)[0])
+        return tokens + words[:, None, :]
+
+    def _row_words(self, rows: torch.Tensor, slot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, D) embeddings of each row's colour, shape / "zone" (size, referral) words; (N,) whether a row is an object."""
         n_col, n_kind = len(COLOR_NAMES), len(SHAPE_NAMES) + 1  # object shapes, then the zone kind
         color = rows[:, _COLOR_COL].round().long().clamp(0, n_col - 1)
         shape = rows[:, _SHAPE_COL].round().long().clamp(0, n_kind - 1)
+        is_object = shape < n_kind - 1
         mix = self.obj_word_mix[color] + self.obj_word_mix[n_col + shape]  # (N, vocab)
         if self.config.obj_size_words:
             large = (rows[:, _SIZE_COL] >= _SIZE_SPLIT).long()  # index into SIZE_NAMES ("small", "large")
-            is_object = (shape < n_kind - 1).to(mix.dtype)[:, None]  # zones have no size word
-            mix = mix + is_object * self.obj_word_mix[n_col + n_kind + large]
-        words = mix.to(tokens.dtype) @ self.llm.get_input_embeddings().weight  # (N, D)
-        if self.config.obj_relations:
-            if scene is None:
-                scene = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
-            above = support_weights(rows, scene, is_object=shape < n_kind - 1).to(words.dtype)  # (N, N)
-            words = words + self.relation_above(above @ words) + self.relation_below(above.T @ words)
-        return tokens + words[:, None, :]
+            mix = mix + is_object.to(mix.dtype)[:, None] * self.obj_word_mix[n_col + n_kind + large]  # zones: no size word
+        if self.config.obj_referral_words and slot is not None:
+            first = n_col + n_kind + (len(SIZE_NAMES) if self.config.obj_size_words else 0)  # the row of "1"
+            named = (slot > 0).to(mix.dtype)[:, None]  # zone rows (slot 0) have no number
+            mix = mix + named * self.obj_word_mix[first + (slot - 1).clamp(0, MAX_OBJECTS - 1)]
+        emb = self.llm.get_input_embeddings().weight
+        return mix.to(emb.dtype) @ emb, is_object
 
     @classmethod
     def build(
@@ -237,6 +269,8 @@ class PalmE(nn.Module):
         parts = [self.projector, self.object_encoder, self.robot_encoder]
         if self.config.obj_relations:  # part of the state encoder
             parts += [self.relation_above, self.relation_below]
+        if self.config.zone_relations:
+            parts.append(self.relation_zone)
         if stage != "projector_only":
             parts.append(self.image_encoder)
         for part in parts:
@@ -306,8 +340,13 @@ class PalmE(nn.Module):
             ),
             "object_rows": _stack([r for e in enc for r in e.objects], OBJ_DIM),  # (No, OBJ_DIM)
             "object_scene": torch.tensor([b for b, e in enumerate(enc) for _ in e.objects], dtype=torch.long),  # (No,)
+            "object_slot": torch.tensor([j for e in enc for j in e.slots], dtype=torch.long),  # (No,)
             "robot_rows": _stack([r for e in enc for r in e.robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
         }
+        if self.config.zone_relations:  # every present zone of each example, named in the text or not
+            zones = [(b, r) for b, ex in enumerate(examples) for r in _present_rows(ex.zones)]
+            batch["zone_rows"] = _stack([r for _, r in zones], OBJ_DIM)  # (Nz, OBJ_DIM)
+            batch["zone_scene"] = torch.tensor([b for b, _ in zones], dtype=torch.long)  # (Nz,)
         if train:
             batch["labels"] = labels
             text = _text_labels(input_ids, mask, labels, self._placeholder_ids())
@@ -325,7 +364,7 @@ class PalmE(nn.Module):
             raise ValueError("an example needs a non-empty prompt")
         obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
         zone_slot = {t: k for k, t in enumerate(self.zone_ids, start=1)}
-        out = _Encoded([], 0, 0, [], [])
+        out = _Encoded([], 0, 0, [], [], [])
         for t in prompt:
             if t == self.img_id:
                 _check_image_present(ex)
@@ -333,9 +372,11 @@ class PalmE(nn.Module):
                 out.n_img += 1
             elif t in obj_slot:
                 out.objects.append(_object_row(ex, obj_slot[t]))
+                out.slots.append(obj_slot[t])
                 out.ids.extend([t] * self.config.obj_tokens)
             elif t in zone_slot:  # zones are state rows too: same encoder, same place in the row list (text order)
                 out.objects.append(_zone_row(ex, zone_slot[t]))
+                out.slots.append(0)
                 out.ids.extend([t] * self.config.obj_tokens)
             elif t == self.robot_id:
                 out.robots.append(_robot_row(ex))
@@ -376,7 +417,10 @@ class PalmE(nn.Module):
             tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
             x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
         if batch["object_rows"].numel():
-            tokens = self.object_tokens(batch["object_rows"], batch.get("object_scene"))  # (No, k, D)
+            tokens = self.object_tokens(  # (No, k, D)
+                batch["object_rows"], batch.get("object_scene"), batch.get("zone_rows"), batch.get("zone_scene"),
+                batch.get("object_slot"),
+            )
             x = _place(x, obj_mask, tokens, "<obj_j>")
         if batch["robot_rows"].numel():
             x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
@@ -542,6 +586,37 @@ def support_weights(rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Te
     same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]
     same &= ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
     return overlap * higher * same
+
+
+def zone_weights(
+    rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Tensor, zones: torch.Tensor, zone_scene: torch.Tensor
+) -> torch.Tensor:
+    """(N, Nz) soft "object i lies in zone k" weights (row i, column k), from positions and the zone's side only.
+
+    The object's centre must lie inside the zone's square (as `PickPlaceEnv.in_zone` asks): a
+    smooth step of 5 mm width on each axis. Whether the cube rests or is held is not looked at
+    (a held cube counts for the zone under it). Zone rows among `rows`, and pairs from different
+    scenes, weigh 0.
+    """
+    half = zones[:, _SIZE_COL] / 2  # (Nz,)
+    d = (rows[:, None, :2] - zones[None, :, :2]).abs()  # (N, Nz, 2)
+    inside = torch.sigmoid((half[None, :, None] - d) / 0.005).prod(-1)
+    same = (scene[:, None] == zone_scene[None, :]) & is_object[:, None]
+    return inside * same
+
+
+def _present_rows(rows: np.ndarray | None) -> list[np.ndarray]:
+    """The present rows (last column set) of a zone array, checked; none for None."""
+    if rows is None:
+        return []
+    rows = np.asarray(rows, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
+        raise ValueError(f"zone rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
+    present = [r for r in rows if r[-1] > 0.5]
+    for k, r in enumerate(present, start=1):
+        if not np.isfinite(r).all():
+            raise ValueError(f"zone row {k} holds NaN/inf: {r}")
+    return present
 
 
 def _text_labels(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, placeholders: torch.Tensor) -> torch.Tensor:
