@@ -110,6 +110,15 @@ def test_init_from_accepts_an_exported_model_folder_and_names_what_it_expected(t
     assert summary["finished"] and summary["steps"] == 1
     with pytest.raises(ValueError, match="neither a model folder"):
         run(_cfg(tmp_path / "bad", dataset, f"init_from={tmp_path}/nowhere", "train.steps=1"))
+    # model flags given with init_from would be silently dropped (the checkpoint's model wins): refused by name
+    from training.train import check_model_overrides
+
+    flags = ["model.obj_words=true", "model.llm_layers=2"]
+    cfg = _cfg(tmp_path / "ft2", dataset, f"init_from={tmp_path}/model", *flags)
+    with pytest.raises(ValueError, match=r"model\.llm_layers=2 \(the checkpoint has 1\); model\.obj_words=True \(the checkpoint has False\)"):
+        check_model_overrides(cfg, [f.split("=")[0] for f in flags])
+    same = _cfg(tmp_path / "ft3", dataset, f"init_from={tmp_path}/model", "model.obj_words=false")
+    check_model_overrides(same, ["model.obj_words"])  # the checkpoint's own value: nothing lost
 
 
 def test_resume_refuses_a_changed_config_and_names_the_keys(tmp_path, dataset):

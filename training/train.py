@@ -457,6 +457,19 @@ def _evaluate(core, data: TrainData, cfg: TrainConfig, info: dd.DistInfo, step: 
     return metrics
 
 
+def check_model_overrides(cfg: TrainConfig, keys: list[str]) -> None:
+    """Refuse `model.*` command-line values that `init_from` would silently drop (the checkpoint's model wins)."""
+    given = sorted({k.lstrip("+~").removeprefix("model.") for k in keys if k.lstrip("+~").startswith("model.")})
+    if not cfg.init_from or not given:
+        return
+    saved = model_config_of(cfg, ck.resolve_model_folder(cfg.init_from)).to_dict()
+    mine = cfg.model.to_dict()
+    diffs = [f"model.{k}={mine[k]!r} (the checkpoint has {saved[k]!r})" for k in given if k in saved and mine[k] != saved[k]]
+    if diffs:
+        raise ValueError(f"init_from={cfg.init_from} keeps the checkpoint's model, so these would be ignored: "
+                         + "; ".join(diffs) + ". Drop them, or train a new model without init_from.")
+
+
 def compose_config(overrides: list[str]) -> TrainConfig:
     """The TrainConfig `palme-train <overrides>` would run (for experiments and tests)."""
     from hydra import compose, initialize_config_module
@@ -478,8 +491,11 @@ def _hydra_main() -> None:
 
     @hydra.main(version_base=None, config_path="pkg://configs", config_name="train")
     def app(dcfg: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
         cfg = OmegaConf.to_object(dcfg)
         assert isinstance(cfg, TrainConfig)
+        check_model_overrides(cfg, [o.split("=", 1)[0] for o in HydraConfig.get().overrides.task])
         result = run(cfg)
         if result:
             print(json.dumps({k: v for k, v in result.items() if k != "eval"} | {"eval": result.get("eval", {})}))
