@@ -81,6 +81,7 @@ class PromptBuilder:
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     use_zones: bool = False  # with use_state: "Zones: <zone_1> ..." for scenes with target zones
     zone_rows: bool = False  # with use_state: examples with object tokens carry the zone rows too, tokens or not (zone_relations)
+    history_window: int = 0  # planning prompts show only the last k steps so far, numbered as in the episode (0: all)
 
     def scene(self, n_objects: int, n_zones: int = 0) -> str:
         """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones."""
@@ -110,7 +111,8 @@ class PromptBuilder:
     ) -> str:
         """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`."""
         lines = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}")]
-        for i, (step, feedback) in enumerate(history, start=1):
+        first = max(0, len(history) - self.history_window) if self.history_window else 0
+        for i, (step, feedback) in enumerate(history[first:], start=first + 1):
             lines.append(f"Step {i}. {step}. Result: {feedback}.")
         lines.append(f"Step {len(history) + 1}.")
         return "\n".join(lines)

@@ -778,6 +778,9 @@ def test_zone_relations_pass_the_word_of_the_zone_an_object_lies_in_and_round_tr
 def test_obj_referral_words_put_the_number_of_obj_j_into_its_token(tmp_path):
     with pytest.raises(ValueError, match="obj_referral_words needs obj_words"):
         PalmEConfig(obj_referral_words=True)
+    with pytest.raises(ValueError, match="history_window must be >= 0"):
+        PalmEConfig(history_window=-1)
+    assert tiny(history_window=4).prompt_builder.history_window == 4  # the model's prompts use its window
     model = tiny(obj_words=True, obj_size_words=True, obj_referral_words=True, zone_tokens=True)
     rng = np.random.default_rng(10)
     objects = scene_rows([ObjectDesc("red"), ObjectDesc("red"), ObjectDesc("blue")], rng)  # two reds: "obj 1", "obj 2"

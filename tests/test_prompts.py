@@ -48,3 +48,13 @@ def test_zones_appear_only_with_use_zones_and_carry_their_rows():
     assert "<zone_" not in plain.prompt and plain.zones is None  # models without zone tokens: prompts unchanged
     no_zones = PromptBuilder(use_zones=True).for_obs("plan", _obs(3), instruction="push it")  # the pushing world
     assert "Zones" not in no_zones.prompt and no_zones.zones is None
+
+
+def test_history_window_shows_the_last_steps_with_their_episode_numbers():
+    history = [(f"pick up the cube {k}", "ok") for k in range(1, 6)]
+    full = PromptBuilder().planning("stack it", history, 3)
+    short = PromptBuilder(history_window=2).planning("stack it", history, 3)
+    assert "Step 1. pick up the cube 1. Result: ok." in full and full.endswith("Step 6.")
+    assert "Step 3." not in short and "Step 4. pick up the cube 4. Result: ok.\nStep 5. pick up the cube 5" in short
+    assert short.endswith("Step 6.") and short.split("\n")[:2] == full.split("\n")[:2]  # scene and task unchanged
+    assert PromptBuilder(history_window=9).planning("stack it", history, 3) == full  # a window wider than the history

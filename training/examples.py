@@ -106,21 +106,24 @@ class ExampleBuilder:
         logs: the history is what the model did, the answer what the oracle would do there). Once
         the history holds a step that differs from its label, the example's prompt is no longer
         oracle behaviour: it gets no auxiliary prompt loss (train.prompt_loss), so the model is not
-        taught to write the mistakes it is being taught to recover from.
+        taught to write the mistakes it is being taught to recover from. (With a history window, only
+        the steps the prompt shows count.)
         """
         out = []
         for pos in self._episodes():
             ep = self.ds.episodes[pos]
             history: list[tuple[str, str]] = []
-            on_policy = True  # every step so far is one the oracle would have taken
+            off: list[bool] = []  # per step so far: the oracle would have taken another step
+            window = self.prompts.history_window
             for step in ep.steps:
                 i = ep.frame_at(step["start_t"])
                 label = step.get("label")
                 target = step["text"] if label is None else label
                 if target:  # "" = the oracle had no step for this state: no example
                     prompt = self.prompts.planning(ep.instruction, history, *self._n(pos, i))
-                    out.append(ExampleSpec("plan", prompt, target, pos, i, prompt_loss=on_policy))
-                on_policy = on_policy and (label is None or label == step["text"])
+                    shown = off[-window:] if window else off
+                    out.append(ExampleSpec("plan", prompt, target, pos, i, prompt_loss=not any(shown)))
+                off.append(label is not None and label != step["text"])
                 history.append((step["text"], format_feedback(step["success"], step["reason"])))
         return out
 

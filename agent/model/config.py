@@ -28,6 +28,7 @@ class PalmEConfig:
     use_state: bool = True  # prompts carry object tokens `<obj_j>` and the robot token `<robot>`
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     zone_tokens: bool = False  # with use_state: scenes with target zones also carry `<zone_k>` tokens (zone rows)
+    history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
     # --- language model
     llm: str = (
         "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
@@ -82,6 +83,8 @@ class PalmEConfig:
             raise ValueError("vision=local needs vision_path (a ViT/SigLIP/CLIP checkpoint directory)")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {list(STAGES)}, got {self.stage!r}")
+        if self.history_window < 0:
+            raise ValueError(f"history_window must be >= 0 (0: the whole history), got {self.history_window}")
         if self.obj_tokens < 1:
             raise ValueError(f"obj_tokens must be >= 1, got {self.obj_tokens}")
         if self.vision == "scratch" and self.image_size % self.patch_size:
@@ -104,11 +107,11 @@ class PalmEConfig:
         """True when the LLM is trained from scratch and so needs a tokenizer trained on our text."""
         return self.llm == "scratch"
 
-    def prompt_flags(self) -> dict[str, bool]:
+    def prompt_flags(self) -> dict[str, Any]:
         """Keyword arguments of the `PromptBuilder` this model is trained and run with."""
         return {"use_image": self.use_image, "use_state": self.use_state,
                 "entity_referral": self.entity_referral, "use_zones": self.zone_tokens,
-                "zone_rows": self.zone_relations}
+                "zone_rows": self.zone_relations, "history_window": self.history_window}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""
