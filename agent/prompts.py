@@ -22,6 +22,8 @@ With zone tokens on (`use_zones`, a model's `zone_tokens`), a scene with target 
 (catalogue.zone_row), read by the same state encoder as objects. Without zones the text is unchanged.
 With `zone_rows` (a model's `zone_relations`) an example with object tokens carries the zone rows even
 when the text names no zone: the model reads them to tell which zone each object lies in.
+With `name_objects` (a model's `name_objects`) each object is introduced by its name, read from its row
+(`envs.vocab.row_names`, the names plan steps use): `The small cyan cube is <obj_1>.`
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES
+from envs.vocab import row_names
 
 PROMPT_FORMAT_VERSION = 1
 IMG_TOKEN = "<img>"
@@ -82,9 +85,15 @@ class PromptBuilder:
     use_zones: bool = False  # with use_state: "Zones: <zone_1> ..." for scenes with target zones
     zone_rows: bool = False  # with use_state: examples with object tokens carry the zone rows too, tokens or not (zone_relations)
     history_window: int = 0  # planning prompts show only the last k steps so far, numbered as in the episode (0: all)
+    name_objects: bool = False  # with use_state: "The red cube is <obj_j>." (names from the rows) for "Object j is <obj_j>."
 
-    def scene(self, n_objects: int, n_zones: int = 0) -> str:
-        """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones."""
+    def scene(self, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> str:
+        """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones.
+
+        With `name_objects`, `names` (the scene's object names, `envs.vocab.row_names`) label the
+        object tokens, so an instruction's "the small cyan cube" meets the same words in the prompt,
+        right before that cube's token.
+        """
         if not 0 <= n_objects <= MAX_OBJECTS:
             raise ValueError(f"n_objects must be in [0, {MAX_OBJECTS}], got {n_objects}")
         if not 0 <= n_zones <= MAX_ZONES:
@@ -93,7 +102,12 @@ class PromptBuilder:
         if self.use_image:
             parts.append(f"Given {IMG_TOKEN}.")
         if self.use_state:
-            if self.entity_referral:
+            if self.name_objects:
+                if names is None or len(names) != n_objects:
+                    got = "none" if names is None else f"{len(names)}"
+                    raise ValueError(f"name_objects prompts need one name per object ({n_objects}), got {got}")
+                parts += [f"The {name} is {obj_token(j)}." for j, name in enumerate(names, start=1)]
+            elif self.entity_referral:
                 parts += [f"Object {j} is {obj_token(j)}." for j in range(1, n_objects + 1)]
             elif n_objects:
                 parts.append("Objects: " + " ".join(obj_token(j) for j in range(1, n_objects + 1)) + ".")
@@ -102,28 +116,33 @@ class PromptBuilder:
             parts.append(f"Robot: {ROBOT_TOKEN}.")
         return " ".join(parts)
 
-    def _head(self, n_objects: int, n_zones: int, line: str) -> str:
-        scene = self.scene(n_objects, n_zones)
+    def _head(self, n_objects: int, n_zones: int, line: str, names: Sequence[str] | None) -> str:
+        scene = self.scene(n_objects, n_zones, names)
         return f"{scene}\n{line}" if scene else line
 
     def planning(
-        self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0
+        self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0,
+        names: Sequence[str] | None = None,
     ) -> str:
         """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`."""
-        lines = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}")]
+        lines = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}", names)]
         first = max(0, len(history) - self.history_window) if self.history_window else 0
         for i, (step, feedback) in enumerate(history[first:], start=first + 1):
             lines.append(f"Step {i}. {step}. Result: {feedback}.")
         lines.append(f"Step {len(history) + 1}.")
         return "\n".join(lines)
 
-    def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> str:
+    def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> str:
         """Open-loop prompt: the whole plan is the answer (PaLM-E's p1/p2 style)."""
-        return self._head(n_objects, n_zones, f"Task: {instruction.strip()}") + "\nPlan:"
+        return self._head(n_objects, n_zones, f"Task: {instruction.strip()}", names) + "\nPlan:"
 
-    def question(self, question: str, n_objects: int, n_zones: int = 0) -> str:
+    def question(self, question: str, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> str:
         """VQA / captioning / success-detection prompt."""
-        return self._head(n_objects, n_zones, f"Q: {question.strip()}") + "\nA:"
+        return self._head(n_objects, n_zones, f"Q: {question.strip()}", names) + "\nA:"
+
+    def names_of(self, object_rows: np.ndarray) -> list[str] | None:
+        """The object names a prompt of this builder needs for these rows (None unless `name_objects`)."""
+        return row_names(object_rows) if self.use_state and self.name_objects else None
 
     def example(self, prompt: str, obs: Mapping[str, Any], answer: str = "", kind: str = "plan", **meta: Any) -> Example:
         """Pair a prompt with the observation arrays its placeholders need."""
@@ -145,15 +164,15 @@ class PromptBuilder:
 
     def for_obs(self, kind: str, obs: Mapping[str, Any], **kwargs: Any) -> Example:
         """Build the prompt of `kind` ("plan", "plan_full", "vqa") for an observation, with its arrays."""
-        n, z = count_objects(obs["objects"]), count_zones(obs)
+        n, z, names = count_objects(obs["objects"]), count_zones(obs), self.names_of(obs["objects"])
         answer = kwargs.pop("answer", "")
         meta = kwargs.pop("meta", {})
         if kind == "plan":
-            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z)
+            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z, names)
         elif kind == "plan_full":
-            prompt = self.whole_plan(kwargs["instruction"], n, z)
+            prompt = self.whole_plan(kwargs["instruction"], n, z, names)
         else:
-            prompt = self.question(kwargs["question"], n, z)
+            prompt = self.question(kwargs["question"], n, z, names)
         return self.example(prompt, obs, answer=answer, kind=kind, **meta)
 
 

@@ -92,3 +92,23 @@ def zone_row(color: str, centre, side: float) -> np.ndarray:
     row[9] = len(SHAPE_NAMES)
     row[10] = 1.0
     return row
+
+
+def descs_from_rows(rows: np.ndarray) -> list[ObjectDesc]:
+    """The ObjectDesc of each present object row (OBJ_FIELDS layout), read back from the state estimate alone.
+
+    A row's size word is the SIZE_NAMES entry whose edge (SIZE_EDGES) is within 2.5 mm of its
+    `size` column, else none (other worlds' blocks). Zone rows are refused: they are not objects.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
+        raise ValueError(f"object rows must be (n, {OBJ_DIM}) in the OBJ_FIELDS layout, got shape {rows.shape}")
+    out = []
+    for row in rows[rows[:, -1] > 0.5]:
+        color, shape = round(float(row[8])), round(float(row[9]))
+        if not (0 <= color < len(COLOR_NAMES) and 0 <= shape < len(SHAPE_NAMES)):
+            raise ValueError(f"object row has colour id {color} / shape id {shape}; expected ids below "
+                             f"{len(COLOR_NAMES)} / {len(SHAPE_NAMES)} (a zone row is not an object)")
+        size = min(SIZE_NAMES, key=lambda s: abs(SIZE_EDGES[s] - row[7]))
+        out.append(ObjectDesc(COLOR_NAMES[color], SHAPE_NAMES[shape], size if abs(SIZE_EDGES[size] - row[7]) < 0.0025 else None))
+    return out

@@ -11,7 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envs.catalogue import ObjectDesc
+import numpy as np
+
+from envs.catalogue import ObjectDesc, descs_from_rows
 
 SKILLS: tuple[str, ...] = ("pick", "place", "push", "done")
 
@@ -118,6 +120,11 @@ def object_names(objects: Sequence[ObjectDesc]) -> list[str]:
         else:
             names.append(referral_name(i))
     return names
+
+
+def row_names(rows: np.ndarray) -> list[str]:
+    """`object_names` of the present object rows of a state estimate: the names a scene's plan steps use."""
+    return object_names(descs_from_rows(rows))
 
 
 def referral_name(index: int) -> str:

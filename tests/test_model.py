@@ -781,6 +781,7 @@ def test_obj_referral_words_put_the_number_of_obj_j_into_its_token(tmp_path):
     with pytest.raises(ValueError, match="history_window must be >= 0"):
         PalmEConfig(history_window=-1)
     assert tiny(history_window=4).prompt_builder.history_window == 4  # the model's prompts use its window
+    assert tiny(name_objects=True).prompt_builder.name_objects  # and its object names
     model = tiny(obj_words=True, obj_size_words=True, obj_referral_words=True, zone_tokens=True)
     rng = np.random.default_rng(10)
     objects = scene_rows([ObjectDesc("red"), ObjectDesc("red"), ObjectDesc("blue")], rng)  # two reds: "obj 1", "obj 2"

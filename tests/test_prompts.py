@@ -1,9 +1,10 @@
 """PromptBuilder: placeholders appear exactly once per object, flags remove them, plans round-trip."""
 
 import numpy as np
+import pytest
 
 from agent.prompts import PromptBuilder, format_feedback, render_whole_plan, split_whole_plan
-from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, zone_row
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row, zone_row
 
 
 def _obs(n):
@@ -58,3 +59,16 @@ def test_history_window_shows_the_last_steps_with_their_episode_numbers():
     assert "Step 3." not in short and "Step 4. pick up the cube 4. Result: ok.\nStep 5. pick up the cube 5" in short
     assert short.endswith("Step 6.") and short.split("\n")[:2] == full.split("\n")[:2]  # scene and task unchanged
     assert PromptBuilder(history_window=9).planning("stack it", history, 3) == full  # a window wider than the history
+
+
+def test_name_objects_introduces_each_cube_by_the_name_its_row_gives():
+    obs = _obs(0)
+    for i, desc in enumerate([ObjectDesc("cyan", "cube", "small"), ObjectDesc("cyan", "cube", "large"), ObjectDesc("green", "cube", "small")]):
+        obs["objects"][i] = object_row([0.5, 0.1 * i, 0.02], [0, 0, 0, 1], 0.04 if desc.size == "small" else 0.05, desc)
+    ex = PromptBuilder(name_objects=True).for_obs("plan", obs, instruction="stack the green cube on the small cyan cube")
+    assert "The small cyan cube is <obj_1>. The large cyan cube is <obj_2>. The green cube is <obj_3>. Robot:" in ex.prompt
+    assert "Object 1" not in ex.prompt and ex.objects is not None
+    assert "Object 1 is <obj_1>." in PromptBuilder().for_obs("plan", obs, instruction="stack it").prompt  # default unchanged
+    assert "cube is" not in PromptBuilder(use_state=False, name_objects=True).for_obs("plan", obs, instruction="x").prompt
+    with pytest.raises(ValueError, match=r"need one name per object \(3\), got none"):
+        PromptBuilder(name_objects=True).planning("stack it", [], 3)

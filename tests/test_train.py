@@ -226,6 +226,9 @@ def test_zone_tokens_train_on_pick_and_place_logs(tmp_path):
     assert plans and zone_qa and all("Zones: <zone_1> <zone_2>" in s.prompt for s in plans + zone_qa)
     ex = builder.materialize(plans[-1])
     assert ex.zones is not None and int(ex.zones[:, -1].sum()) == ex.prompt.count("<zone_")
+    named = ExampleBuilder(LogDataset(data), PromptBuilder(name_objects=True)).planning()  # names from each frame's rows
+    ep = LogDataset(data).episodes[0]
+    assert len(named) == len(plans) and all(f"The {ep.names[0]} is <obj_1>." in s.prompt for s in named)
     result = run(_cfg(tmp_path, data, "model.zone_tokens=true", "train.steps=2", "save_every=2",
                       "+data.weights={plan: 0.5, vqa_zone: 0.5}"))
     assert result["steps"] == 2

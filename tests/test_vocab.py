@@ -1,9 +1,11 @@
 """The plan vocabulary: names are unique and minimal; every SkillCall form renders; bad calls are refused."""
 
+import numpy as np
 import pytest
 
-from envs.catalogue import ObjectDesc
-from envs.vocab import SkillCall, object_names, render_step
+from envs import make_env
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ObjectDesc, object_row, zone_row
+from envs.vocab import SkillCall, object_names, render_step, row_names
 
 
 def test_names_add_size_only_when_needed():
@@ -14,6 +16,34 @@ def test_names_add_size_only_when_needed():
 def test_indistinguishable_objects_fall_back_to_referral():
     objs = [ObjectDesc("red", "cube", "small"), ObjectDesc("red", "cube", "small")]
     assert object_names(objs) == ["obj 1", "obj 2"]
+
+
+@pytest.mark.parametrize(("world", "task"), [("pickplace", "sort_by_color"), ("push", "block2block")])
+def test_names_read_from_the_state_rows_are_the_scenes_names(world, task):
+    """What a model prompt names a cube (from its observation rows) is what the scene's plan steps call it."""
+    env = make_env(world, task, image_size=(16, 16))
+    sized = 0
+    try:
+        for seed in range(12):
+            obs, _ = env.reset(seed=seed)
+            names = object_names(env.unwrapped.objects)
+            assert row_names(obs["objects"]) == names
+            sized += any(n.split()[0] in ("small", "large") for n in names)
+    finally:
+        env.close()
+    assert sized > 0 or world == "push"  # pick-and-place scenes with two cubes of a colour were among them
+
+
+def test_names_from_rows_refuse_zone_rows_and_bad_shapes():
+    rows = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
+    rows[0] = object_row([0.5, 0, 0.02], [0, 0, 0, 1], 0.05, ObjectDesc("red", "cube", "large"))
+    rows[1] = object_row([0.5, 0.1, 0.02], [0, 0, 0, 1], 0.04, ObjectDesc("red", "cube", "small"))
+    assert row_names(rows) == ["large red cube", "small red cube"]
+    rows[1] = zone_row("red", (0.4, 0.1, 0.0), 0.15)
+    with pytest.raises(ValueError, match="a zone row is not an object"):
+        row_names(rows)
+    with pytest.raises(ValueError, match=r"must be \(n, 11\)"):
+        row_names(rows[:, :5])
 
 
 def test_render_every_form():

@@ -94,10 +94,11 @@ class ExampleBuilder:
             if ep.success or self.include_failed or any(s.get("label") is not None for s in ep.steps):
                 yield pos
 
-    def _n(self, pos: int, i: int) -> tuple[int, int]:
-        """(objects, zones) in frame i of episode pos: the scene sizes a prompt is written for."""
+    def _n(self, pos: int, i: int) -> tuple[int, int, list[str] | None]:
+        """(objects, zones, object names or None) in frame i of episode pos: the scene a prompt is written for."""
         ep = self.ds.episodes[pos]
-        return count_objects(ep.env_state[i]), count_objects(ep.zones[i])
+        rows = ep.env_state[i]
+        return count_objects(rows), count_objects(ep.zones[i]), self.prompts.names_of(rows)
 
     def planning(self) -> list[ExampleSpec]:
         """Next-step examples: one per executed step (history carries earlier results, failures included).

@@ -29,6 +29,7 @@ class PalmEConfig:
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     zone_tokens: bool = False  # with use_state: scenes with target zones also carry `<zone_k>` tokens (zone rows)
     history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
+    name_objects: bool = False  # with use_state: "The small cyan cube is <obj_j>." (names from the rows) in every prompt
     # --- language model
     llm: str = (
         "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
@@ -111,7 +112,8 @@ class PalmEConfig:
         """Keyword arguments of the `PromptBuilder` this model is trained and run with."""
         return {"use_image": self.use_image, "use_state": self.use_state,
                 "entity_referral": self.entity_referral, "use_zones": self.zone_tokens,
-                "zone_rows": self.zone_relations, "history_window": self.history_window}
+                "zone_rows": self.zone_relations, "history_window": self.history_window,
+                "name_objects": self.name_objects}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json."""
