@@ -7,7 +7,7 @@ import pybullet as p
 import pytest
 
 from envs import make_env
-from training.vqa import Camera, Scene, q_count, q_feasibility, q_zone
+from training.vqa import Camera, Scene, q_count, q_feasibility, q_support, q_zone
 
 SEEDS = range(6)
 
@@ -128,4 +128,38 @@ def test_zone_answers_agree_with_the_world():
         qa = q_zone(scene, np.random.default_rng(0))
         assert qa is not None and qa[1].startswith("the ") and qa[1].endswith(" zone")  # all sorted: in a zone
     assert checked > 40
+    env.close()
+
+
+def test_support_answers_name_what_the_simulator_says_each_cube_rests_on():
+    """"What is X on?" names the cube below (as plan steps name it) or the table, as the world's support graph says."""
+    env = make_env("pickplace", "unstack", obs_type="state")  # towers at reset
+    u = env.unwrapped
+    asked = on_cube = 0
+    for seed in SEEDS:
+        env.reset(seed=seed)
+        graph, names = u.support_graph(), u.names
+        scene = Scene(u.object_rows(), names)
+        for r in range(12):
+            question, answer = q_support(scene, np.random.default_rng(r))
+            k = names.index(question.removeprefix("What is the ").removesuffix(" on?"))
+            assert answer == ("the table" if graph[k] == -1 else f"the {names[graph[k]]}"), (question, answer, graph)
+            asked += 1
+            on_cube += graph[k] >= 0
+    env.close()
+    assert asked == 12 * len(SEEDS) and on_cube > asked / 3  # half the questions are about stacked cubes
+
+
+def test_support_answer_for_a_held_cube():
+    from envs.vocab import SkillCall
+    from policies.base import run_skill
+
+    env = make_env("pickplace", "grasp", obs_type="state")
+    u = env.unwrapped
+    env.reset(seed=0)
+    assert run_skill(u, SkillCall("pick", obj=0)).success
+    obs = u.observe(render=False)
+    scene = Scene(obs["objects"], u.names, ee=obs["robot"][:3])
+    answers = {q_support(scene, np.random.default_rng(r)) for r in range(40)}
+    assert (f"What is the {u.names[0]} on?", "nothing, it is in the gripper") in answers
     env.close()

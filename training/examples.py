@@ -4,7 +4,8 @@ Sources (the keys of a mixture's weights):
 - `plan`: the frame at the start of step k + instruction + steps 1..k-1 with their feedback -> step k;
 - `plan_full`: the first frame + instruction -> the whole plan (PaLM-E p1/p2 style);
 - `vqa_color` (q1), `vqa_table` (q2), `vqa_relation` (q3), `vqa_feasibility` (q4), `vqa_count`,
-  `vqa_zone` (which target zone an object is in; scenes with zones), `caption`: questions about a frame, answered from its logged object states (training/vqa.py);
+  `vqa_zone` (which target zone an object is in; scenes with zones), `caption`, `vqa_support` (what an object
+  rests on): questions about a frame, answered from its logged object states (training/vqa.py);
 - `success`: "was the task completed?" on every frame a planner sees (step starts, last frame);
 - `skill_success`: "was <step> successful?" on the frame where the step ended.
 Question frames are the ones a planner sees: every step start and the final frame.

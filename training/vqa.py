@@ -279,6 +279,23 @@ def q_zone(scene: Scene, rng: np.random.Generator) -> QA | None:
     return f"Which zone is the {scene.objects[k].name} in?", f"the {where[k]} zone" if where[k] else "none"
 
 
+def q_support(scene: Scene, rng: np.random.Generator) -> QA | None:
+    """What is X on? -> "the table" / "the <Y>" / "nothing, it is in the gripper" (half the time about a stacked cube).
+
+    The answer names the supporting cube as plan steps do (size words included where two cubes share
+    a colour), so the model must tell which of two same-coloured cubes holds another up.
+    """
+    askable = [k for k in range(len(scene.objects)) if scene.support(k) is not None or k == scene.held]
+    stacked = [k for k in askable if isinstance(scene.support(k), int)]
+    pool = stacked if stacked and rng.random() < 0.5 else askable
+    if not pool:
+        return None
+    k = int(pool[int(rng.integers(len(pool)))])
+    s = scene.support(k)
+    answer = "nothing, it is in the gripper" if s is None else "the table" if s == "table" else f"the {scene.objects[s].name}"
+    return f"What is the {scene.objects[k].name} on?", answer
+
+
 def q_caption(scene: Scene, rng: np.random.Generator) -> QA | None:
     """Short scene caption."""
     return "Describe the scene.", scene.caption()
@@ -292,6 +309,7 @@ VQA_GENERATORS = {
     "vqa_count": q_count,
     "vqa_zone": q_zone,
     "caption": q_caption,
+    "vqa_support": q_support,  # last: adding a source must not change the draws of the sources before it
 }
 
 
