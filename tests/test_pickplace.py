@@ -10,12 +10,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs.tasks.pickplace  # noqa: F401 -- registers the tasks
-from envs import make_env
+from envs import load_world, make_env
 from envs.catalogue import COLOR_NAMES, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, SHAPE_NAMES
 from envs.pickplace import PickPlaceEnv
 from envs.tasks.base import make_task, task_names
 from envs.tasks.pickplace import HELDOUT_COMBOS
-from envs.vocab import SkillCall
+from envs.vocab import SkillCall, object_names
 from policies.base import run_skill
 
 TASKS = task_names("pickplace")  # every registered task gets the contract tests below
@@ -115,6 +115,29 @@ def test_every_template_parses_back_to_its_goal(task):
     assert covered == {*t.templates, *t.heldout_templates}
     assert t.parse_instruction("juggle the red cube", inst.objects) is None
     assert len(t.templates) >= 5 and len(t.heldout_templates) >= 2 and t.success_doc
+
+
+def test_goal_places_say_where_each_cube_of_the_goal_goes():
+    """The words the `goal` training source answers with follow each task's goal (and a push task has none)."""
+    rng = np.random.default_rng(3)
+    for task in TASKS:
+        t = make_task("pickplace", task)
+        inst = t.sample(rng, "train")
+        names = object_names(inst.objects)
+        places = t.goal_places(inst.goal, names)
+        if task == "stack":
+            order = inst.goal.order
+            assert places == {order[0]: "at the bottom of the tower",
+                              **{up: f"on the {names[down]}" for down, up in itertools.pairwise(order)}}
+        elif task == "grasp":
+            assert places == {inst.goal.obj: "in the gripper"}
+        elif task == "unstack":
+            assert places == dict.fromkeys(range(len(names)), "on the table")
+        else:
+            assert places == {i: f"in the {z} zone" for i, z in inst.goal.assign}
+    load_world("push")
+    push = make_task("push", "block2block")
+    assert push.goal_places(push.sample(rng, "train").goal, ["red moon"]) == {}
 
 
 def test_splits_control_objects_and_phrasing():

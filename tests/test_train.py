@@ -229,6 +229,9 @@ def test_zone_tokens_train_on_pick_and_place_logs(tmp_path):
     named = ExampleBuilder(LogDataset(data), PromptBuilder(name_objects=True)).planning()  # names from each frame's rows
     ep = LogDataset(data).episodes[0]
     assert len(named) == len(plans) and all(f"The {ep.names[0]} is <obj_1>." in s.prompt for s in named)
+    goals = builder.goals()  # "where should X go?" answered from the instruction's goal
+    assert goals and all("Where should the " in g.prompt and ep.instruction.rstrip(".") in g.prompt for g in goals)
+    assert all(g.answer == "anywhere" or (g.answer.startswith("in the ") and g.answer.endswith(" zone")) for g in goals)
     result = run(_cfg(tmp_path, data, "model.zone_tokens=true", "train.steps=2", "save_every=2",
                       "+data.weights={plan: 0.5, vqa_zone: 0.5}"))
     assert result["steps"] == 2

@@ -7,7 +7,9 @@ Sources (the keys of a mixture's weights):
   `vqa_zone` (which target zone an object is in; scenes with zones), `caption`, `vqa_support` (what an object
   rests on): questions about a frame, answered from its logged object states (training/vqa.py);
 - `success`: "was the task completed?" on every frame a planner sees (step starts, last frame);
-- `skill_success`: "was <step> successful?" on the frame where the step ended.
+- `skill_success`: "was <step> successful?" on the frame where the step ended;
+- `goal`: "where should the <X> go? Task: <instruction>" -> "on the red cube" / "in the blue zone" /
+  "anywhere" on every question frame, answered from the goal the instruction means (`Task.goal_places`).
 Question frames are the ones a planner sees: every step start and the final frame.
 Examples are built as light `ExampleSpec`s (text + frame reference); arrays are attached when
 an example is drawn, from the dataset's decode-once image cache.
@@ -30,12 +32,15 @@ from agent.prompts import (
     split_whole_plan,
     success_question,
 )
+from envs import load_world
+from envs.catalogue import ObjectDesc
+from envs.tasks.base import make_task
 from training.dataset.reader import LogDataset
-from training.vqa import VQA_GENERATORS, Scene, camera_from_info, skill_question
+from training.vqa import VQA_GENERATORS, Scene, camera_from_info, goal_question, skill_question
 
 PLANNING_SOURCES = ("plan", "plan_full")
 VQA_SOURCES = tuple(VQA_GENERATORS)
-ALL_SOURCES = (*PLANNING_SOURCES, *VQA_SOURCES, "success", "skill_success")
+ALL_SOURCES = (*PLANNING_SOURCES, *VQA_SOURCES, "success", "skill_success", "goal")
 # PaLM-E's "full mixture" co-trains planning with VQA/captioning; robot-only keeps the planning sources.
 MIXTURES: dict[str, dict[str, float]] = {
     "full": {"plan": 0.35, "plan_full": 0.1, "vqa_color": 0.06, "vqa_table": 0.08, "vqa_relation": 0.1,
@@ -193,6 +198,40 @@ class ExampleBuilder:
                 out.append(ExampleSpec("skill_success", prompt, "yes" if step["success"] else "no", pos, i))
         return out
 
+    def goals(self) -> list[ExampleSpec]:
+        """Where should X go? on every question frame, X drawn per frame: a cube the goal places (its place in
+        words) or, a quarter of the time when there is one, a cube the goal leaves free ("anywhere").
+
+        Episodes whose task says nothing of places (the pushing world) or whose instruction does not
+        parse give none.
+        """
+        world = self.ds.info.get("palme", {}).get("world")
+        if world is None:
+            return []
+        load_world(world)
+        tasks: dict[str, Any] = {}
+        out = []
+        for pos in self._episodes():
+            ep = self.ds.episodes[pos]
+            if ep.task_name not in tasks:
+                tasks[ep.task_name] = make_task(world, ep.task_name)
+            task = tasks[ep.task_name]
+            goal = task.parse_instruction(ep.instruction, [ObjectDesc(**o) for o in ep.objects])
+            places = task.goal_places(goal, ep.names) if goal is not None else {}
+            if not places:
+                continue
+            placed, free = sorted(places), [k for k in range(len(ep.names)) if k not in places]
+            for i in self.question_frames(pos):
+                rng = np.random.default_rng([self.seed, ep.index, i, len(VQA_SOURCES)])
+                if free and rng.random() < 0.25:
+                    k, answer = free[int(rng.integers(len(free)))], "anywhere"
+                else:
+                    k = placed[int(rng.integers(len(placed)))]
+                    answer = places[k]
+                prompt = self.prompts.question(goal_question(ep.names[k], ep.instruction), *self._n(pos, i))
+                out.append(ExampleSpec("goal", prompt, answer, pos, i))
+        return out
+
     def all_sources(self, wanted: Mapping[str, float] | None = None) -> dict[str, list[ExampleSpec]]:
         """Specs of every source (only those with weight > 0 in `wanted`, when given)."""
         want = {k for k, v in (wanted or dict.fromkeys(ALL_SOURCES, 1.0)).items() if v > 0}
@@ -207,6 +246,8 @@ class ExampleBuilder:
             out["success"] = self.success()
         if "skill_success" in want:
             out["skill_success"] = self.skill_success()
+        if "goal" in want:
+            out["goal"] = self.goals()
         return out
 
     def materialize(self, spec: ExampleSpec) -> Example:

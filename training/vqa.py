@@ -313,6 +313,11 @@ VQA_GENERATORS = {
 }
 
 
+def goal_question(name: str, instruction: str) -> str:
+    """Where does the instruction want this object? (answered from the task's goal: `Task.goal_places`)."""
+    return f"Where should the {name} go? Task: {instruction.strip().rstrip('.')}."
+
+
 def skill_question(step: str) -> str:
     """PaLM-E's failure detection: was <skill> successful?"""
     return f"Was {step.strip().rstrip('.')} successful?"

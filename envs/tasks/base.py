@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -81,6 +82,14 @@ class Task(ABC):
     @abstractmethod
     def parse_instruction(self, text: str, objects: list[ObjectDesc]) -> Any | None:
         """The goal an instruction in any known phrasing means for these objects, or None."""
+
+    def goal_places(self, goal: Any, names: Sequence[str]) -> dict[int, str]:
+        """Where the goal wants each cube it names, in words ("on the red cube", "in the blue zone"); {} when not said.
+
+        Training asks the model this about an instruction (the `goal` example source), so that it
+        learns which cube goes where before it learns when to move it.
+        """
+        return {}
 
 
 TASK_REGISTRY: dict[str, dict[str, type[Task]]] = {}

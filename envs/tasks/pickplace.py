@@ -394,6 +394,11 @@ class StackTask(PickPlaceTask):
         graph = env.support_graph()
         return all(graph[up] == down for down, up in zip(goal.order, goal.order[1:]))
 
+    def goal_places(self, goal, names):
+        places = {goal.order[0]: "at the bottom of the tower"}
+        places.update({up: f"on the {names[down]}" for down, up in zip(goal.order, goal.order[1:])})
+        return places
+
     def oracle_plan(self, env, goal):
         b = Blocks(env)
         order = goal.order
@@ -457,6 +462,9 @@ class GraspTask(PickPlaceTask):
         pos, _ = env.object_pose(goal.obj)
         return bool(pos[2] - env.object_sizes[goal.obj] / 2 >= LIFT_HEIGHT)
 
+    def goal_places(self, goal, names):
+        return {goal.obj: "in the gripper"}
+
     def oracle_plan(self, env, goal):
         if self.is_success(env, goal):
             return []
@@ -475,6 +483,9 @@ class ZoneGoalMixin:
     def is_success(self, env, goal):
         graph = env.support_graph()
         return all(env.in_zone(i, z, graph) for i, z in goal.assign)
+
+    def goal_places(self, goal, names):
+        return {i: f"in the {z} zone" for i, z in goal.assign}
 
     def oracle_plan(self, env, goal):
         want = dict(goal.assign)
@@ -620,6 +631,9 @@ class UnstackTask(PickPlaceTask):
     def is_success(self, env, goal):
         graph = env.support_graph()
         return all(graph[i] == -1 for i in goal.blocks)
+
+    def goal_places(self, goal, names):
+        return dict.fromkeys(goal.blocks, "on the table")
 
     def oracle_plan(self, env, goal):
         b = Blocks(env)
