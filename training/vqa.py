@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
+from envs.catalogue import COLOR_NAMES, ObjectDesc, descs_from_rows
 from envs.vocab import object_names, referral_name
 
 REST_TOL = 0.012  # m between a cube's bottom and its support's top
@@ -72,7 +72,7 @@ class Scene:
     ) -> None:
         rows = np.asarray(rows, np.float64)
         present = [i for i in range(len(rows)) if rows[i, -1] > 0.5]
-        descs = [(COLOR_NAMES[int(rows[i, 8])], SHAPE_NAMES[int(rows[i, 9])]) for i in present]
+        descs = [(d.color, d.shape) for d in descs_from_rows(rows)]  # one per present slot, in slot order
         if names is None:  # slot -> name, as the plan language would name them without sizes
             by_slot = dict(zip(present, object_names([ObjectDesc(c, s) for c, s in descs])))
         elif len(names) <= max(present, default=-1):
