@@ -1,0 +1,103 @@
+"""Geometry of the pushing tasks: Language-Table's board locations, directions and success thresholds.
+
+"top" is -x (towards the robot base), "left" is -y. The skills (`policies.push`) aim with the same
+points and tests that the tasks judge success with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.push import WORKSPACE_BUFFER, X_MAX, X_MIN, Y_MAX, Y_MIN
+from envs.push_blocks import BLOCK_WIDTH
+from envs.vocab import DIRECTIONS
+
+# ---- locations and thresholds (Language-Table) ----------------------------------------------------
+# Absolute locations are offset towards the robot by 0.025 m in x, as in Language-Table.
+_LX_MIN, _LX_MAX = X_MIN - 0.025, X_MAX - 0.025
+_LX_C, _LY_C = (_LX_MIN + _LX_MAX) / 2, (Y_MIN + Y_MAX) / 2
+LOCATION_POINTS: dict[str, np.ndarray] = {
+    "top left": np.array([_LX_MIN, Y_MIN]),
+    "top": np.array([_LX_MIN, _LY_C]),
+    "top right": np.array([_LX_MIN, Y_MAX]),
+    "left": np.array([_LX_C, Y_MIN]),
+    "center": np.array([_LX_C, _LY_C]),
+    "right": np.array([_LX_C, Y_MAX]),
+    "bottom left": np.array([_LX_MAX, Y_MIN]),
+    "bottom": np.array([_LX_MAX, _LY_C]),
+    "bottom right": np.array([_LX_MAX, Y_MAX]),
+}
+CORNERS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
+LOCATION_DIST = 0.115  # block2absolutelocation success radius (m)
+CENTER_DIST = 0.1  # ... for the center
+BLOCK2BLOCK_DIST = 0.05  # block2block: centre distance
+RELATIVE_DIST = 0.1  # block2relativelocation: distance to the offset point
+MAGNITUDES: dict[str, float] = {"slightly": 0.15, "far": 0.25}  # Language-Table's near / far
+REL_OFFSET = 0.08  # block2block_relative_location: offset of the target point from the reference block
+REL_DIST = 0.04  # ... success radius around the line from 0.5x to 1.1x the offset
+DRAG_DIST = 0.05  # ... the reference block may not be dragged further
+SEPARATE_OFFSET = 0.1  # separate: target 0.1 m from the avoided block, away from it
+SEPARATE_DIST = 0.025  # ... success radius
+JOINED_DIST = 0.08  # blocks closer than this are "together" (Language-Table's separate threshold)
+MIN_GAP = 0.0175  # reset: free space between blocks' nominal footprints
+MIN_CENTRE_DIST = BLOCK_WIDTH + MIN_GAP
+ARM_CLEARANCE = 0.06 + BLOCK_WIDTH / 2  # reset: blocks start this far from the effector
+SIDE_MARGIN = 0.03  # side_together: blocks start at least this far from the midline y = 0
+
+# Unit vectors of the plan language's directions: "top" is -x (towards the robot base), "left" is -y.
+_AXES = {
+    "top": np.array([-1.0, 0]),
+    "bottom": np.array([1.0, 0]),
+    "left": np.array([0, -1.0]),
+    "right": np.array([0, 1.0]),
+}
+DIRECTION_VECTORS: dict[str, np.ndarray] = {
+    d: sum(_AXES[w] for w in d.split()) / np.linalg.norm(sum(_AXES[w] for w in d.split())) for d in DIRECTIONS
+}
+RELATION_VECTORS: dict[str, np.ndarray] = {f"{d} of": _AXES[d] for d in ("left", "right", "top", "bottom")}
+
+
+def location_radius(location: str) -> float:
+    """Success radius of a board location (Language-Table: 0.1 m for the center, else 0.115 m)."""
+    return CENTER_DIST if location == "center" else LOCATION_DIST
+
+
+def in_location(xy: np.ndarray, location: str, margin: float = 0.0) -> bool:
+    """Whether a block at `xy` counts as being at a board location."""
+    return float(np.linalg.norm(xy - LOCATION_POINTS[location])) < location_radius(location) - margin
+
+
+def inside_bounds(xy: np.ndarray, buffer: float = WORKSPACE_BUFFER) -> bool:
+    """Language-Table's check that a target point lies inside the buffered board."""
+    return bool(X_MIN + buffer < xy[0] < X_MAX - buffer and Y_MIN + buffer < xy[1] < Y_MAX - buffer)
+
+
+def offset_point(start: np.ndarray, direction: str, distance: str) -> np.ndarray:
+    """Target of 'push X <distance> to the <direction>' from the block's start position."""
+    return start + MAGNITUDES[distance] * DIRECTION_VECTORS[direction]
+
+
+def relation_ok(xy: np.ndarray, ref_xy: np.ndarray, relation: str) -> bool:
+    """Language-Table's block2block_relative_location test: within 0.04 m of the line from 0.5x to 1.1x
+    the 0.08 m offset from the reference block ('next to': centre distance < 0.05 m)."""
+    if relation == "next to":
+        return float(np.linalg.norm(xy - ref_xy)) < BLOCK2BLOCK_DIST
+    off = REL_OFFSET * RELATION_VECTORS[relation]
+    pts = ref_xy + np.linspace(0.5, 1.1, 10)[:, None] * off
+    return bool(np.min(np.linalg.norm(pts - xy, axis=1)) < REL_DIST)
+
+
+def separated(xy: np.ndarray, avoid_xy: np.ndarray) -> bool:
+    """Language-Table's separate test: within 0.025 m of the point 0.1 m away from the avoided block."""
+    return abs(float(np.linalg.norm(xy - avoid_xy)) - SEPARATE_OFFSET) < SEPARATE_DIST
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """`v` scaled to length 1 (+x for a zero vector)."""
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-9 else np.array([1.0, 0.0])
+
+
+def on_board_target(xy: np.ndarray, margin: float = 0.03) -> bool:
+    """Whether a block can be pushed to `xy` (inside the board by `margin`)."""
+    return bool(X_MIN + margin <= xy[0] <= X_MAX - margin and Y_MIN + margin <= xy[1] <= Y_MAX - margin)
