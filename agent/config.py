@@ -14,7 +14,7 @@ class RunConfig:
 
     env: str = "pickplace"  # world: pickplace | push
     task: str = "stack"  # task of the world (unknown names list the known ones)
-    seed: int = 0  # scene seed: the same seed gives the same scene
+    seed: int | None = None  # scene seed (inside the split's seed range); None: the range's first seed (train: 0)
     split: str = "train"  # generalisation split the scene is drawn from (train, L1-L4)
     instruction: str | None = None  # a user instruction on the seeded scene; None: the task's sampled one
     interactive: bool = False  # read instructions from stdin one after another on the same scene

@@ -4,6 +4,11 @@
 record (see agent.eval_metrics); `run_jobs` spreads jobs over worker processes (forkserver or
 spawn context, one env and one planner per worker) and hands each record to a callback as soon
 as it is finished, so the caller can write results incrementally.
+
+Set-up is not an episode: a worker builds its planner (loads its model) once, in its initializer;
+if that fails, every job sent to it raises `WorkerSetupError` and the run stops with that message
+(see agent.workers), so a checkpoint that cannot be loaded is never scored as failed episodes.
+Workers end when the parent process dies.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.workers import WorkerSetupError, exit_with_parent, parent_watch, setup_error
 
 MAX_WORKER_RETRIES = 1  # a job whose worker process died is run once more, then recorded as an exception
 
@@ -59,14 +66,20 @@ def exception_record(job: Job, exc: BaseException, tb: str, wall_s: float = 0.0)
 
 
 class EpisodeRunner:
-    """Holds one planner and one env (rebuilt when the task or split changes) and plays jobs on them."""
+    """Holds one planner and one env (rebuilt when the task or split changes) and plays jobs on them.
 
-    def __init__(self, settings: dict[str, Any], out_dir: str | Path) -> None:
+    `planner`: one already built from `settings` (the parent's, checked before the run), else it is
+    built at the first job; a failure to build it is raised, never recorded as an episode.
+    """
+
+    def __init__(self, settings: dict[str, Any], out_dir: str | Path, planner: Any = None) -> None:
         self.settings = settings
         self.out_dir = Path(out_dir)
         self.env: Any = None
         self.env_key: tuple[str, str] | None = None
-        self.planner: Any = None
+        self.planner: Any = planner
+        if planner is not None:
+            set_torch_threads(settings.get("torch_threads", 1))  # as when the runner builds it
 
     def _env_for(self, task: str, split: str) -> Any:
         from envs import make_env
@@ -81,6 +94,7 @@ class EpisodeRunner:
         return self.env
 
     def _planner(self) -> Any:
+        """The planner, built once (a model planner loads its checkpoint here); set-up errors propagate."""
         if self.planner is None:
             from agent.eval_agent import build_planner
 
@@ -95,15 +109,19 @@ class EpisodeRunner:
         self.env, self.env_key = None, None
 
     def run(self, job: Job) -> dict[str, Any]:
-        """Play one episode; any exception becomes a failed record with its traceback."""
+        """Play one episode; any exception in it becomes a failed record with its traceback.
+
+        Building the planner is set-up, not the episode: its errors are raised (once per runner).
+        """
         from agent.eval_agent import play_episode
 
+        planner = self._planner()
         t0 = time.perf_counter()
         try:
             env = self._env_for(job.task, job.split)
             rec = empty_record(job)
             video = self.out_dir / job.video_rel if job.video else None
-            rec.update(play_episode(self._planner(), env, job.seed, video, self.settings))
+            rec.update(play_episode(planner, env, job.seed, video, self.settings))
             if video is not None and video.exists():
                 rec["video_path"] = job.video_rel
                 poster = video.with_suffix(".jpg")
@@ -117,16 +135,27 @@ class EpisodeRunner:
 
 # ---- worker processes --------------------------------------------------------------------------
 _RUNNER: EpisodeRunner | None = None
+_SETUP_ERROR: WorkerSetupError | None = None
 
 
-def _init_worker(settings: dict[str, Any], out_dir: str) -> None:
-    """Worker start: Ctrl-C is the parent's business; one torch thread per worker (workers are the parallelism)."""
-    global _RUNNER
+def _init_worker(settings: dict[str, Any], out_dir: str, parent: Any = None) -> None:
+    """Worker start: end with the parent; Ctrl-C is the parent's business; build the planner (load the model) once.
+
+    A set-up failure is kept and raised by every job (the parent stops the run with its message).
+    """
+    global _RUNNER, _SETUP_ERROR
+    exit_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _RUNNER = EpisodeRunner(settings, out_dir)
+    try:
+        _RUNNER._planner()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent by the first job
+        _SETUP_ERROR = setup_error(exc)
 
 
 def _run_in_worker(job: Job) -> dict[str, Any]:
+    if _SETUP_ERROR is not None:
+        raise _SETUP_ERROR
     assert _RUNNER is not None, "worker not initialised"
     return _RUNNER.run(job)
 
@@ -166,13 +195,16 @@ def run_jobs(
     out_dir: str | Path,
     workers: int,
     on_result: Callable[[dict[str, Any]], None],
+    planner: Any = None,
 ) -> None:
     """Run every job (in this process when workers <= 1), calling `on_result` with each finished record.
 
-    KeyboardInterrupt propagates to the caller after the worker processes are stopped.
+    `planner`: the caller's planner built from `settings`, used when running in this process (so a
+    model is not loaded twice). KeyboardInterrupt propagates to the caller after the worker processes
+    are stopped; so does a WorkerSetupError (a worker could not build its planner).
     """
     if workers <= 1:
-        runner = EpisodeRunner(settings, out_dir)
+        runner = EpisodeRunner(settings, out_dir, planner=planner)
         try:
             for job in jobs:
                 on_result(runner.run(job))
@@ -200,7 +232,8 @@ def _run_pool(
     """One executor's life: keeps `2 * workers` jobs in flight; returns (jobs to rerun if a worker died, episodes finished)."""
     queue = list(reversed(jobs))
     finished = 0
-    executor = ProcessPoolExecutor(workers, mp_context(settings["env"], settings["planner"]), initializer=_init_worker, initargs=(settings, out_dir))
+    executor = ProcessPoolExecutor(workers, mp_context(settings["env"], settings["planner"]), initializer=_init_worker,
+                                   initargs=(settings, out_dir, parent_watch()))
     in_flight: dict[Future, Job] = {}
     try:
         while queue or in_flight:

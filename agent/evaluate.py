@@ -12,6 +12,11 @@ holds `eval_info.json` (LeRobot's fields plus ours, see agent.eval_metrics), `ep
 (one trace per episode), `videos/<split>_<task>/eval_episode_<n>.mp4` for the first
 `videos_per_task` episodes, and `report.html`. Results are written as episodes finish, so Ctrl-C
 (or SIGTERM) leaves a valid partial report.
+
+Before the first episode the run is checked: names, numbers, seeds (both ends inside each
+split's range), the output folder (writable), every env (built once) and the planner (built once:
+a model planner loads its checkpoint, so a checkpoint that cannot be loaded stops the run with the
+loader's message, exit 2, instead of being scored as a 0% model).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent.cli.common import check_writable, run_cli, user_errors
 from agent.eval_metrics import build_eval_info
 from agent.eval_runner import Job, run_jobs
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
@@ -121,12 +127,11 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
 def plan_jobs(cfg: EvalConfig) -> list[Job]:
     """Every episode of the run, seeds from each split's test range; episode-major order, so that a
     partial run (Ctrl-C, a deadline) has about as many episodes of every task and split."""
-    from envs.tasks.base import seed_range
+    from envs.tasks.base import check_seeds, seed_range
 
-    for split in cfg.splits:
-        lo, hi = seed_range(split)
-        if lo + cfg.seed_offset + cfg.episodes > hi:
-            raise ValueError(f"seed_offset + episodes runs past the seed range of split {split} [{lo}, {hi})")
+    for split in cfg.splits:  # both ends inside the split's range: evaluation never runs on training seeds
+        check_seeds(split, seed_range(split)[0] + cfg.seed_offset, cfg.episodes,
+                    given=f"seed_offset={cfg.seed_offset} with episodes={cfg.episodes}")
     return [
         Job(split, task, n, seed_range(split)[0] + cfg.seed_offset + n, n < cfg.videos_per_task)
         for n in range(cfg.episodes) for split in cfg.splits for task in cfg.tasks
@@ -233,17 +238,44 @@ def _all_gather_json(obj: Any) -> list[Any]:
 
 
 # ---- the run -----------------------------------------------------------------------------------
+def check_setup(cfg: EvalConfig, settings: dict[str, Any]) -> Any:
+    """Build every env of the run once and the planner once, before any episode; returns the planner.
+
+    A model planner loads its checkpoint here, so a checkpoint the loader refuses (a file, an empty
+    folder, a missing or truncated model.safetensors, a tensor of the wrong shape) stops the run
+    with the loader's ValueError. Raises ValueError for a set-up the envs refuse (e.g. image_size).
+    """
+    from agent.eval_agent import build_planner
+    from envs import make_env
+
+    kw = {"image_size": tuple(cfg.image_size)} if cfg.image_size else {}
+    for split in cfg.splits:
+        for task in cfg.tasks:
+            make_env(cfg.env, task, split=split, **kw).close()
+    return build_planner(settings)
+
+
 def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Run the evaluation described by `cfg`, writing its outputs into `out_dir`; returns eval_info."""
+    """Run the evaluation described by `cfg`, writing its outputs into `out_dir`; returns eval_info.
+
+    Set-up errors (names, numbers, seeds, an unwritable `out_dir`, an env or a checkpoint that cannot
+    be built or loaded, a worker that cannot set itself up) raise ValueError before any episode is scored.
+    """
     cfg = resolve(cfg)
     rank, world = dist_rank_world()
     out_dir = Path(out_dir)
+    jobs = plan_jobs(cfg)  # the seeds are checked before anything runs
+    if rank == 0:
+        check_writable(out_dir, "run folder")
+    settings = runner_settings(cfg)
+    planner = check_setup(cfg, settings)
+    if cfg.workers > 1:
+        planner = None  # each worker builds (loads) its own, once; this one only proved that it can be built
     if world > 1:
         import torch.distributed as dist
 
         dist.init_process_group("gloo", timeout=timedelta(hours=24))
         out_dir = Path(_all_gather_json(str(out_dir.resolve()))[0])  # every rank writes its videos there
-    jobs = plan_jobs(cfg)
     shard = jobs[rank::world]
     writer = RunWriter(out_dir, cfg, n_planned=len(jobs), write=rank == 0)
     bar = _progress(cfg, len(shard), enabled=cfg.progress and rank == 0)
@@ -260,11 +292,16 @@ def evaluate(cfg: EvalConfig, out_dir: str | Path) -> dict[str, Any]:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     previous_int = signal.signal(signal.SIGINT, _raise_interrupt) if _main_thread() else None
     try:
-        run_jobs(shard, runner_settings(cfg), out_dir, cfg.workers, on_result)
+        run_jobs(shard, settings, out_dir, cfg.workers, on_result, planner=planner)
     except KeyboardInterrupt:
         bar.close()
         writer.flush(interrupted=True, final=True)
         print(f"\ninterrupted: partial report of {len(writer.records)} episodes in {out_dir}", file=sys.stderr)
+        raise
+    except Exception:  # e.g. a worker that could not set itself up: keep the finished episodes' report
+        bar.close()
+        if writer.records:
+            writer.flush(interrupted=True, final=True)
         raise
     finally:
         if previous is not None:
@@ -381,14 +418,10 @@ def _hydra_main() -> None:
     register_configs()
 
     @hydra.main(config_path="pkg://configs", config_name="eval", version_base="1.3")
+    @user_errors("palme-eval")
     def _run(dcfg) -> None:
         cfg: EvalConfig = OmegaConf.to_object(dcfg)
         out_dir = Path(HydraConfig.get().runtime.output_dir)
-        try:
-            resolve(cfg)
-        except ValueError as exc:  # a bad setting: say what was expected, without a traceback
-            print(f"palme-eval: {exc}", file=sys.stderr)
-            sys.exit(2)
         try:
             info = evaluate(cfg, out_dir)
         except KeyboardInterrupt:
@@ -397,7 +430,7 @@ def _hydra_main() -> None:
             print(summary_table(info))
             print(f"outputs in {out_dir} (report.html, eval_info.json, episodes.jsonl, videos/)")
 
-    _run()
+    run_cli("palme-eval", _run)  # a bad setting, seed range or checkpoint: one line, exit 2
 
 
 def main() -> None:
@@ -406,8 +439,9 @@ def main() -> None:
         compare_main(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "report":
-        for run in sys.argv[2:]:
-            print(f"wrote {rerender_report(run)}")
+        with user_errors("palme-eval report"):
+            for run in sys.argv[2:]:
+                print(f"wrote {rerender_report(run)}")
         return
     _hydra_main()
 

@@ -251,7 +251,7 @@ class Agent:
             index=len(trace.steps), text=str(text)[:500], step=step_text,
             call=asdict(call) if call is not None else None,
             error=error.to_dict() if error is not None else None,
-            success=success, reason=reason, feedback=format_feedback(success, reason), failure=failure,
+            success=success, reason=reason, feedback=printable(format_feedback(success, reason)), failure=failure,
             start_t=start, end_t=u.t, prompt=example.prompt if example is not None else None,
         )
         return record, call
@@ -278,9 +278,20 @@ class Agent:
 
 
 def _history_text(text: object) -> str:
-    """A step that did not parse, as one short line for the history (untrusted text, kept inert)."""
-    line = " ".join(str(text).split())
-    return line[:MAX_HISTORY_TEXT].rstrip(".").strip() or "(empty)"
+    """A step that did not parse, as one short line for the history (untrusted text, kept inert: control characters escaped)."""
+    line = printable(" ".join(str(text).split())[:MAX_HISTORY_TEXT])
+    return line.rstrip(".").strip() or "(empty)"
+
+
+def printable(text: str) -> str:
+    """`text` with every non-printable character (control, format, line and paragraph separators, spaces
+    other than " ") written as its escape (`\\x1b`, `\\n`, `\\u202e`), so it can reach a terminal or a prompt inert.
+
+    Printable text comes back unchanged. Use it wherever planner or user text is shown.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class FlakySkills:

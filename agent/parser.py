@@ -13,6 +13,7 @@ or a `PlanError` whose reason says exactly what was wrong (it is fed back to the
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -100,7 +101,12 @@ _DIST_WORDS = {"slightly": "slightly", "a bit": "slightly", "a little": "slightl
                "far": "far", "a lot": "far", "much": "far", "far away": "far"}
 _DIR_WORDS = {"up": "top", "down": "bottom", "upper": "top", "lower": "bottom", "top": "top", "bottom": "bottom",
               "left": "left", "right": "right"}
-_REFERRAL = re.compile(r"^(?:obj|object)\s*(\d{1,3})$")
+_REFERRAL = re.compile(r"^(?:obj|object)\s*(\d+)$")
+# A referral's number as written, before punctuation is dropped: "obj" / "object", then (after
+# spaces or "_") a token that starts with a sign or a digit of any script. Only "1", "2", ... are
+# object references; "-1", "0", "01", "1.5", "٣", "³" are malformed (never read as another object).
+_REFERRAL_RAW = re.compile(r"(?<![^\W_])(?:obj|object)[\s_]*(?P<num>[-+\u2010-\u2015\u2212]?[^\s,;()<>\[\]{}\"'`]*)")
+_REFERRAL_NUMBER = re.compile(r"[1-9][0-9]*", re.ASCII)
 
 
 def _board_synonyms() -> dict[str, str]:
@@ -180,6 +186,12 @@ class PlanParser:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         if not lines:
             return _Err("parse_error", "empty step; expected e.g. 'pick up the red cube' or 'done'")
+        control = next((c for c in lines[0] if c not in "\t\r" and unicodedata.category(c) in ("Cc", "Cf")), None)
+        if control is not None:
+            return _Err("parse_error", f"the step holds the control character {control!r}; a step is plain text")
+        bad_ref = self._malformed_referral(lines[0].lower())
+        if bad_ref is not None:
+            return bad_ref
         line = lines[0].lower().replace("_", " ").replace("-", " ").replace("\t", " ")
         line = re.sub(r"<\s*(obj\s*\d+)\s*>", r"\1", line)
         line = _STEP_PREFIX.sub("", line).strip().strip("\"'`").strip()
@@ -194,6 +206,18 @@ class PlanParser:
         if not words:
             return _Err("parse_error", f"no step in {text[:60]!r}; expected e.g. 'pick up the red cube' or 'done'")
         return self._sentence(words)
+
+    def _malformed_referral(self, line: str) -> _Err | None:
+        """An `unknown_object` error for the first malformed `obj N` in a (lower-cased) line, else None."""
+        for m in _REFERRAL_RAW.finditer(line):
+            num = m["num"].rstrip(".!?:")
+            if not num or not (num[0] in "-+\u2212" or unicodedata.category(num[0]) in ("Pd", "Nd", "No", "Nl")):
+                continue  # "object" used as a noun ("the red object"), not a referral
+            if not _REFERRAL_NUMBER.fullmatch(num):
+                n = len(self.ctx.objects)
+                scene = f"the scene has obj 1 to obj {n}" if n else "the scene has no objects"
+                return _Err("unknown_object", f"{m[0].rstrip('.!?:')[:40]!r} is not an object reference; {scene}")
+        return None
 
     def _call_to_sentence(self, name: str, args_text: str) -> str | _Err:
         """`place(red cube, blue cube)` -> `place red cube on blue cube` (then parsed as a sentence)."""

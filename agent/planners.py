@@ -250,6 +250,7 @@ def model_dir(checkpoint: str | Path | None) -> Path:
     """The PalmE model folder of a checkpoint argument: the folder itself, its `pretrained_model/`, or a run's last one.
 
     None means DEFAULT_CHECKPOINT, looked up in the working directory and then in the repository.
+    Raises ValueError (one line naming the path) for a file, a folder holding no model, a missing path.
     """
     if checkpoint is None:
         repo = Path(__file__).resolve().parents[1]
@@ -261,6 +262,12 @@ def model_dir(checkpoint: str | Path | None) -> Path:
             if (cand / "config.json").is_file():
                 return cand
     shown = str(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    if checkpoint is not None and Path(checkpoint).is_file():
+        raise ValueError(f"checkpoint {shown!r} is a file; a PalmE checkpoint is a folder (config.json, "
+                         f"model.safetensors, tokenizer files); pass checkpoint=PATH")
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint folder {shown!r} holds no PalmE model (config.json, directly, in "
+                         f"pretrained_model/ or in checkpoints/last/pretrained_model/); pass checkpoint=PATH")
     raise ValueError(f"checkpoint folder {shown!r} does not exist or holds no PalmE model (config.json, directly, "
                      f"in pretrained_model/ or in checkpoints/last/pretrained_model/); pass checkpoint=PATH")
 

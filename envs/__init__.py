@@ -1,7 +1,8 @@
 """Simulated tabletop worlds, their tasks and the plan vocabulary.
 
 Gymnasium ids are registered on import: `palme/PickPlace-v0` and `palme/PushBlocks-v0`
-(the task is chosen with the `task=` kwarg).
+(the task is chosen with the `task=` kwarg; `gym.make(id)` alone builds the world's default task:
+`stack`, `block2block`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ WORLDS: dict[str, tuple[str, str, str, int]] = {
     "pickplace": ("palme/PickPlace-v0", "envs.pickplace:PickPlaceEnv", "envs.tasks.pickplace", 2000),
     "push": ("palme/PushBlocks-v0", "envs.push:PushEnv", "envs.tasks.push", 200),
 }
+DEFAULT_TASKS: dict[str, str] = {"pickplace": "stack", "push": "block2block"}  # what gym.make(id) builds
 
 for _world, (_id, _entry, _tasks, _max_steps) in WORLDS.items():
     if _id not in gym.registry:
-        gym.register(id=_id, entry_point=_entry, max_episode_steps=_max_steps)
+        gym.register(id=_id, entry_point=_entry, max_episode_steps=_max_steps, kwargs={"task": DEFAULT_TASKS[_world]})
 
 
 def load_world(world: str) -> None:

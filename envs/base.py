@@ -8,7 +8,6 @@ drive the physics through `control()` and look with `observe()` only at decision
 
 from __future__ import annotations
 
-import string
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -22,8 +21,42 @@ from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDes
 from envs.tasks.base import SPLITS, Task, TaskInstance, make_task
 from envs.vocab import object_names
 
-INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.;:'\"?!-_()<>/"
 MAX_INSTRUCTION_LEN = 256
+# Unicode ranges whose printable characters (str.isprintable: no control, format or separator
+# characters other than " ") an instruction may hold: what people type, paste or dictate in the
+# languages the tokenizer's byte-level BPE reads like any text. One line: no newline, no tab.
+INSTRUCTION_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x0020, 0x007E, "ASCII"),
+    (0x00A0, 0x036F, "Latin letters with accents, IPA, combining accents"),
+    (0x0370, 0x052F, "Greek, Cyrillic"),
+    (0x1E00, 0x1FFF, "more accented Latin and Greek letters"),
+    (0x2000, 0x2BFF, "punctuation (dashes, quotes), currency, arrows, maths, symbols, dingbats"),
+    (0xFE00, 0xFE0F, "variation selectors"),
+    (0x1F300, 0x1FAFF, "emoji"),
+)
+INSTRUCTION_CHARSET = "".join(
+    c for lo, hi, _ in INSTRUCTION_RANGES for c in map(chr, range(lo, hi + 1)) if c.isprintable()
+)
+_INSTRUCTION_CHARS = frozenset(INSTRUCTION_CHARSET)
+INSTRUCTION_TEXT = (f"an instruction is one line of at most {MAX_INSTRUCTION_LEN} printable characters ("
+                    + "; ".join(what for _, _, what in INSTRUCTION_RANGES) + ")")
+
+
+def check_instruction(text: object) -> str:
+    """`text` if the observation space's `instruction` (a gymnasium Text of INSTRUCTION_CHARSET) holds it.
+
+    Raises ValueError (one line) naming the first character outside INSTRUCTION_CHARSET (its repr,
+    code point and position) or the length, and what an instruction may hold.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - a user error
+    if len(text) > MAX_INSTRUCTION_LEN:
+        raise ValueError(f"the instruction has {len(text)} characters; {INSTRUCTION_TEXT}")
+    for i, c in enumerate(text):
+        if c not in _INSTRUCTION_CHARS:
+            raise ValueError(f"instruction character {c!r} (U+{ord(c):04X}) at position {i} is not allowed; "
+                             f"{INSTRUCTION_TEXT}")
+    return text
 
 
 class TabletopEnv(gym.Env):
@@ -117,20 +150,24 @@ class TabletopEnv(gym.Env):
     # ---- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """New episode. `options["instruction"]`: a user instruction, parsed back into a goal if possible."""
-        super().reset(seed=seed)
         options = options or {}
+        if "instruction" in options:  # refused before anything changes (RNG, scene)
+            check_instruction(options["instruction"])
+        super().reset(seed=seed)
         for _ in range(self.max_resample):
             self._new_scene(self.task.sample(self.np_random, self.split))
             if not self.task.is_success(self, self.goal):
                 break
         if "instruction" in options:
-            self.set_instruction(str(options["instruction"]))
+            self.set_instruction(options["instruction"])
         return self.observe(), self._info()
 
     def set_instruction(self, text: str) -> bool:
-        """Replace the instruction on the current scene; returns whether the task could parse it into a goal."""
-        if len(text) > MAX_INSTRUCTION_LEN:
-            raise ValueError(f"instruction longer than {MAX_INSTRUCTION_LEN} characters")
+        """Replace the instruction on the current scene; returns whether the task could parse it into a goal.
+
+        Raises ValueError (see `check_instruction`) for text the observation space does not hold.
+        """
+        check_instruction(text)
         assert self.instance is not None, "call reset() first"
         self.instance.instruction = text
         self.goal = self.task.parse_instruction(text, self.instance.objects)

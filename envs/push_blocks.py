@@ -8,7 +8,6 @@ prisms, so they push as one rigid body without the hull filling their notches.
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as p
 
+from envs import fileio
 from envs.catalogue import COLORS, MAX_OBJECTS, ObjectDesc
 
 BLOCK_COLORS: tuple[str, ...] = ("red", "blue", "green", "yellow")
@@ -163,12 +163,8 @@ def asset_dir() -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    # Several env processes may generate the cache at once: write aside, then rename.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Several env processes may generate the cache at once: write aside, then rename (mode per the umask)."""
+    fileio.write_atomic(path, text, fsync=False)
 
 
 @cache

@@ -13,13 +13,13 @@ import pytest
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS, zone_row
 from training.dataset import (
+    SCHEMA_VERSION,
     DatasetError,
     DatasetWriter,
     EpisodeData,
     Frame,
     LogDataset,
     NotADatasetError,
-    SCHEMA_VERSION,
     PlanStep,
     encode_episode,
     make_features,
@@ -68,7 +68,7 @@ def make_episode(seed: int, n: int = 5, task: str = "stack", success: bool = Tru
 
 
 def write(root, seeds, **kw) -> list[int | None]:
-    with DatasetWriter(root, FEATURES, fps=5, robot_type="panda", palme={"world": "pickplace"}) as w:
+    with DatasetWriter(root, FEATURES, fps=5, robot_type="panda", palme={"world": "pickplace", "control_hz": 20}) as w:
         return [w.add(encode_episode(make_episode(s, **kw), FEATURES)) for s in seeds]
 
 
@@ -219,7 +219,7 @@ def test_wrong_schema_version_and_not_a_dataset(ds_root, tmp_path, capsys):
     assert f"schema_version 99, expected {SCHEMA_VERSION}" in err.message
     with pytest.raises(ValueError, match="schema_version 99"):
         LogDataset(ds_root)
-    assert cli(["validate", str(ds_root)]) == 1
+    assert cli(["validate", str(ds_root)]) == 2
     with pytest.raises(NotADatasetError):
         validate(tmp_path / "nothing")
     capsys.readouterr()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from agent.model import IGNORE_INDEX, PalmE, PalmEConfig, make_model, train_tokenizer
 from agent.parser import SceneContext, parse_step, valid_steps
-from agent.prompts import Example, PromptBuilder, obj_token, zone_token
+from agent.prompts import Example, Prompt, PromptBuilder, obj_token, zone_token
 from envs.catalogue import (
     COLOR_NAMES,
     COLORS,
@@ -167,7 +167,7 @@ def test_placeholders_are_replaced_at_their_positions(fresh):
     robot = rng.normal(size=ROBOT_DIM).astype(np.float32)
     image = solid("blue", rng, 32)
     ex = Example(
-        f"Is {obj_token(3)} left of {obj_token(1)}? See <img> and <robot> then",
+        Prompt.template(f"Is {obj_token(3)} left of {obj_token(1)}? See <img> and <robot> then"),
         "yes",
         image=image,
         objects=rows,
@@ -455,11 +455,11 @@ def test_bad_inputs_raise_clear_errors(fresh):
     with pytest.raises(ValueError, match="<obj_3> but the example has 2 present object rows"):
         fresh.collate([Example(too_many, objects=rows, robot=np.zeros(ROBOT_DIM, np.float32))], train=False)
     with pytest.raises(ValueError, match="no image"):
-        fresh.collate([Example("Given <img>.", "x")], train=True)
+        fresh.collate([Example(Prompt.template("Given <img>."), "x")], train=True)
     with pytest.raises(ValueError, match=r"got shape \(32, 32, 3\) dtype float32"):
-        fresh.generate([Example("Given <img>.", image=np.zeros((32, 32, 3), np.float32))])
+        fresh.generate([Example(Prompt.template("Given <img>."), image=np.zeros((32, 32, 3), np.float32))])
     with pytest.raises(ValueError, match=f"shape \\({ROBOT_DIM},\\)"):
-        fresh.collate([Example("Robot: <robot>.", robot=np.zeros(3, np.float32))], train=False)
+        fresh.collate([Example(Prompt.template("Robot: <robot>."), robot=np.zeros(3, np.float32))], train=False)
     with pytest.raises(ValueError, match="no answer tokens"):
         fresh(fresh.collate([Example("hi")], train=False))
     with pytest.raises(ValueError, match="one entry per example"):

@@ -19,6 +19,12 @@ hundreds of control steps with planner decisions in between, and its length diff
 a vector env steps all envs in lockstep, one action each, which would need the whole agent loop
 turned inside out. A process pool (forkserver context: PyBullet clients must not be forked from a
 parent that already touched them) gives each worker a whole episode at a time.
+
+Set-up is checked in the parent before the first episode: the task, the seeds (both ends of the
+seeds the run may try inside the split's range), the `out` folder (writable), the env and, with
+`planner=palme`, the model (loaded once with the loader, whose message stops the run). A worker
+that still cannot set itself up stops the run with its message (exit 2), and workers end when the
+parent dies (agent.workers).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from envs.tasks.base import SPLITS, seed_range
+from agent.workers import exit_with_parent, parent_watch, setup_error
+from envs.tasks.base import SPLITS, check_seeds, seed_range
 
 ROBOT_TYPES = {"pickplace": "franka_panda", "push": "planar_pusher"}  # info.json robot_type per world
 _WORKER: dict[str, Any] = {}  # per-process env, agent and recorder (set by _init_worker)
@@ -81,21 +88,35 @@ def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
     return kw
 
 
-def _init_worker(cfg: CollectConfig) -> None:
-    """Build this process's env, recorder and agent once."""
-    from agent.loop import Agent
+def _make_planner(cfg: CollectConfig) -> Any:
+    """The acting planner (planner=palme loads the model: a checkpoint the loader refuses raises its ValueError)."""
     from agent.planners import OraclePlanner, PalmEPlanner
+
+    if cfg.planner == "oracle":
+        return OraclePlanner()
+    return PalmEPlanner(cfg.checkpoint or None, constrained=True)
+
+
+def _init_worker(cfg: CollectConfig, parent: Any = None) -> None:
+    """Build this process's env, recorder and agent once (ending with the parent); a failure is raised by every job."""
+    exit_with_parent(parent)
+    try:
+        _set_up_worker(cfg)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent by the first job
+        _WORKER["setup_error"] = setup_error(exc)
+
+
+def _set_up_worker(cfg: CollectConfig) -> None:
+    from agent.loop import Agent
     from envs import make_env
     from training.recorder import EpisodeRecorder
 
     env = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
-    if cfg.planner == "oracle":
-        planner = OraclePlanner()
-    else:
+    if cfg.planner != "oracle":
         import torch
 
         torch.set_num_threads(1)  # one worker per core
-        planner = PalmEPlanner(cfg.checkpoint or None, constrained=True)
+    planner = _make_planner(cfg)
     recorder = EpisodeRecorder(env, cfg.fps, label_steps=cfg.planner != "oracle")
     _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=Agent(planner, render=True, **recorder.hooks()))
     _WORKER["features"] = dataset_features(env)
@@ -105,6 +126,8 @@ def _run_episode(seed: int) -> tuple[int, bool, Any, str]:
     """One episode in a worker: (seed, success, encoded episode or None when dropped, failure reason)."""
     from training.dataset.episode import encode_episode
 
+    if "setup_error" in _WORKER:
+        raise _WORKER["setup_error"]
     cfg, recorder = _WORKER["cfg"], _WORKER["recorder"]
     recorder.reset()
     trace = _WORKER["agent"].episode(_WORKER["env"], seed=seed)
@@ -152,32 +175,43 @@ def dataset_palme_block(cfg: CollectConfig, env: Any) -> dict[str, Any]:
 
 
 def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
-    """Run the collection; returns a summary (episodes written, attempts, episodes/min, MB/episode)."""
+    """Run the collection; returns a summary (episodes written, attempts, episodes/min, MB/episode).
+
+    Raises ValueError before the first episode for a set-up error (see the module docstring), and
+    WorkerSetupError (a ValueError) when a worker cannot set itself up.
+    """
     from tqdm import tqdm
 
+    from agent.cli.common import check_writable
     from envs import load_world, make_env
     from envs.tasks.base import task_names
-    from training.dataset.writer import DatasetWriter
 
     load_world(cfg.env)
     if cfg.task not in task_names(cfg.env):
         raise ValueError(f"unknown task {cfg.task!r} for env {cfg.env!r}; known tasks: {task_names(cfg.env)}")
+    lo, hi = seed_range(cfg.split)
+    first = lo if cfg.seed_start is None else cfg.seed_start
+    max_attempts = cfg.max_attempts or 3 * cfg.episodes
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1 or None (3x episodes), got {cfg.max_attempts}")
+    # Both ends of the seeds the run may try (more when seeds already in `out` are skipped; then the range's end stops it).
+    check_seeds(cfg.split, first, max_attempts, given=f"seed_start={first} with max_attempts={max_attempts}")
+    check_writable(cfg.out, "out folder")
     probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
     features, palme = dataset_features(probe), dataset_palme_block(cfg, probe)
     robot_type = getattr(probe.unwrapped, "robot_type", None) or ROBOT_TYPES.get(cfg.env, cfg.env)
     probe.close()
-    lo, hi = seed_range(cfg.split)
-    first = lo if cfg.seed_start is None else cfg.seed_start
-    if not lo <= first < hi:
-        raise ValueError(f"seed_start {first} is outside the {cfg.split} seed range [{lo}, {hi})")
-    max_attempts = cfg.max_attempts or 3 * cfg.episodes
+    if cfg.planner != "oracle":
+        _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
+    from training.dataset.writer import DatasetWriter
+
     writer = DatasetWriter(cfg.out, features, fps=cfg.fps, robot_type=robot_type, palme=palme)
     seeds = (s for s in range(first, hi) if not writer.has(cfg.task, s))
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.episodes, unit="ep", disable=not cfg.progress, dynamic_ncols=True)
     try:
         with ProcessPoolExecutor(cfg.workers, mp_context=get_context("forkserver"), initializer=_init_worker,
-                                 initargs=(cfg,)) as pool:
+                                 initargs=(cfg, parent_watch())) as pool:
             pending: set[Future] = set()
             try:
                 written, tried, succeeded = _drive(cfg, pool, pending, writer, seeds, bar, log, max_attempts, t0)
@@ -209,7 +243,11 @@ def _drive(cfg, pool, pending, writer, seeds, bar, log, max_attempts, t0) -> tup
     written = tried = succeeded = 0
     while True:
         while len(pending) < 2 * cfg.workers and written + len(pending) < cfg.episodes and tried < max_attempts:
-            pending.add(pool.submit(_run_episode, next(seeds)))
+            seed = next(seeds, None)
+            if seed is None:  # the split's seed range is used up (seeds already in `out` are skipped)
+                max_attempts = tried
+                break
+            pending.add(pool.submit(_run_episode, seed))
             tried += 1
         if not pending:
             return written, tried, succeeded
@@ -237,12 +275,19 @@ def main() -> None:
 
     ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
 
-    @hydra.main(config_path="pkg://configs", config_name="collect", version_base="1.3")
-    def _app(dcfg) -> None:
-        cfg = CollectConfig(**OmegaConf.to_container(dcfg, resolve=True))
-        collect(cfg)
+    from agent.cli.common import run_cli, user_errors
 
-    _app()
+    @hydra.main(config_path="pkg://configs", config_name="collect", version_base="1.3")
+    @user_errors("palme-collect")
+    def _app(dcfg) -> None:
+        cfg = OmegaConf.to_object(dcfg)  # typed: a wrong type or a bad value names its key
+        assert isinstance(cfg, CollectConfig)
+        try:
+            collect(cfg)
+        except KeyboardInterrupt:  # Ctrl-C: every finished episode is already in `out` (collect said how many)
+            sys.exit(130)
+
+    run_cli("palme-collect", _app)  # user errors: one line, exit 2; bugs keep their traceback
 
 
 if __name__ == "__main__":

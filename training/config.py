@@ -6,6 +6,7 @@ training), `experiment` (whole runs in configs/experiment/, e.g. `experiment=pal
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +16,48 @@ STAGES = ("full", "frozen_llm", "projector_only", "lora")
 PRECISIONS = ("auto", "fp32", "bf16")
 NAN_POLICIES = ("stop", "skip")
 
-# Keys that may change between a run and its resumption without changing what is computed.
-RESUME_FREE_KEYS = (
-    "resume", "output_dir", "device", "num_threads", "progress", "log_every", "save_every",
-    "keep_checkpoints", "eval.", "train.steps", "run_name", "stop_after", "init_from",
-)
+# How each key may change when a run is resumed (`resume=true`). Every key of the schema has exactly one
+# rule (tests/test_train_safety.py fails on a key without one); a group name ("model") covers its keys.
+MUST_MATCH = "must match"  # changes what is computed: a resume with another value is refused, naming the key
+APPLIED = "may change, applied"  # takes effect from the resumed update on; later checkpoints record the new value
+IRRELEVANT = "may change, irrelevant"  # names or locates the run, or is the resume switch itself
+
+RESUME_RULES: dict[str, str] = {
+    # the model definition: on resume the checkpoint's config.json is what is built, so no value may differ
+    "model": MUST_MATCH,
+    # the examples and their mixture (the data stream's position is only valid for the same data)
+    "data.dirs": MUST_MATCH, "data.mixture": MUST_MATCH, "data.weights": MUST_MATCH,
+    "data.include_failed": MUST_MATCH, "data.max_plan_examples": MUST_MATCH, "data.max_episodes": MUST_MATCH,
+    "data.val_fraction": MUST_MATCH, "data.skip_invalid": MUST_MATCH, "data.validate_images": MUST_MATCH,
+    # the length of the run: the learning-rate schedule is stretched (or shrunk) to the new end, so the LR of
+    # every later update is the one a run started with this value gives it (see training.optim.set_total_steps)
+    "train.steps": APPLIED,
+    # the updates themselves (the optimizer's hyper-parameters, the schedule's shape, the loss, which
+    # parameters train, the batch and how it is split, the arithmetic)
+    "train.batch_size": MUST_MATCH, "train.grad_accum": MUST_MATCH, "train.group_by_length": MUST_MATCH,
+    "train.lr": MUST_MATCH, "train.min_lr_ratio": MUST_MATCH, "train.warmup_steps": MUST_MATCH,
+    "train.weight_decay": MUST_MATCH, "train.betas": MUST_MATCH, "train.eps": MUST_MATCH,
+    "train.prompt_loss": MUST_MATCH, "train.grad_clip": MUST_MATCH, "train.stage": MUST_MATCH,
+    "train.precision": MUST_MATCH,
+    # what happens on a non-finite loss from now on (what the NaN message suggests changing before resuming)
+    "train.nan_policy": APPLIED, "train.max_skipped": APPLIED,
+    # evaluation during training: read-only for the training state (the RNG is restored after it), so the
+    # evaluations from the resumed update on follow the new values
+    "eval.every": APPLIED, "eval.final": APPLIED, "eval.examples": APPLIED, "eval.batch_size": APPLIED,
+    "eval.samples": APPLIED, "eval.closed_loop_every": APPLIED, "eval.episodes": APPLIED, "eval.tasks": APPLIED,
+    "eval.split": APPLIED, "eval.max_new_tokens": APPLIED, "eval.constrained": APPLIED,
+    "eval.max_long_tokens": APPLIED,
+    # every random draw of training (initialisation, data order, dropout)
+    "seed": MUST_MATCH,
+    # where the weights came from: on resume they come from the checkpoint, so another value would be
+    # silently ignored, and later checkpoints would record a wrong origin
+    "init_from": MUST_MATCH,
+    # bookkeeping of this invocation, applied from the resumed update on
+    "device": APPLIED, "num_threads": APPLIED, "save_every": APPLIED, "keep_checkpoints": APPLIED,
+    "log_every": APPLIED, "progress": APPLIED, "stop_after": APPLIED,
+    # the run folder's name and place (a moved folder resumes), and the switch itself
+    "run_name": IRRELEVANT, "output_dir": IRRELEVANT, "resume": IRRELEVANT,
+}
 
 
 @dataclass
@@ -111,7 +149,7 @@ class TrainConfig:
     seed: int = 0  # seeds model init, data order and every random draw of training
     run_name: str = "palme"  # the run folder is outputs/train/<run_name> unless output_dir is given
     output_dir: str = ""  # run folder (checkpoints/, tb/, eval history); "" = outputs/train/<run_name>
-    resume: bool = False  # continue the run in output_dir from checkpoints/last (same config required)
+    resume: bool = False  # continue the run in output_dir from checkpoints/last (config per RESUME_RULES)
     init_from: str = ""  # fine-tune: start from this checkpoint's weights (fresh optimizer and schedule)
     device: str = "auto"  # auto (cuda:LOCAL_RANK when available, else cpu) | cpu | cuda
     num_threads: int = 0  # torch intra-op threads per process; 0 = torch's default
@@ -130,6 +168,26 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainConfig)
 
 
+def schema_keys(node: Any = None, prefix: str = "") -> list[str]:
+    """Every leaf key of the schema, dotted ("train.lr", "model.llm_hidden"), in declaration order."""
+    node = TrainConfig() if node is None else node
+    out: list[str] = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        out += schema_keys(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+    return out
+
+
+def resume_rule(key: str) -> str:
+    """The RESUME_RULES entry of a dotted key (its own, else its group's); KeyError for a key without one."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        rule = RESUME_RULES.get(".".join(parts[:n]))
+        if rule is not None:
+            return rule
+    raise KeyError(f"{key} has no entry in training.config.RESUME_RULES")
+
+
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts -> {"a.b.c": value} (lists stay values)."""
     out: dict[str, Any] = {}
@@ -141,13 +199,31 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_ABSENT = "<absent>"
+
+
+def _lookup(d: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return _ABSENT
+        d = d[part]
+    return d
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ in a way that changes the computation (RESUME_FREE_KEYS excluded)."""
-    a, b = flatten(saved), flatten(current)
-    keys = sorted(set(a) | set(b))
+    """The "must match" keys (RESUME_RULES) whose values differ, as "key: saved X, now Y", sorted by key.
 
-    def free(k: str) -> bool:
-        return any(k == f or (f.endswith(".") and k.startswith(f)) for f in RESUME_FREE_KEYS)
+    Values are compared whole per schema key (a dict such as data.weights is one value); a saved key
+    the schema does not know (a config of another code version) must match too.
+    """
+    keys = schema_keys()
+    unknown = [k for k in flatten(saved) if not any(k == s or k.startswith(s + ".") for s in keys)]
 
-    return [f"{k}: saved {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r}"
-            for k in keys if not free(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
+    def must_match(k: str) -> bool:
+        try:
+            return resume_rule(k) == MUST_MATCH
+        except KeyError:
+            return True
+
+    return [f"{k}: saved {_lookup(saved, k)!r}, now {_lookup(current, k)!r}"
+            for k in sorted({*keys, *unknown}) if must_match(k) and _lookup(saved, k) != _lookup(current, k)]

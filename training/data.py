@@ -1,8 +1,12 @@
 """The data setup of a training run: validated log folders -> example sources, held-out episodes, the stream.
 
-Every folder is validated first (a folder that fails is refused with the validation report, or its
-bad episodes are skipped with `data.skip_invalid=true`). A seeded fraction of each folder's
-episodes is held out: their examples are only ever used for evaluation during training.
+Every folder goes through the checks of `palme-dataset validate` (every image decoded unless
+`data.validate_images=false`) before anything is built from it: a folder that fails is refused at
+start with validate's one-line summary, or, with `data.skip_invalid=true`, its bad episodes (and the
+episodes of a bad frame) are left out and counted; a problem of the folder itself is always refused.
+A scene (world, task, seed) appears in one folder only, so a held-out episode never has a twin in
+training. A seeded fraction of each folder's episodes is held out: their examples are only ever
+used for evaluation during training.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ import numpy as np
 
 from agent.prompts import Example, PromptBuilder
 from training.config import DataConfig
-from training.dataset import LogDataset, validate
+from training.dataset import LogDataset
+from training.dataset.checks import summarize
 from training.examples import ExampleBuilder, ExampleSpec, MixtureConfig
 
 Ref = tuple[int, ExampleSpec]  # (folder index, spec)
 
 
 class DataValidationError(ValueError):
-    """A training folder failed `palme-dataset validate`; the message is the report."""
+    """A training folder failed `palme-dataset validate`; the message (one line) summarizes the report."""
 
 
 @dataclass
@@ -69,17 +74,50 @@ class TrainData:
         return [t for refs in self.train.values() for _, s in refs for t in (s.prompt, s.answer)]
 
 
-def check_folder(root: str | Path, cfg: DataConfig) -> None:
-    """Refuse a folder that fails validation, with the full report (unless bad episodes are to be skipped)."""
-    problems = validate(root, images=cfg.validate_images)
-    errors = [p for p in problems if p.level == "error"]
-    if errors and not cfg.skip_invalid:
-        report = "\n".join(f"  {p}" for p in errors[:50])
-        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+def open_folder(root: str | Path, cfg: DataConfig, log: Callable[[str], None] = print) -> LogDataset:
+    """A log folder that passed validation (LogDataset runs validate's checks), or DataValidationError (one
+    line: validate's summary); with `cfg.skip_invalid`, bad episodes are skipped and the count is logged."""
+    try:
+        ds = LogDataset(root, on_error="skip" if cfg.skip_invalid else "raise", images=cfg.validate_images)
+    except ValueError as err:  # NotADatasetError (no readable info.json), DatasetError (with every error found)
+        problems = getattr(err, "problems", None) or []
+        if problems and all(p.episode is not None for p in problems) and not cfg.skip_invalid:
+            hint = "fix or re-collect those episodes, or pass data.skip_invalid=true to skip them"
+        else:
+            hint = "fix the folder or drop it from data.dirs (data.skip_invalid skips bad episodes, not this)"
+        what = summarize(problems) if problems else str(err)
+        raise DataValidationError(f"data folder {root} failed validation, refusing to train on it: {what}; "
+                                  f"run `palme-dataset validate {root}` for the full report; {hint}") from err
+    if ds.skipped:
+        frames = f", {ds.invalid_frames} invalid frame(s) among them" if ds.invalid_frames else ""
+        log(f"skipped {len(ds.skipped)} invalid episode(s) of {root} (data.skip_invalid=true{frames}): "
+            + summarize(ds.problems))
+    return ds
+
+
+def drop_twins(ds: LogDataset, root: str | Path, seen: dict[tuple[str, str, int], str], skip: bool,
+               log: Callable[[str], None] = print) -> int:
+    """Refuse (or, with `skip`, drop and count) episodes whose scene (world, task, seed) an earlier folder
+    holds: a held-out episode must never have a twin among the training episodes. Records the rest in `seen`."""
+    world = ds.info["palme"]["world"]
+    twins = [(pos, seen[(world, ep.task_name, ep.seed)]) for pos, ep in enumerate(ds.episodes)
+             if (world, ep.task_name, ep.seed) in seen]
+    if twins and not skip:
+        pos, where = twins[0]
+        ep = ds.episodes[pos]
         raise DataValidationError(
-            f"data folder {root} failed validation ({len(errors)} error(s)); refusing to train on it:\n"
-            f"{report}{more}\nFix or re-collect those episodes, or pass data.skip_invalid=true to skip them."
-        )
+            f"data folder {root}: episode {ep.index} ({world} {ep.task_name} seed {ep.seed}) is the same scene as "
+            f"{where}" + (f" (+{len(twins) - 1} more)" if len(twins) > 1 else "")
+            + "; a held-out episode would have a twin in training: collect with another seed_start, drop one "
+              "folder, or pass data.skip_invalid=true to skip the repeats")
+    if twins:
+        drop = {pos for pos, _ in twins}
+        ds.keep_only(p for p in range(len(ds.episodes)) if p not in drop)
+        log(f"skipped {len(twins)} episode(s) of {root} that repeat a scene of an earlier folder "
+            f"(first: {twins[0][1]})")
+    for ep in ds.episodes:
+        seen[(world, ep.task_name, ep.seed)] = f"episode {ep.index} of {root}"
+    return len(twins)
 
 
 def _heldout_positions(n: int, fraction: float, seed: int, folder: int) -> set[int]:
@@ -111,15 +149,14 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
     tasks: set[tuple[str, str]] = set()
     skipped, image_shape = 0, None
     held_all: list[set[int]] = []
+    seen: dict[tuple[str, str, int], str] = {}  # scene -> where it was first seen
     for folder, root in enumerate(cfg.dirs):
-        check_folder(root, cfg)
-        ds = LogDataset(root, on_error="skip" if cfg.skip_invalid else "raise")
-        if ds.skipped:
-            skipped += len(ds.skipped)
-            log(f"skipped {len(ds.skipped)} invalid episode(s) of {root}: " + "; ".join(str(p) for p in ds.skipped[:3]))
+        ds = open_folder(root, cfg, log)
+        skipped += len(ds.skipped)
         if cfg.max_episodes > 0:
             ds.episodes = ds.episodes[: cfg.max_episodes]
-        world = (ds.info.get("palme") or {}).get("world", "?")
+        skipped += drop_twins(ds, root, seen, cfg.skip_invalid, log)
+        world = ds.info["palme"]["world"]
         tasks |= {(world, ep.task_name) for ep in ds.episodes}
         image_shape = image_shape or ds.image_shape
         builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed)

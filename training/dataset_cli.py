@@ -1,4 +1,8 @@
-"""`palme-dataset info|validate|render DIR`: inspect, check and watch demonstration logs."""
+"""`palme-dataset info|validate|render DIR`: inspect, check and watch demonstration logs.
+
+Every error (not a dataset, a folder that fails validation, a bad argument) is one line on stderr,
+`palme-dataset: error: <message>`, and exit status 2; `validate` prints its full report on stdout first.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ from pathlib import Path
 import cv2
 
 from envs.video import caption, write_video
-from training.dataset.checks import DatasetError
+from training.dataset.checks import errors_of, scan, summarize
 from training.dataset.reader import LogDataset
-from training.dataset.schema import NotADatasetError, load_info
-from training.dataset.validate import validate
+
+PROG = "palme-dataset"
 
 
 def _size_mb(root: Path) -> float:
@@ -33,7 +37,7 @@ def cmd_info(root: Path) -> int:
     print(f"dataset      {root}")
     print(f"format       LeRobotDataset {info['codebase_version']} (palme schema {palme.get('schema_version')})")
     print(f"world        {palme.get('world')}  robot {info.get('robot_type')}  fps {info['fps']}")
-    print(f"episodes     {info['total_episodes']}" + (f" ({len(ds.skipped)} unreadable)" if ds.skipped else ""))
+    print(f"episodes     {info['total_episodes']}" + (f" ({len(ds.skipped)} invalid: run validate)" if ds.skipped else ""))
     print(f"frames       {info['total_frames']}")
     print(f"tasks        {info['total_tasks']} instructions; episodes per task: "
           + ", ".join(f"{k} {v}" for k, v in sorted(by_task.items())))
@@ -49,17 +53,20 @@ def cmd_info(root: Path) -> int:
     return 0
 
 
+class ValidationFailed(ValueError):
+    """The folder has errors (the report is on stdout; the message is its one-line summary)."""
+
+
 def cmd_validate(root: Path, images: bool) -> int:
-    """Print every problem; exit 1 when any is an error."""
-    problems = validate(root, images=images)
-    errors = [p for p in problems if p.level == "error"]
+    """Print every problem on stdout; ValidationFailed (exit 2) when any is an error."""
+    info, problems = scan(root, images=images)
+    errors = errors_of(problems)
     for p in problems:
         print(p)
-    info = load_info(root)
     if errors:
         bad = sorted({p.episode for p in errors if p.episode is not None})
         print(f"INVALID: {len(errors)} error(s)" + (f" in episode(s) {bad}" if bad else ""))
-        return 1
+        raise ValidationFailed(f"{root} failed validation: {summarize(problems)}")
     print(f"OK: {info['total_episodes']} episodes, {info['total_frames']} frames"
           + (f", {len(problems)} warning(s)" if problems else ""))
     return 0
@@ -87,11 +94,19 @@ def cmd_render(root: Path, episode: int, out: Path | None, fps: int | None, scal
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line too (`palme-dataset: error: ...`, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see {PROG} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="palme-dataset", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    """Run one command; returns the exit status (0 OK, 2 any error, reported on one stderr line)."""
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("info", help="episodes, frames, tasks, success, size").add_argument("dir", type=Path)
-    v = sub.add_parser("validate", help="check every file; exit 1 on corruption")
+    v = sub.add_parser("validate", help="check every file; exit 2 on any error")
     v.add_argument("dir", type=Path)
     v.add_argument("--no-images", action="store_true", help="skip decoding every PNG (faster)")
     r = sub.add_parser("render", help="mp4 of an episode with the plan step on the frames")
@@ -109,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.scale < 1:
             raise ValueError(f"--scale must be >= 1, got {args.scale}")
         return cmd_render(args.dir, args.episode, args.out, args.fps, args.scale)
-    except NotADatasetError as err:
-        print(err, file=sys.stderr)
+    except ValueError as err:  # NotADatasetError, DatasetError, ValidationFailed, bad arguments: user errors
+        print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    except (DatasetError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # e.g. --out not writable
+        print(f"{PROG}: error: {err.filename or ''}: {err.strerror or err}".replace(": : ", ": "), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,16 +32,25 @@ class DistInfo:
 
 
 def setup(device: str = "auto") -> DistInfo:
-    """Join the torchrun process group when launched by torchrun; pick the device."""
+    """Join the torchrun process group when launched by torchrun; pick the device.
+
+    `device`: auto (cuda:LOCAL_RANK when CUDA is available, else cpu) | cpu | cuda. ValueError (one line)
+    for another name, or cuda on a machine without a CUDA device for this process.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda (torchrun gives each process cuda:LOCAL_RANK), got {device!r}")
+    if device == "cuda" and torch.cuda.device_count() <= local:
+        raise ValueError(f"device=cuda but this process (LOCAL_RANK {local}) has no CUDA device "
+                         f"({torch.cuda.device_count()} visible); use device=cpu or auto")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     else:
-        dev = torch.device(device if device not in ("auto",) else "cpu")
+        dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
@@ -64,3 +74,26 @@ def barrier(info: DistInfo) -> None:
     """Wait for every process (no-op for one process)."""
     if info.enabled:
         dist.barrier()
+
+
+def check_on_main(check: Callable[[], None], info: DistInfo) -> None:
+    """Run `check` on rank 0 (the rank that writes) and make every rank refuse when it refuses.
+
+    A ValueError from `check` is re-raised on rank 0; the other ranks raise a ValueError saying rank 0
+    refused, instead of waiting for it at the next barrier. One process: just `check()`.
+    """
+    if not info.enabled:
+        check()
+        return
+    err: ValueError | None = None
+    if info.is_main:
+        try:
+            check()
+        except ValueError as e:
+            err = e
+    flag = torch.tensor([1.0 if err is not None else 0.0], device=info.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.SUM)
+    if err is not None:
+        raise err
+    if flag.item() > 0:
+        raise ValueError("rank 0 refused to start (its message says why)")

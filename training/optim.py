@@ -53,3 +53,24 @@ def make_optimizer(
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup: int, total: int, min_ratio: float):
     """LambdaLR with `WarmupCosine` on every group."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup, total, min_ratio))
+
+
+def set_total_steps(scheduler: torch.optim.lr_scheduler.LambdaLR, total: int) -> list[float]:
+    """Make a (resumed) `make_scheduler` schedule end at update `total`, keeping its position.
+
+    Every group's `WarmupCosine` gets the new total, and the LR of the next update (the scheduler's
+    `last_epoch`, 0-based) becomes the one the new schedule gives it: from here on the rates are those
+    of a run started with `total` updates. Returns the new per-group LRs; ValueError for total < 1.
+    """
+    if total < 1:
+        raise ValueError(f"need total >= 1 updates, got {total}")
+    fns = scheduler.lr_lambdas
+    if not all(isinstance(fn, WarmupCosine) for fn in fns):
+        raise TypeError("set_total_steps needs a scheduler made by make_scheduler (WarmupCosine on every group)")
+    for fn in fns:
+        fn.total = total
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, fns, strict=True)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() returns (torch keeps it there)
+    return lrs

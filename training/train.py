@@ -10,6 +10,19 @@ The run folder holds `checkpoints/<step>/{pretrained_model,training_state}` + `l
 layout; `pretrained_model/` is what palme-run / palme-eval load), `tb/` (TensorBoard) and
 `eval_history.jsonl` (one line per evaluation during training).
 
+Resuming (`resume=true`): every config key has a rule in `training.config.RESUME_RULES`. A key that
+changes what is computed (the model, the data, the optimisation, the seed, init_from) must have its
+saved value, else the resume is refused naming the keys; bookkeeping and evaluation keys may change
+and apply from the resumed update on. `train.steps` may grow ("train 6 more updates"): the
+learning-rate schedule is stretched to end at the new value, so the later updates get the rates a run
+started with it gives them; a `train.steps` at or below the updates done is refused.
+
+Everything is checked before the first update, in the order of `setup`: the output locations (run
+folder, checkpoints/, tb/: writable, or creatable, with nothing created), the init_from / resumed
+checkpoint (every file loaded and checked before any data is read), then the data. A refusal is one
+line on stderr (`palme-train: error: ...`, exit status 2, also for hydra's and OmegaConf's errors on
+the command line), and a refused start leaves no run folder behind; bugs keep their tracebacks.
+
 Equivalence of DDP and accumulation with one process: every update minimises the mean loss over
 all answer tokens of the global batch. Each micro-batch's mean loss is weighted by its share of
 the global token count (an all-reduced count), so how the batch is split over processes and
@@ -20,6 +33,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -36,7 +51,7 @@ from training.batches import MixtureStream, length_groups
 from training.config import TrainConfig, config_differences, register_configs
 from training.data import TrainData, load_data
 from training.evaluation import closed_loop_success, heldout_metrics
-from training.optim import make_optimizer, make_scheduler
+from training.optim import make_optimizer, make_scheduler, set_total_steps
 
 IGNORE_INDEX = -100  # label of prompt and padding tokens (no loss)
 
@@ -81,28 +96,88 @@ def check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
         return None
     if last is None:
         raise ValueError(f"resume=true but {out} has no checkpoints/last; nothing to resume")
-    saved = ck.read_json(last / ck.PRETRAINED_DIR / ck.TRAIN_CONFIG)
+    where = last / ck.PRETRAINED_DIR / ck.TRAIN_CONFIG
+    saved = ck.read_json(where)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{where} is not a JSON object (a train config); cannot resume {out}")  # noqa: TRY004 - bad file content is a user error
     diffs = config_differences(saved, config_dict(cfg))
     if diffs:
-        raise ValueError(f"cannot resume {out}: the config differs from the saved one in keys that change the "
-                         "result:\n  " + "\n  ".join(diffs) + "\nresume with the saved values or start a new run")
+        raise ValueError(f"cannot resume {out}: the config differs from the saved one ({where}) in keys that must "
+                         f"match (training.config.RESUME_RULES): {'; '.join(diffs)}; resume with the saved values "
+                         "or start a new run")
     return last
 
 
+TB_DIR = "tb"  # TensorBoard event files, in the run folder
+RUN_FILES = ("train_log.jsonl", "eval_history.jsonl", "train_summary.json")  # written into the run folder
+
+
+def check_outputs(out: Path) -> None:
+    """Refuse a run whose outputs cannot be written, before anything is read, trained or written.
+
+    The run folder, its checkpoints/ and tb/ must each be a folder that takes a new file, or one that can
+    be created (`checkpoint.check_output_folder`: nothing is created); the files written into the run folder
+    (RUN_FILES) must not be folders, and those that exist must open for appending (nothing is written).
+    Raises ValueError, one line naming the location and the reason.
+    """
+    ck.check_output_folder(out, "run folder")
+    ck.check_output_folder(out / ck.CHECKPOINTS_DIR, "checkpoints folder")
+    ck.check_output_folder(out / TB_DIR, "TensorBoard folder")
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, but the run writes a file there; move it away")
+        if path.is_file():
+            try:
+                with path.open("a"):
+                    pass
+            except OSError as err:
+                raise ValueError(f"{path} is not writable: {err.strerror or err}; nothing was written") from None
+
+
+def check_eval_names(cfg: TrainConfig) -> None:
+    """Refuse unknown `eval.split` / `eval.tasks` names at start (closed-loop evaluation, eval.episodes > 0, would
+    meet them only at its first due update, after training); ValueError listing the known names."""
+    if cfg.eval.episodes <= 0:
+        return
+    from envs import load_world
+    from envs.tasks.base import SPLITS, task_names
+
+    if cfg.eval.split not in SPLITS:
+        raise ValueError(f"unknown eval.split {cfg.eval.split!r}; known splits: {list(SPLITS)}")
+    for entry in cfg.eval.tasks:
+        world, _, task = entry.partition("/")
+        if not task:
+            raise ValueError(f"eval.tasks entry {entry!r} must read world/task, e.g. push/block2block")
+        load_world(world)
+        if task not in task_names(world):
+            raise ValueError(f"unknown task {task!r} in eval.tasks for env {world!r}; known tasks: {task_names(world)}")
+
+
 def model_config_of(cfg: TrainConfig, init: Path | None) -> PalmEConfig:
-    """The model definition: the model folder's (resume / init_from), else the preset seeded with `seed`."""
+    """The model definition: the model folder's (resume / init_from), else the preset seeded with `seed`.
+
+    A model folder's config.json is checked like `PalmE.from_pretrained` checks it (ValueError naming
+    the file and key), before any data is read.
+    """
     if init is not None:
-        return PalmEConfig.from_dict(ck.read_json(init / "config.json")["palme"])
+        from agent.model.checkpoint_checks import read_checkpoint_config
+
+        return read_checkpoint_config(init)[1]
     return PalmEConfig.from_dict({**cfg.model.to_dict(), "seed": cfg.seed})
 
 
-def build_model(cfg: TrainConfig, data: TrainData, init: Path | None, log) -> nn.Module:
-    """A PalmE from a checkpoint (resume / init_from), or fresh from the preset with a tokenizer trained on the data."""
+def build_model(cfg: TrainConfig, data: TrainData | None, init: Path | nn.Module | None, log) -> nn.Module:
+    """A PalmE from a checkpoint (resume / init_from: its model folder, or the PalmE already loaded from it), or
+    fresh from the preset with a tokenizer trained on the data; set to `train.stage`."""
     from agent.model import PalmE
 
-    if init is not None:
+    if isinstance(init, nn.Module):
+        model = init
+    elif init is not None:
         model = PalmE.from_pretrained(init)
     else:
+        assert data is not None, "a fresh model needs the data (its tokenizer and state statistics)"
         model = PalmE(model_config_of(cfg, None), tokenizer_texts=data.texts())
         model.fit_state_stats(data.state_examples())  # normalisation of object / robot rows, saved with the weights
     model.set_stage(cfg.train.stage)
@@ -238,40 +313,99 @@ class Session:
 
 
 def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
-    """Check the run folder, load and validate the data, build the model and optimizer, restore a resumed state."""
+    """Check everything that can be checked, then load the data, build the model and optimizer, restore a resumed state.
+
+    Refusals (ValueError, one line) come before any update, in this order: the batch split, evaluation names, the run
+    folder (clashes, a resumed config that differs in a "must match" key), the output locations, then
+    the model folder of init_from / the resumed checkpoint and the resumed training state (all loaded
+    and checked before any data is read), then the data.
+    """
+    from agent.model import PalmE
     from agent.prompts import PromptBuilder
 
+    micro_size(cfg, info)  # the batch split
+    check_eval_names(cfg)
     out = run_dir(cfg)
     resume_from = check_run_folder(cfg, out)
+    dd.check_on_main(lambda: check_outputs(out), info)  # rank 0 writes; every rank refuses with it
     # The model folder to start from: the resumed checkpoint's, or init_from's (a model or checkpoint folder).
     if resume_from is not None:
-        init = resume_from / ck.PRETRAINED_DIR
+        init: Path | None = resume_from / ck.PRETRAINED_DIR
     else:
         init = ck.resolve_model_folder(cfg.init_from) if cfg.init_from else None
     dd.barrier(info)  # every rank has checked the folder before rank 0 writes into it
-    mcfg = model_config_of(cfg, init)
+    core: nn.Module | None = None
+    state: dict[str, Any] | None = None
+    rng: dict[str, torch.Tensor] = {}
+    optimizer = scheduler = None
+    if init is not None:  # every file of the model folder checked before any data is read
+        core = build_model(cfg, None, PalmE.from_pretrained(init), log).to(info.device)
+        mcfg = core.config
+    else:
+        mcfg = model_config_of(cfg, None)
+    if resume_from is not None:
+        assert core is not None
+        optimizer, scheduler = _optimization(core, cfg)
+        state, rng = resume_state(cfg, resume_from, optimizer, scheduler, log)
     prompts = PromptBuilder(**mcfg.prompt_flags())
     data = load_data(cfg.data, prompts, cfg.seed, log)
     log(f"data: {sum(data.sizes().values())} training examples {data.sizes()}, "
         f"{sum(len(v) for v in data.heldout.values())} held out, tasks {data.tasks}")
-    core = build_model(cfg, data, init, log).to(info.device)
+    if core is None:
+        core = build_model(cfg, data, None, log).to(info.device)
+    if optimizer is None:
+        optimizer, scheduler = _optimization(core, cfg)
     model: nn.Module = core
     if info.enabled:
         model = nn.parallel.DistributedDataParallel(
             core, device_ids=[info.device.index] if info.device.type == "cuda" else None,
             find_unused_parameters=True)  # batches without images leave the image encoder unused
-    optimizer = make_optimizer(core, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
-    scheduler = make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
     session = Session(out, data, core, model, optimizer, scheduler, MixtureStream(data.sizes(), data.weights, cfg.seed))
-    if resume_from is not None:
-        state, rng = ck.load_training_state(resume_from, optimizer, scheduler)
+    if state is not None:
         session.stream.load_state_dict(state["data"])
         ck.restore_rng(rng)
         session.start, session.skipped = int(state["step"]), int(state.get("skipped", 0))
-        for name in ("train_log.jsonl", "eval_history.jsonl"):  # drop lines a crash left past the checkpoint
-            _truncate_jsonl(out / name, session.start)
+        if info.is_main:
+            for name in ("train_log.jsonl", "eval_history.jsonl"):  # drop lines a crash left past the checkpoint
+                _truncate_jsonl(out / name, session.start)
+        dd.barrier(info)
         log(f"resumed {out} at step {session.start}")
     return session
+
+
+def _optimization(core: nn.Module, cfg: TrainConfig):
+    """(AdamW, warmup + cosine schedule) over the model's trainable parameters."""
+    optimizer = make_optimizer(core, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
+    return optimizer, make_scheduler(optimizer, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
+
+
+def resume_state(cfg: TrainConfig, ckpt: Path, optimizer, scheduler, log) -> tuple[dict[str, Any], dict]:
+    """Restore optimizer and schedule from checkpoint `ckpt`; return (training_step.json, RNG states).
+
+    The saved schedule must be the config's (warmup, min_lr_ratio, lr; else ValueError naming the
+    file). A changed `train.steps` is applied (RESUME_RULES): the schedule is stretched or shrunk to end
+    at the new `train.steps` (`optim.set_total_steps`), so updates from here on get the rates of a run
+    started with it. A `train.steps` at or below the checkpoint's update is refused (ValueError): there
+    is nothing to train, and a finished run is not rewritten.
+    """
+    state, rng = ck.load_training_state(ckpt, optimizer, scheduler)
+    done, where = int(state["step"]), ckpt / ck.STATE_DIR / ck.SCHEDULER_FILE
+    want = (cfg.train.warmup_steps, cfg.train.min_lr_ratio, cfg.train.lr)
+    have = [(fn.warmup, fn.min_ratio, base) for fn, base in zip(scheduler.lr_lambdas, scheduler.base_lrs, strict=True)]
+    if any(h != want for h in have):
+        raise ValueError(f"{where} holds the schedule (warmup, min_ratio, lr) {have[0]}, but the run's config says "
+                         f"{want} (train.warmup_steps, train.min_lr_ratio, train.lr); the checkpoint is inconsistent")
+    if cfg.train.steps <= done:
+        raise ValueError(
+            f"train.steps={cfg.train.steps} but {ckpt} has done {done} updates: "
+            + ("the run is finished; " if cfg.train.steps == done else "")
+            + f"to train further, resume with train.steps > {done} (the learning-rate schedule then ends there)")
+    saved_total = scheduler.lr_lambdas[0].total
+    if saved_total != cfg.train.steps:
+        lr = set_total_steps(scheduler, cfg.train.steps)[0]
+        log(f"train.steps {saved_total} -> {cfg.train.steps}: the learning-rate schedule now ends at update "
+            f"{cfg.train.steps}; update {done + 1} uses lr {lr:.4g}")
+    return state, rng
 
 
 def micro_size(cfg: TrainConfig, info: dd.DistInfo) -> int:
@@ -317,8 +451,7 @@ def _run(cfg: TrainConfig, info: dd.DistInfo) -> dict[str, Any]:
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    s = setup(cfg, info, log)
-    micro_size(cfg, info)  # check the batch split before the first update
+    s = setup(cfg, info, log)  # every check; nothing written yet
     autocast = autocast_context(cfg.train.precision, info.device)
     writer = _tensorboard(s.out, info)
     saved_cfg = config_dict(cfg)
@@ -413,12 +546,27 @@ def _tensorboard(out: Path, info: dd.DistInfo):
         return None
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(out / "tb"))
+    return SummaryWriter(log_dir=str(out / TB_DIR))
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the rows of a run log up to `step`; a torn last row (a crash while appending) is dropped, another
+    row that is not a JSON object with an int `step` is refused (ValueError naming the file and line)."""
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = []
+        for i, ln in enumerate(lines):
+            try:
+                row = json.loads(ln)
+                ok = isinstance(row, dict) and isinstance(row.get("step"), int)
+            except json.JSONDecodeError:
+                ok = False
+            if not ok:
+                if i == len(lines) - 1:
+                    break
+                raise ValueError(f"{path} line {i + 1} is not a JSON object with an int step; fix or remove it to resume")
+            if row["step"] <= step:
+                keep.append(ln)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(ln + "\n" for ln in keep))
         tmp.replace(path)
@@ -483,24 +631,57 @@ def compose_config(overrides: list[str]) -> TrainConfig:
     return cfg
 
 
+def remove_bare_hydra_folder(folder: Path, output_subdir: str | None, job_name: str) -> bool:
+    """Remove hydra's output folder when it holds nothing but hydra's own files; return whether it did.
+
+    Hydra creates its output folder (the run folder, by configs/train.yaml) and writes `.hydra/` and
+    `<job>.log` into it before palme-train runs; a start that is refused leaves nothing else there, and
+    such a folder is removed so that a refusal leaves no empty run folder behind. A folder holding anything
+    else (checkpoints, logs of a run) is kept whole.
+    """
+    own = {f"{job_name}.log"} | ({output_subdir} if output_subdir else set())
+    hydra_files = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    try:
+        entries = set(os.listdir(folder))
+        sub = folder / output_subdir if output_subdir else None
+        if not entries <= own or (sub is not None and sub.is_dir() and not set(os.listdir(sub)) <= hydra_files):
+            return False
+        if sub is not None:
+            shutil.rmtree(sub, ignore_errors=True)
+        (folder / f"{job_name}.log").unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:  # another rank removed it first, or it cannot be listed: leave it
+        return False
+    return True
+
+
 def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
+    from agent.cli.common import error_line, run_cli, user_errors
+
     register_configs()
 
     @hydra.main(version_base=None, config_path="pkg://configs", config_name="train")
+    @user_errors("palme-train")
     def app(dcfg: DictConfig) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        cfg = OmegaConf.to_object(dcfg)
-        assert isinstance(cfg, TrainConfig)
-        check_model_overrides(cfg, [o.split("=", 1)[0] for o in HydraConfig.get().overrides.task])
-        result = run(cfg)
+        hc = HydraConfig.get()
+        try:
+            cfg = OmegaConf.to_object(dcfg)
+            assert isinstance(cfg, TrainConfig)
+            check_model_overrides(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
+            result = run(cfg)
+        except Exception as err:
+            if error_line(err) is not None:  # a refused start leaves no folder of hydra's files behind
+                remove_bare_hydra_folder(Path(hc.runtime.output_dir), hc.output_subdir, hc.job.name)
+            raise
         if result:
             print(json.dumps({k: v for k, v in result.items() if k != "eval"} | {"eval": result.get("eval", {})}))
 
-    app()
+    run_cli("palme-train", app)  # user errors (config, paths, checkpoints, data): one line, exit 2
 
 
 def main() -> None:

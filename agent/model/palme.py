@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
-from transformers import AutoTokenizer
 
+from agent.model import checkpoint_checks as checks
 from agent.model.config import SCHEMA_VERSION, STAGES, PalmEConfig
 from agent.model.decoding import PrefixTrie, greedy_decode
 from agent.model.llm import llm_config_dict, llm_from_config, make_llm
@@ -44,7 +44,7 @@ from agent.model.parts import (
     object_encoder,
     robot_encoder,
 )
-from agent.model.tokenizer import add_placeholders
+from agent.model.tokenizer import add_placeholders, encode_text, load_tokenizer, reserved_ids
 from agent.prompts import (
     IMG_TOKEN,
     PROMPT_FORMAT_VERSION,
@@ -52,6 +52,7 @@ from agent.prompts import (
     Example,
     PromptBuilder,
     obj_token,
+    prompt_parts,
     zone_token,
 )
 from envs.catalogue import (
@@ -66,6 +67,7 @@ from envs.catalogue import (
     SIZE_NAMES,
     ZONE_KIND,
 )
+from envs.fileio import apply_umask
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -318,9 +320,15 @@ class PalmE(nn.Module):
             raise ValueError("collate needs at least one example")
         enc = [self._encode(e, train) for e in examples]
         width = max(len(e.ids) for e in enc)
-        limit = getattr(self.llm.config, "max_position_embeddings", None)
-        if limit is not None and width > limit:
-            raise ValueError(f"a sequence of {width} tokens exceeds the LM's {limit} positions")
+        limit = self.max_positions
+        if limit is not None and width > limit:  # refused, never truncated: training and inference alike
+            b = max(range(len(enc)), key=lambda i: len(enc[i].ids))
+            where = ", ".join(f"{k} {v}" for k, v in examples[b].meta.items() if k in ("source", "episode", "frame"))
+            raise ValueError(
+                f"example {b} ({examples[b].kind}{', ' + where if where else ''}) has {len(enc[b].ids)} tokens "
+                f"({enc[b].n_prompt} prompt with placeholders expanded, {len(enc[b].ids) - enc[b].n_prompt} answer); "
+                f"the LM has {limit} positions"
+            )
         input_ids = torch.full((len(enc), width), self.tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
         labels = torch.full((len(enc), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
         mask = torch.zeros((len(enc), width), dtype=torch.long)  # (B, T)
@@ -354,12 +362,47 @@ class PalmE(nn.Module):
             batch["text_labels"] = text
         return batch
 
+    @property
+    def max_positions(self) -> int | None:
+        """Positions of the LM (`max_position_embeddings`): the longest sequence, prompt and answer together."""
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        return int(limit) if limit is not None else None
+
     def _placeholder_ids(self) -> torch.Tensor:
         return torch.tensor([self.img_id, self.robot_id, *self.obj_ids, *self.zone_ids])
 
+    def _text_ids(self, text: str) -> list[int]:
+        """Token ids of plain text (user or file text): never a placeholder, padding or EOS id.
+
+        Raises ValueError if the tokenizer still turns the text into a special id (a vocabulary in
+        which text can spell a special token).
+        """
+        ids = encode_text(self.tokenizer, text)
+        if self.__dict__.get("_reserved") is None:
+            self._reserved = reserved_ids(self.tokenizer) | {self.eos_id}
+        bad = sorted({t for t in ids if t in self._reserved})
+        if bad:
+            raise ValueError(f"the tokenizer turns the text {text[:60]!r} into special token ids {bad}; "
+                             f"its vocabulary lets text spell special tokens")
+        return ids
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a prompt, placeholders not expanded: one id per placeholder the `Prompt` holds,
+        its text parts as plain text (a plain str prompt is all text)."""
+        ids: list[int] = []
+        for i, part in enumerate(prompt_parts(prompt)):
+            if i % 2:
+                ids.append(self._placeholder_id(part))
+            elif part:
+                ids += self._text_ids(part)
+        return ids
+
+    def _placeholder_id(self, token: str) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(token))
+
     def _encode(self, ex: Example, train: bool) -> _Encoded:
         """One example's ids with placeholders expanded, and the arrays its placeholders stand for."""
-        prompt = self.tokenizer.encode(ex.prompt, add_special_tokens=False)
+        prompt = self.prompt_ids(ex.prompt)
         if not prompt:
             raise ValueError("an example needs a non-empty prompt")
         obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
@@ -393,8 +436,8 @@ class PalmE(nn.Module):
         return len(self._encode(ex, train=True).ids)
 
     def answer_ids(self, answer: str) -> list[int]:
-        """Token ids of an answer as the model writes it: a leading space, the text, EOS."""
-        return self.tokenizer.encode(" " + answer.strip(), add_special_tokens=False) + [self.eos_id]
+        """Token ids of an answer as the model writes it: a leading space, the text (plain text), EOS."""
+        return self._text_ids(" " + answer.strip()) + [self.eos_id]
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         dev = self.device
@@ -470,7 +513,11 @@ class PalmE(nn.Module):
     ) -> list[str]:
         """Greedy answers, batched with a KV cache; `allowed[i]`: answers example i may give (constrained).
 
-        Constrained rows always finish their answer, even past max_new_tokens.
+        Constrained rows always finish their answer, even past max_new_tokens. The prompt and the
+        answer must fit the LM's positions (`max_positions`; the widest prompt of the batch counts):
+        `max_new_tokens` (and `min_new_tokens`) are capped at the positions left after the prompt,
+        with a warning; a ValueError names the lengths when no position is left, or when an
+        allowed answer is longer than what is left.
         """
         if allowed is not None and len(allowed) != len(examples):
             raise ValueError(
@@ -484,10 +531,13 @@ class PalmE(nn.Module):
                 PrefixTrie([self.answer_ids(s) for s in a]) if a is not None else None
                 for a in (allowed or [None] * len(examples))
             ]
+            max_new_tokens, min_new_tokens = self._fit_budget(
+                batch["input_ids"].shape[1], max_new_tokens, min_new_tokens, tries
+            )
             vocab = self.llm.get_input_embeddings().num_embeddings
             banned = [
                 t
-                for t in {self.img_id, self.robot_id, *self.obj_ids, self.tokenizer.pad_token_id}
+                for t in {self.img_id, self.robot_id, *self.obj_ids, *self.zone_ids, self.tokenizer.pad_token_id}
                 if t != self.eos_id and t < vocab
             ]
             new = greedy_decode(
@@ -506,11 +556,35 @@ class PalmE(nn.Module):
             self.train(was_training)
         return [self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in new]
 
+    def _fit_budget(
+        self, width: int, max_new_tokens: int, min_new_tokens: int, tries: Sequence[PrefixTrie | None]
+    ) -> tuple[int, int]:
+        """(max_new_tokens, min_new_tokens) capped so that a `width`-token prompt and its answer fit the LM."""
+        limit = self.max_positions
+        if limit is None:
+            return max_new_tokens, min_new_tokens
+        room = limit - width
+        if room < 1:
+            raise ValueError(f"the prompt has {width} tokens (placeholders expanded) and the LM has {limit} "
+                             f"positions: no room for an answer")
+        need = max((t.depth for t in tries if t is not None), default=0)
+        if need > room:
+            raise ValueError(f"the prompt has {width} tokens and the longest allowed answer {need}: together "
+                             f"more than the LM's {limit} positions")
+        if max_new_tokens > room:
+            log.warning("generation capped at %d new tokens (asked %d): the prompt has %d tokens and the LM %d "
+                        "positions", room, max_new_tokens, width, limit)
+        return min(max_new_tokens, room), min(min_new_tokens, room)
+
     # -----------------------------------------------------------------------------------------
     # checkpoints
 
     def save_pretrained(self, path: str | Path) -> None:
-        """config.json (versions, model config) + model.safetensors + tokenizer files."""
+        """config.json (versions, model config) + model.safetensors + tokenizer files: data only, nothing to run.
+
+        The folder loads with `from_pretrained`; it names no code (no `auto_map`: ValueError if
+        anything of the model would record one).
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         base = self.llm.get_base_model() if self.config.lora else self.llm
@@ -525,22 +599,50 @@ class PalmE(nn.Module):
         }
         (path / "config.json").write_text(json.dumps(meta, indent=2))
         save_model(self, str(path / "model.safetensors"))  # handles tied (shared) tensors
+        apply_umask(path / "model.safetensors")  # safetensors creates its files 0600 whatever the umask
         self.tokenizer.save_pretrained(path)
+        checks.refuse_code(path)  # what from_pretrained would refuse is not written silently
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> PalmE:
-        """Load a checkpoint written by save_pretrained (in eval mode); mismatches fail with what differs."""
-        path = Path(path)
-        for name in CHECKPOINT_FILES:
-            if not (path / name).is_file():
-                raise ValueError(
-                    f"checkpoint {path} is missing {name}; a PalmE checkpoint has {list(CHECKPOINT_FILES)}"
-                )
-        meta = json.loads((path / "config.json").read_text())
-        _check_versions(meta, path)
-        cfg = PalmEConfig.from_dict(meta["palme"])
-        model = cls(cfg, AutoTokenizer.from_pretrained(path), saved=meta)
-        load_model(model, str(path / "model.safetensors"), strict=True)
+        """Load a checkpoint written by save_pretrained (in eval mode), every file of it checked first.
+
+        Nothing in the folder runs: the tokenizer is read as data (`load_tokenizer`), no JSON file may
+        name code (`checkpoint_checks.refuse_code`) and no transformers loader is asked to run any.
+        config.json is checked field by field, and the sizes it implies against model.safetensors'
+        header (names, shapes, dtypes; read without loading a tensor): the model is built within an
+        allocation budget of about the weights' bytes (`checkpoint_checks.allocation_budget`), so a
+        config that claims a 4,000,000-token vocabulary stops at its first big tensor, and is then
+        built on the meta device (no memory) to name the tensors that differ; a model that fits is
+        compared with the header before its weights are read. The loaded weights must be finite and
+        of trained size (`checkpoint_checks.check_weights`). Raises ValueError, one line naming the
+        file and the key or the tensor, for every checkpoint it refuses: a plain file or empty folder,
+        a missing file, broken JSON, a field of the wrong type, a truncated safetensors file, a tensor
+        of another shape or dtype, NaN weights, code to run, ...
+        """
+        folder = checks.check_folder(path, CHECKPOINT_FILES, "checkpoint")
+        meta, cfg = checks.read_checkpoint_config(folder)
+        config, weights = str(folder / "config.json"), str(folder / "model.safetensors")
+        header = checks.read_header(weights)
+        checks.check_layer_counts(meta, header, config, weights)
+        tokenizer = load_tokenizer(folder)
+        _check_token_ids(tokenizer, meta["llm_config"].get("vocab_size"), folder)
+        budget = checks.allocation_budget(header)  # about the weights' bytes: a config that claims more stops there
+        try:
+            with budget:
+                model = cls(cfg, tokenizer, saved=meta)
+            if budget.tripped:  # a library caught the refusal and went on
+                raise checks.OverBudget("an allocation past the budget")
+        except (checks.OverBudget, *_BUILD_ERRORS) as err:
+            if not budget.tripped:
+                raise ValueError(f"{config} describes a model that cannot be built: {checks.one_line(err)}") from None
+            skeleton = _build(cls, cfg, tokenizer, meta, config, device="meta")  # names the tensors that differ
+            checks.compare_with_header(skeleton.state_dict(keep_vars=True), header, weights)
+            raise ValueError(f"{config} describes a model larger than {weights} holds ({err})") from None
+        checks.compare_with_header(model.state_dict(keep_vars=True), header, weights)
+        _check_token_ids(tokenizer, model.llm.get_input_embeddings().num_embeddings, folder)
+        load_model(model, weights, strict=True)
+        checks.check_weights(model.state_dict(), weights)
         return model.eval()
 
 
@@ -559,7 +661,30 @@ def make_model(
 # helpers
 
 
+# what building a model from a config that passed the checks can still raise (library checks of the config)
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, ArithmeticError,
+                 AssertionError)
+
+
+def _build(cls: type[PalmE], cfg: PalmEConfig, tokenizer: Any, meta: dict[str, Any], config: str, device: str) -> PalmE:
+    """The model a checked config.json describes, built on `device`; ValueError naming config.json if it cannot be."""
+    try:
+        with torch.device(device):
+            return cls(cfg, tokenizer, saved=meta)
+    except _BUILD_ERRORS as err:
+        raise ValueError(f"{config} describes a model that cannot be built: {checks.one_line(err)}") from None
+
+
+def _check_token_ids(tokenizer: Any, rows: Any, folder: Path) -> None:
+    """Every id the tokenizer can produce has a row in the LM's `rows` embeddings (else lookups fail mid-episode)."""
+    top = max(tokenizer.get_vocab().values())
+    if type(rows) is int and top >= rows:
+        raise ValueError(f"{folder / 'tokenizer.json'}: token id {top} is beyond the LM's {rows} embedding rows "
+                         f"(llm_config.vocab_size in config.json): the tokenizer belongs to another model")
+
+
 def _check_versions(meta: dict[str, Any], path: Path) -> None:
+    """The checkpoint's schema and prompt format versions are the ones this code reads; ValueError naming both."""
     expected = {"schema_version": SCHEMA_VERSION, "prompt_format_version": PROMPT_FORMAT_VERSION}
     diffs = [
         f"{k}: checkpoint has {meta.get(k)!r}, this code expects {v!r}"

@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, ViTConfig, ViTModel
 
+from agent.model.checkpoint_checks import (
+    LOCAL_VISION_TYPES,
+    MIN_PIXEL_STD,
+    check_folder,
+    check_model_config,
+    read_json_object,
+    refuse_code,
+)
 from envs.catalogue import COLOR_NAMES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS, SHAPE_NAMES
+
+SAFE = {"trust_remote_code": False, "local_files_only": True}  # every transformers loader: no code, no network
 
 # ---------------------------------------------------------------------------------------------
 # vision
@@ -37,16 +47,24 @@ def _scratch_vit(cfg: Any, saved: dict | None) -> nn.Module:
 
 
 def _vision_config(path: str) -> Any:
-    """The vision config of a checkpoint dir: the vision tower's own for CLIP/SigLIP-style dual models."""
-    conf = AutoConfig.from_pretrained(path)
+    """The vision config of a checkpoint dir: the vision tower's own for CLIP/SigLIP-style dual models.
+
+    The folder is checked first: no JSON file may name code (`refuse_code`), and config.json must
+    describe a ViT, SigLIP or CLIP model (LOCAL_VISION_TYPES). Raises ValueError naming the file and key.
+    """
+    folder = check_folder(path, ["config.json"], "vision_path")
+    refuse_code(folder)
+    check_model_config(read_json_object(folder / "config.json"), str(folder / "config.json"), "config",
+                       LOCAL_VISION_TYPES)
+    conf = AutoConfig.from_pretrained(folder, **SAFE)
     return getattr(conf, "vision_config", None) or conf
 
 
 def _local_vision(cfg: Any, saved: dict | None) -> nn.Module:
     """A pretrained vision tower from a local dir; from `saved` (its config) when reloading ours."""
-    if saved is not None:
-        return AutoModel.from_config(AutoConfig.for_model(**saved))
-    return AutoModel.from_pretrained(cfg.vision_path, config=_vision_config(cfg.vision_path))
+    if saved is not None:  # checked by checkpoint_checks.read_checkpoint_config
+        return AutoModel.from_config(AutoConfig.for_model(**saved), trust_remote_code=False)
+    return AutoModel.from_pretrained(cfg.vision_path, config=_vision_config(cfg.vision_path), **SAFE)
 
 
 VISION_BACKBONES: dict[str, Callable[[Any, dict | None], nn.Module]] = {
@@ -63,14 +81,27 @@ def make_vision(cfg: Any, saved: dict | None = None) -> nn.Module:
 
 
 def local_image_settings(path: str) -> dict[str, Any]:
-    """image_size / image_mean / image_std a pretrained vision checkpoint was trained with."""
-    out: dict[str, Any] = {"image_size": int(_vision_config(path).image_size)}
+    """image_size / image_mean / image_std a pretrained vision checkpoint was trained with.
+
+    Raises ValueError naming preprocessor_config.json and the key when a value is not 3 numbers in
+    [0, 1] (std at least MIN_PIXEL_STD), or the config's image_size is not a positive integer.
+    """
+    size = _vision_config(path).image_size
+    if type(size) is not int or size < 1:
+        raise ValueError(f"{Path(path) / 'config.json'}: image_size must be a positive integer, got {size!r}")
+    out: dict[str, Any] = {"image_size": size}
     pre = Path(path) / "preprocessor_config.json"
     if pre.is_file():
-        data = json.loads(pre.read_text())
+        data = read_json_object(pre)
         for key in ("image_mean", "image_std"):
             if key in data:
-                out[key] = [float(v) for v in data[key]]
+                values = data[key]
+                low = MIN_PIXEL_STD if key == "image_std" else 0.0
+                if (not isinstance(values, list) or len(values) != 3
+                        or not all(type(v) in (int, float) and low <= v <= 1 for v in values)):
+                    raise ValueError(f"{pre}: {key} must be 3 numbers in [{low:g}, 1] (R, G, B statistics of [0, 1] "
+                                     f"pixels), got {json.dumps(values)[:60]}")
+                out[key] = [float(v) for v in values]
     return out
 
 

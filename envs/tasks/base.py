@@ -34,6 +34,27 @@ def seed_range(split: str) -> tuple[int, int]:
     return (0, TEST_SEED_START) if split == "train" else (TEST_SEED_START, 2 * TEST_SEED_START)
 
 
+def check_seeds(split: str, first: int, count: int = 1, given: str = "") -> tuple[int, int]:
+    """Refuse seeds `first .. first + count - 1` unless both ends lie in `seed_range(split)`; returns (first, last).
+
+    `given` says how the user chose them (e.g. "seed_offset=-3 with episodes=3"), for the message.
+    Raises ValueError (one line naming the seeds, the split and its range) otherwise, so that an
+    evaluation never runs on training seeds and a collection never on evaluation seeds.
+    """
+    lo, hi = seed_range(split)
+    if count < 1:
+        raise ValueError(f"need at least one seed, got a count of {count}")
+    last = first + count - 1
+    if lo <= first and last < hi:
+        return first, last
+    seeds = f"seed {first}" if count == 1 else f"seeds {first}..{last}"
+    kind = "training" if split == "train" else "evaluation"
+    raise ValueError(
+        f"{given + ' gives ' if given else ''}{seeds}, not inside the {split} seed range [{lo}, {hi}) "
+        f"({kind} seeds)"
+    )
+
+
 @dataclass
 class TaskInstance:
     """One sampled episode of a task: the scene to build, the instruction and the goal it means."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.dataset.checks import DatasetError, Problem
+from training.dataset.checks import DatasetError, Problem, scan
 from training.dataset.episode import EncodedEpisode, EpisodeData, Frame, PlanStep, decode_png, encode_episode
 from training.dataset.reader import EpisodeLog, LogDataset
 from training.dataset.schema import (
@@ -13,10 +13,26 @@ from training.dataset.schema import (
     make_features,
 )
 from training.dataset.validate import validate
-from training.dataset.writer import DatasetWriter
+from training.dataset.writer import DatasetWriter, WriterConflictError
 
 __all__ = [
-    "CODEBASE_VERSION", "SCHEMA_VERSION", "DatasetError", "DatasetWriter", "EncodedEpisode", "EpisodeData",
-    "EpisodeLog", "Frame", "LogDataset", "NotADatasetError", "PlanStep", "Problem", "decode_png",
-    "encode_episode", "load_info", "make_features", "validate",
+    "CODEBASE_VERSION",
+    "SCHEMA_VERSION",
+    "DatasetError",
+    "DatasetWriter",
+    "EncodedEpisode",
+    "EpisodeData",
+    "EpisodeLog",
+    "Frame",
+    "LogDataset",
+    "NotADatasetError",
+    "PlanStep",
+    "Problem",
+    "WriterConflictError",
+    "decode_png",
+    "encode_episode",
+    "load_info",
+    "make_features",
+    "scan",
+    "validate",
 ]

@@ -93,6 +93,15 @@ def decode_png(data: bytes) -> np.ndarray:
     return arr[:, :, ::-1].copy()
 
 
+STYLE_ORDER: tuple[str, ...] = ("memory", "plan", "subtask")  # order of language rows at one instant
+
+
+def memory_text(text: str, success: bool, reason: str) -> str:
+    """Content of a step's `memory` row: "<step>. Result: ok." or "<step>. Result: failed: <reason>."."""
+    result = "ok" if success else f"failed: {reason.strip().rstrip('.')}"
+    return f"{text}. Result: {result}."
+
+
 def language_rows(ep: EpisodeData) -> list[dict[str, Any]]:
     """LeRobot `language_persistent` rows: `plan` at the start and after replans, `subtask` per step
     (timestamp = start), `memory` per step end (timestamp = end, content = step and its result)."""
@@ -106,10 +115,9 @@ def language_rows(ep: EpisodeData) -> list[dict[str, Any]]:
         rows.append(row(render_whole_plan(plan), "plan", t))
     for s in ep.steps:
         rows.append(row(s.text, "subtask", s.start_t))
-        result = "ok" if s.success else f"failed: {s.reason.strip().rstrip('.')}"
-        rows.append(row(f"{s.text}. Result: {result}.", "memory", s.end_t))
+        rows.append(row(memory_text(s.text, s.success, s.reason), "memory", s.end_t))
     # at one instant: the previous step's result, then a replanned plan, then the next step
-    rows.sort(key=lambda r: (r["timestamp"], ("memory", "plan", "subtask").index(r["style"])))
+    rows.sort(key=lambda r: (r["timestamp"], STYLE_ORDER.index(r["style"])))
     return rows
 
 

@@ -1,40 +1,40 @@
 """`LogDataset`: reads a demonstration-log folder; frames are PNG-decoded once and cached.
 
-Only committed episodes are read (those info.json counts). At open, every episode's metadata and
-numeric columns are read and checked; a bad episode stops loading with a message naming the
-episode and the file, or is skipped with `on_error="skip"` (`skipped` lists them and why).
+Only committed episodes are read (those info.json counts). At open, the folder goes through the same
+checks as `palme-dataset validate` (`checks.scan`; PNG decoding only with `images=True`), so a folder
+that opens yields examples without surprises. A folder problem stops loading (DatasetError, one line);
+a bad episode stops loading too, or is skipped with `on_error="skip"` (`skipped` lists them and why).
 Images are decoded on first access and kept in an LRU cache bounded by `cache_mb`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM
 from training.dataset.checks import (
     DatasetError,
+    EpisodeRow,
     Problem,
-    check_episode_data,
-    check_episode_row,
-    image_problem,
+    decode_checked,
+    errors_of,
+    read_tasks,
+    scan,
 )
-from training.dataset.episode import decode_png
 from training.dataset.schema import (
+    DATA_PATH,
     ENV_STATE_KEY,
     IMAGE_KEY,
     LANGUAGE_KEY,
     STATE_KEY,
     TASKS_PATH,
-    check_versions,
-    data_path,
-    load_info,
 )
 
 
@@ -80,47 +80,47 @@ class EpisodeLog:
 
 
 class LogDataset:
-    """Episodes of a dataset folder; `frame(ep, i)` gives an observation dict like the env's."""
+    """Episodes of a dataset folder; `frame(ep, i)` gives an observation dict like the env's.
 
-    def __init__(self, root: str | Path, on_error: str = "raise", cache_mb: float = 1024.0) -> None:
+    `on_error`: "raise" (DatasetError naming the first problem) or "skip" (bad episodes are left out
+    and listed in `skipped`, one Problem each; a folder problem still raises). `images=True` also
+    decodes every frame at open (what validate does), so a bad frame is found before training.
+    `problems` holds everything the checks found (warnings included).
+    """
+
+    def __init__(self, root: str | Path, on_error: str = "raise", cache_mb: float = 1024.0,
+                 images: bool = False) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.root = Path(root)
-        self.info = load_info(self.root)
-        check_versions(self.info, self.root)
         self.on_error = on_error
-        self.fps = int(self.info["fps"])
-        self.image_shape = tuple(self.info["features"][IMAGE_KEY]["shape"])
-        self.skipped: list[Problem] = []
         self.episodes: list[EpisodeLog] = []
         self._images: dict[int, list[bytes]] = {}
+        self.info, self.problems = scan(self.root, images=images, keep=self._keep)
+        errors = errors_of(self.problems)
+        if errors and (on_error == "raise" or any(p.episode is None for p in errors)):
+            first = next((p for p in errors if p.episode is None), errors[0]) if on_error == "skip" else errors[0]
+            hint = ("" if first.episode is None or on_error == "skip" else " or load with on_error='skip'")
+            raise DatasetError(f"{self.root}: {first}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+                               + f"; run `palme-dataset validate {self.root}` for the full report{hint}", errors)
+        firsts: dict[int, Problem] = {}
+        for p in errors:
+            firsts.setdefault(p.episode, p)
+        self.skipped: list[Problem] = list(firsts.values())  # the first error of each skipped episode
+        self.invalid_frames = sum(p.frame is not None for p in errors)  # frames with an unusable image
+        self.fps = int(self.info["fps"])
+        self.image_shape = tuple(self.info["features"][IMAGE_KEY]["shape"])
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self._cache_limit = int(cache_mb * 2**20 / max(1, int(np.prod(self.image_shape))))
         self.decoded = 0  # PNG decodes done (a cache hit does not decode)
-        for ep in range(int(self.info["total_episodes"])):
-            self._load(ep)
         self.tasks = self._tasks()
 
     def __len__(self) -> int:
         return len(self.episodes)
 
-    def _fail(self, problems: list[Problem]) -> None:
-        errors = [p for p in problems if p.level == "error"]
-        if self.on_error == "raise":
-            raise DatasetError(f"{self.root}: {errors[0]}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
-                               + "; run `palme-dataset validate` for the full report or load with on_error='skip'")
-        self.skipped.append(errors[0])
-
-    def _load(self, ep: int) -> None:
-        row, problems = check_episode_row(self.root, self.info, ep, stats=False)
-        if row is None:
-            self._fail(problems)
-            return
-        table, problems = check_episode_data(self.root, self.info, ep, row, images=False)
-        if table is None or any(p.level == "error" for p in problems):
-            self._fail(problems)
-            return
-        n = table.num_rows
+    def _keep(self, ep: int, er: EpisodeRow, table: pa.Table) -> None:
+        """An episode that passed every check: keep its metadata and numeric columns (PNG bytes stay compressed)."""
+        row, n = er.row, table.num_rows
 
         def mat(key: str) -> np.ndarray:
             return np.asarray(table.column(key).combine_chunks().flatten().to_numpy(zero_copy_only=False)).reshape(n, -1)
@@ -130,21 +130,28 @@ class LogDataset:
         self.episodes.append(EpisodeLog(
             index=ep, task_name=row["task_name"], seed=int(row["seed"]), split=row["split"],
             instruction=row["instruction"], success=bool(row["success"]), failure=row["failure"],
-            objects=json.loads(row["objects"]), names=json.loads(row["names"]), steps=json.loads(row["plan_steps"]),
-            frame_t=json.loads(row["frame_t"]), robot=mat(STATE_KEY).astype(np.float32),
+            objects=er.objects, names=er.names, steps=er.steps, frame_t=er.frame_t, robot=mat(STATE_KEY).astype(np.float32),
             env_state=env[:, : MAX_OBJECTS * OBJ_DIM].reshape(n, MAX_OBJECTS, OBJ_DIM),
             zones=env[:, MAX_OBJECTS * OBJ_DIM :].reshape(n, MAX_ZONES, OBJ_DIM),
             action=mat("action").astype(np.float32), timestamp=table.column("timestamp").to_numpy(),
             frame_success=table.column("next.success").to_numpy(zero_copy_only=False).astype(bool),
-            language=table.column(LANGUAGE_KEY)[0].as_py() or [], file=data_path(ep, int(self.info["chunks_size"])),
+            language=table.column(LANGUAGE_KEY)[0].as_py() or [],
+            file=DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
             meta={k: v for k, v in row.items() if not k.startswith("stats/")},
         ))
 
+    def keep_only(self, positions: Iterable[int]) -> None:
+        """Keep only the episodes at these positions (in their order); positions are renumbered from 0."""
+        keep = sorted(set(positions))
+        self.episodes = [self.episodes[p] for p in keep]
+        self._images = {new: self._images[old] for new, old in enumerate(keep)}
+        self._cache.clear()
+
     def _tasks(self) -> list[str]:
+        """Instructions by task_index (checked by the scan when the folder has episodes)."""
         if not (self.root / TASKS_PATH).exists():
             return []
-        t = pq.read_table(self.root / TASKS_PATH).to_pydict()
-        return [task for _, task in sorted(zip(t["task_index"], t["task"]))]
+        return read_tasks(self.root, self.info)[0] or []
 
     def image(self, pos: int, i: int) -> np.ndarray:
         """Frame i of the episode at position `pos` in `episodes`, decoded once and cached (read-only array)."""
@@ -153,12 +160,10 @@ class LogDataset:
         if img is not None:
             self._cache.move_to_end(key)
             return img
-        data = self._images[pos][i]
-        why = image_problem({"bytes": data}, self.image_shape)
-        if why:
+        img, why = decode_checked(self._images[pos][i], self.image_shape)
+        if img is None:
             ep = self.episodes[pos]
             raise DatasetError(f"{self.root}: ERROR [episode {ep.index}: {ep.file}] frame {i} image: {why}")
-        img = decode_png(data)
         img.setflags(write=False)
         self.decoded += 1
         self._cache[key] = img

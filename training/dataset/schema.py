@@ -9,14 +9,13 @@ so an interrupted collection leaves every finished episode readable and nothing 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_FIELDS, ROBOT_FIELDS
+from envs.fileio import write_atomic
 
 CODEBASE_VERSION = "v3.0"  # LeRobotDataset format version
 SCHEMA_VERSION = 2  # our own extensions (info.json "palme" block, episode columns); bump on change
@@ -114,18 +113,9 @@ def episodes_path(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so readers see the old or the new content, never a torn one (temp + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a file so readers see the old or the new content, never a torn one (temp + fsync + os.replace),
+    with mode `0o666 & ~umask` (envs.fileio.write_atomic)."""
+    write_atomic(path, data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -134,31 +124,87 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 class NotADatasetError(ValueError):
-    """The folder has no meta/info.json of a LeRobot dataset."""
+    """The folder has no readable meta/info.json of a LeRobot dataset (one-line message)."""
 
 
-def load_info(root: Path) -> dict[str, Any]:
-    """meta/info.json, or NotADatasetError (one line) when the folder is not a dataset."""
+def parse_json(text: str | bytes) -> Any:
+    """json.loads that fails only with ValueError (also for nesting too deep to parse, or bad UTF-8)."""
+    try:
+        return json.loads(text)
+    except RecursionError as err:
+        raise ValueError("JSON nested too deeply") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(" ".join(str(err).split())[:200]) from err
+
+
+def load_info(root: str | Path) -> dict[str, Any]:
+    """meta/info.json, or NotADatasetError (one line) when the folder is not a dataset or the file unreadable."""
     path = Path(root) / INFO_PATH
     if not Path(root).is_dir():
         raise NotADatasetError(f"{root}: not a dataset (no such folder)")
     if not path.is_file():
         raise NotADatasetError(f"{root}: not a dataset (no {INFO_PATH})")
     try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        info = parse_json(path.read_bytes())
+    except OSError as err:
+        raise NotADatasetError(f"{root}: cannot read {INFO_PATH} ({err.strerror or err})") from err
+    except ValueError as err:
         raise NotADatasetError(f"{root}: {INFO_PATH} is not valid JSON ({err})") from err
     if not isinstance(info, dict) or "codebase_version" not in info or "features" not in info:
         raise NotADatasetError(f"{root}: not a LeRobot dataset ({INFO_PATH} lacks codebase_version/features)")
     return info
 
 
-def check_versions(info: dict[str, Any], root: Path | str = "") -> None:
-    """ValueError naming expected and found versions when the folder was written by another schema."""
-    if info.get("codebase_version") != CODEBASE_VERSION:
-        raise ValueError(
-            f"{root}: codebase_version {info.get('codebase_version')!r}, expected {CODEBASE_VERSION!r} (LeRobot v3.0)"
-        )
-    found = (info.get("palme") or {}).get("schema_version")
-    if found != SCHEMA_VERSION:
-        raise ValueError(f"{root}: palme schema_version {found!r}, expected {SCHEMA_VERSION}")
+STAT_NAMES = ("min", "max", "mean", "std", "count")
+# Columns of meta/episodes rows: LeRobot's, then ours (palme), then stats/<feature>/<stat>.
+EPISODE_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("episode_index", pa.int64()),
+    ("tasks", pa.list_(pa.string())),
+    ("length", pa.int64()),
+    ("data/chunk_index", pa.int64()),
+    ("data/file_index", pa.int64()),
+    ("dataset_from_index", pa.int64()),
+    ("dataset_to_index", pa.int64()),
+    ("meta/episodes/chunk_index", pa.int64()),
+    ("meta/episodes/file_index", pa.int64()),
+    ("task_name", pa.string()),
+    ("seed", pa.int64()),
+    ("split", pa.string()),
+    ("success", pa.bool_()),
+    ("failure", pa.string()),
+    ("reason", pa.string()),
+    ("instruction", pa.string()),
+    ("n_steps", pa.int64()),
+    ("control_steps", pa.int64()),
+    ("objects", pa.string()),
+    ("names", pa.string()),
+    ("plan_steps", pa.string()),
+    ("frame_t", pa.string()),
+    ("wall_s", pa.float64()),
+    ("data/sha256", pa.string()),  # of the data file's bytes: any later change to the file is detected
+]
+PALME_COLUMNS: tuple[str, ...] = tuple(n for n, _ in EPISODE_COLUMNS[EPISODE_COLUMNS.index(("task_name", pa.string())):])
+
+
+def stats_keys(features: dict[str, dict[str, Any]]) -> list[str]:
+    """Features that get statistics (everything numeric or image; not language)."""
+    return [k for k, ft in features.items() if ft["dtype"] != "language"]
+
+
+def episode_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
+    """Arrow schema of one meta/episodes row, stats columns included."""
+    fields = [pa.field(n, t) for n, t in EPISODE_COLUMNS]
+    for key in stats_keys(features):
+        for s in STAT_NAMES:
+            fields.append(pa.field(f"stats/{key}/{s}", pa.list_(pa.int64() if s == "count" else pa.float64())))
+    return pa.schema(fields)
+
+
+def contiguous_splits(splits: list[str]) -> dict[str, str]:
+    """LeRobot's `splits` ("name": "start:end") for every split whose episodes form one contiguous range."""
+    out = {}
+    for name in dict.fromkeys(splits):
+        idx = [i for i, s in enumerate(splits) if s == name]
+        if idx[-1] - idx[0] + 1 == len(idx):
+            out[name] = f"{idx[0]}:{idx[-1] + 1}"
+    return out

@@ -13,7 +13,11 @@ import fcntl
 import hashlib
 import io
 import json
+import os
 import re
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,68 +25,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from training.dataset.checks import DatasetError, check_episode_row, check_info, one_line, read_tasks
 from training.dataset.episode import EncodedEpisode
 from training.dataset.schema import (
     CHUNKS_SIZE,
     CODEBASE_VERSION,
     DATA_PATH,
+    EPISODE_COLUMNS,  # noqa: F401 - re-exported (the columns of meta/episodes rows)
     INFO_PATH,
     SCHEMA_VERSION,
+    STAT_NAMES,
     STATS_PATH,
     TASKS_PATH,
     VIDEO_PATH,
     atomic_write_bytes,
     atomic_write_json,
-    check_versions,
     chunk_file,
+    contiguous_splits,
     data_path,
+    episode_schema,
     episodes_path,
     load_info,
+    parse_json,
+    stats_keys,
 )
 
-STAT_NAMES = ("min", "max", "mean", "std", "count")
-# Columns of meta/episodes rows: LeRobot's, then ours (palme), then stats/<feature>/<stat>.
-EPISODE_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("episode_index", pa.int64()),
-    ("tasks", pa.list_(pa.string())),
-    ("length", pa.int64()),
-    ("data/chunk_index", pa.int64()),
-    ("data/file_index", pa.int64()),
-    ("dataset_from_index", pa.int64()),
-    ("dataset_to_index", pa.int64()),
-    ("meta/episodes/chunk_index", pa.int64()),
-    ("meta/episodes/file_index", pa.int64()),
-    ("task_name", pa.string()),
-    ("seed", pa.int64()),
-    ("split", pa.string()),
-    ("success", pa.bool_()),
-    ("failure", pa.string()),
-    ("reason", pa.string()),
-    ("instruction", pa.string()),
-    ("n_steps", pa.int64()),
-    ("control_steps", pa.int64()),
-    ("objects", pa.string()),
-    ("names", pa.string()),
-    ("plan_steps", pa.string()),
-    ("frame_t", pa.string()),
-    ("wall_s", pa.float64()),
-    ("data/sha256", pa.string()),  # of the data file's bytes: any later change to the file is detected
-]
+LOCK_NAME = ".writer.lock"  # held (flock) by the one writer of a folder; holds who that writer is (JSON)
+
 _FILE_RE = re.compile(r"chunk-(\d{3,})/file-(\d{3,})\.parquet$")
-
-
-def stats_keys(features: dict[str, dict[str, Any]]) -> list[str]:
-    """Features that get statistics (everything numeric or image; not language)."""
-    return [k for k, ft in features.items() if ft["dtype"] != "language"]
-
-
-def episode_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
-    """Arrow schema of one meta/episodes row, stats columns included."""
-    fields = [pa.field(n, t) for n, t in EPISODE_COLUMNS]
-    for key in stats_keys(features):
-        for s in STAT_NAMES:
-            fields.append(pa.field(f"stats/{key}/{s}", pa.list_(pa.int64() if s == "count" else pa.float64())))
-    return pa.schema(fields)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -144,8 +114,32 @@ class RunningStats:
         return out
 
 
+class WriterConflictError(ValueError):
+    """Another process is appending to the dataset folder (the message names the folder and that writer)."""
+
+
+def _holder(lock_path: Path) -> str:
+    """Who holds a writer lock, in words, from the lock file's JSON (pid, host, start time, command)."""
+    try:
+        who = parse_json(lock_path.read_bytes()[:4096])
+    except (OSError, ValueError):
+        who = None
+    if not isinstance(who, dict):
+        return "another process (it did not record who it is)"
+    argv = " ".join(str(a) for a in who.get("argv", [])) if isinstance(who.get("argv"), list) else "?"
+    return one_line(f"pid {str(who.get('pid', '?'))[:20]} on {str(who.get('host', '?'))[:80]}, since "
+                    f"{str(who.get('started', '?'))[:40]} ({argv[:200]})")
+
+
+def _lock_record() -> str:
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv})
+
+
 class DatasetWriter:
-    """Appends encoded episodes to `root`; creates the dataset on first use. One writer per folder at a time."""
+    """Appends encoded episodes to `root`; creates the dataset on first use. One writer per folder at a time
+    (a second one gets WriterConflictError); an existing folder whose info.json fails `check_info` is refused
+    with DatasetError (one line)."""
 
     def __init__(
         self,
@@ -158,12 +152,17 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.root / ".writer.lock", "w")  # noqa: SIM115 - held for the writer's lifetime
+        lock_path = self.root / LOCK_NAME
+        self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the writer's lifetime; "a+": keep the holder's record
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             self._lock.close()
-            raise ValueError(f"{self.root}: another writer is appending to this dataset") from err
+            raise WriterConflictError(f"{self.root}: another writer is appending to this dataset: "
+                                      f"{_holder(lock_path)}; wait for it to finish or stop it") from err
+        self._lock.truncate(0)
+        self._lock.write(_lock_record())
+        self._lock.flush()
         try:
             self._open(features, fps, robot_type, palme, chunks_size)
         except BaseException:
@@ -173,11 +172,16 @@ class DatasetWriter:
     def _open(self, features, fps, robot_type, palme, chunks_size) -> None:
         if (self.root / INFO_PATH).exists():
             self.info = load_info(self.root)
-            check_versions(self.info, self.root)
+            errors = [p for p in check_info(self.info, self.root) if p.level == "error"]
+            if errors:
+                raise DatasetError(f"{self.root}: cannot append: {errors[0]}; run `palme-dataset validate {self.root}`")
             self._check_compatible(features, fps)
         else:
             if features is None or fps is None:
                 raise ValueError(f"{self.root}: a new dataset needs `features` and `fps`")
+            missing = [k for k in ("world", "control_hz") if not (palme or {}).get(k)]
+            if missing:
+                raise ValueError(f"{self.root}: a new dataset needs palme[{missing}] (the world and its control rate)")
             self.info = self._new_info(features, fps, robot_type, palme or {}, chunks_size)
         if palme:
             self._merge_palme(palme)
@@ -308,23 +312,25 @@ class DatasetWriter:
             tmp.unlink()
 
     def _load_committed(self) -> None:
+        """The committed rows (keys and stats of what is there); a row that fails its checks stops the append."""
         keys = stats_keys(self.features)
         for ep in range(self.total_episodes):
-            path = self.root / episodes_path(ep, self.chunks_size)
-            try:
-                row = pq.read_table(path).to_pylist()[0]
-            except Exception as err:
-                raise ValueError(f"{self.root}: episode {ep}: cannot read {path} ({err}); run palme-dataset validate") from err
+            er, problems = check_episode_row(self.root, self.info, ep)
+            errors = [p for p in problems if p.level == "error"]
+            if er is None or errors:
+                raise DatasetError(f"{self.root}: cannot append: {errors[0]}; run `palme-dataset validate {self.root}`")
+            row = er.row
             self.rows.append(row)
             self.stats.add({k: {s: np.asarray(row[f"stats/{k}/{s}"]) for s in STAT_NAMES} for k in keys
                             if row.get(f"stats/{k}/mean") is not None})
 
     def _load_tasks(self) -> list[str]:
-        path = self.root / TASKS_PATH
-        if not path.exists():
+        if not (self.root / TASKS_PATH).exists():
             return []
-        t = pq.read_table(path).to_pydict()
-        return [task for _, task in sorted(zip(t["task_index"], t["task"]))]
+        tasks, problems = read_tasks(self.root, self.info)
+        if tasks is None:
+            raise DatasetError(f"{self.root}: cannot append: {problems[0]}; run `palme-dataset validate {self.root}`")
+        return tasks
 
     def _with_indices(self, table: pa.Table, ep: int, start: int, task_index: int) -> pa.Table:
         n = table.num_rows
@@ -370,11 +376,4 @@ def _range_stats(lo: int, hi: int) -> dict[str, np.ndarray]:
             "std": x.std(keepdims=True), "count": np.array([len(x)])}
 
 
-def _contiguous_splits(splits: list[str]) -> dict[str, str]:
-    """LeRobot's `splits` ("name": "start:end") for every split whose episodes form one contiguous range."""
-    out = {}
-    for name in dict.fromkeys(splits):
-        idx = [i for i, s in enumerate(splits) if s == name]
-        if idx[-1] - idx[0] + 1 == len(idx):
-            out[name] = f"{idx[0]}:{idx[-1] + 1}"
-    return out
+_contiguous_splits = contiguous_splits  # (kept under its old name)
