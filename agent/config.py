@@ -9,23 +9,20 @@ from agent.planners import PlannerOptions
 
 
 @dataclass
-class RunConfig:
-    """Schema of `palme-run`: one episode (or an interactive session) of one task with one planner."""
+class RunConfig(PlannerOptions):
+    """Schema of `palme-run`: one episode (or an interactive session) of one task with one planner.
 
+    The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
+    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-eval and palme-collect.
+    """
+
+    planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random
     env: str = "pickplace"  # world: pickplace | push
     task: str = "stack"  # task of the world (unknown names list the known ones)
     seed: int | None = None  # scene seed (inside the split's seed range); None: the range's first seed (train: 0)
     split: str = "train"  # generalisation split the scene is drawn from (train, L1-L4)
     instruction: str | None = None  # a user instruction on the seeded scene; None: the task's sampled one
     interactive: bool = False  # read instructions from stdin one after another on the same scene
-    planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random
-    checkpoint: str | None = None  # model planners: checkpoint folder; None: checkpoints/palme-tiny
-    mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
-    constrained: bool = True  # model planners: decode only the steps valid in the scene (palme-tiny: +6 points)
-    check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
-    max_new_tokens: int = 48  # model planners: tokens per generated step
-    device: str = "cpu"  # model planners: torch device
-    planner_seed: int = 0  # random planner: generator seed
     max_steps: int | None = None  # step budget; None: 2x the oracle plan length at the start + 2
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES  # end after this many failed steps in a row
     image_size: list[int] | None = None  # camera (H, W); None: the world's default
@@ -34,21 +31,13 @@ class RunConfig:
     video_scale: int = 2  # video frames are the camera frames upscaled by this factor (readable captions)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("closed", "open"):
-            raise ValueError(f"mode must be 'closed' or 'open', got {self.mode!r}")
+        super().__post_init__()
         if self.video_scale < 1:
             raise ValueError(f"video_scale must be >= 1, got {self.video_scale}")
         if self.fps < 1:
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         if self.image_size is not None and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
-
-    def planner_options(self) -> PlannerOptions:
-        """The options the planner factory reads."""
-        return PlannerOptions(
-            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained, check_done=self.check_done,
-            max_new_tokens=self.max_new_tokens, device=self.device, seed=self.planner_seed,
-        )
 
 
 def register_configs() -> None:

@@ -32,7 +32,7 @@ def play_episode(
     """One episode of the agent on `env` from `seed`; returns the record fields (see agent.eval_metrics)."""
     u = env.unwrapped
     if isinstance(getattr(planner, "rng", None), np.random.Generator):
-        planner.rng = np.random.default_rng([settings["planner_options"]["seed"], seed])
+        planner.rng = np.random.default_rng([settings["planner_options"]["planner_seed"], seed])
     recorder: VideoRecorder | None = None
     rewards: list[float] = []
 

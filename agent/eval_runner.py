@@ -109,7 +109,8 @@ class EpisodeRunner:
         self.env, self.env_key = None, None
 
     def run(self, job: Job) -> dict[str, Any]:
-        """Play one episode; any exception in it becomes a failed record with its traceback.
+        """Play one episode; any exception in it (a Rust library's panic, pyo3's PanicException, included)
+        becomes a failed record with its traceback.
 
         Building the planner is set-up, not the episode: its errors are raised (once per runner).
         """
@@ -126,7 +127,9 @@ class EpisodeRunner:
                 rec["video_path"] = job.video_rel
                 poster = video.with_suffix(".jpg")
                 rec["poster_path"] = str(Path(job.video_rel).with_suffix(".jpg")) if poster.exists() else None
-        except Exception as exc:  # noqa: BLE001 - an episode must never abort the run
+        except BaseException as exc:  # an episode must never abort the run; a Rust panic is a BaseException
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # KeyboardInterrupt, SystemExit: the run's business
             self.close()
             rec = exception_record(job, exc, traceback.format_exc())
         rec["wall_s"] = time.perf_counter() - t0

@@ -43,17 +43,15 @@ EVAL_SPLITS = ("L1", "L2", "L3", "L4")
 
 
 @dataclass
-class EvalConfig:
-    """Schema of `palme-eval` (unknown keys fail at start)."""
+class EvalConfig(PlannerOptions):
+    """Schema of `palme-eval` (unknown keys fail at start).
 
-    checkpoint: str | None = None  # trained PalmE checkpoint folder; implies planner=palme
+    The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
+    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-run and palme-collect;
+    here `checkpoint` without `planner` means planner=palme.
+    """
+
     planner: str | None = None  # oracle | palme | a baseline (see agent.planners); default: palme with a checkpoint
-    mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
-    constrained: bool = True  # model planners: decode only the steps valid in the scene (palme-tiny: +6 points)
-    check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
-    max_new_tokens: int = 48  # model planners: tokens per generated step
-    device: str = "cpu"  # model planners: torch device
-    planner_seed: int = 0  # random planner: seed, combined with each episode's seed
     env: str = "pickplace"  # world: pickplace | push
     tasks: list[str] = field(default_factory=list)  # task names; empty = every task of the world
     split: str | None = None  # one split (L1-L4) or "all"; shortcut that overrides `splits`
@@ -72,17 +70,9 @@ class EvalConfig:
     report_every_s: float = 2.0  # rewrite eval_info.json / report.html at most this often while running
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.split is not None:
             self.splits = list(EVAL_SPLITS) if self.split == "all" else [self.split]
-        if self.mode not in ("closed", "open"):
-            raise ValueError(f"mode must be 'closed' or 'open', got {self.mode!r}")
-
-    def planner_options(self) -> PlannerOptions:
-        """The options the planner factory reads."""
-        return PlannerOptions(
-            checkpoint=self.checkpoint, mode=self.mode, constrained=self.constrained, check_done=self.check_done,
-            max_new_tokens=self.max_new_tokens, device=self.device, seed=self.planner_seed,
-        )
 
 
 def register_configs() -> None:

@@ -165,7 +165,9 @@ class Agent:
         try:
             trace.oracle_plan_length, trace.step_budget = self._budget(u)
             self._loop(u, trace)
-        except Exception as err:  # noqa: BLE001 - the planner or a skill raised: the episode fails, the run goes on
+        except BaseException as err:  # the planner or a skill raised: the episode fails, the run goes on
+            if not isinstance(err, Exception) and type(err).__name__ != "PanicException":  # a Rust panic: caught
+                raise
             trace.ended_by, trace.failure = "exception", "exception"
             trace.reason = f"{type(err).__name__}: {err}"
             trace.traceback = traceback.format_exc()

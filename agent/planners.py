@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from agent.model.config import PalmEConfig, PromptConfig
 from agent.parser import SceneContext, valid_steps
 from agent.prompts import Example, PromptBuilder, is_yes, split_whole_plan, success_question
 from envs.vocab import render_step
@@ -41,18 +42,42 @@ class PlanContext:
     step_index: int = 0  # 0-based index of the step being planned
 
 
+MODES = ("closed", "open")  # model planners: next step after each skill | whole plan once (PaLM-E TAMP p1/p2)
+
+
 @dataclass
 class PlannerOptions:
-    """Options a CLI passes to `planner_from_options`; each planner reads the fields it needs."""
+    """How a planner is built: the planner keys of palme-run, palme-eval and palme-collect, declared once.
 
-    checkpoint: str | None = None  # model planners: checkpoint folder (DEFAULT_CHECKPOINT when None)
-    mode: str = "closed"  # model planners: "closed" (next step) or "open" (whole plan once)
-    constrained: bool = True  # model planners: decode only steps valid in the scene (the CLIs' default)
-    check_done: bool = False  # model planners: the model's own success detection decides when to stop
-    max_new_tokens: int = 48  # model planners: generation length
-    device: str = "cpu"  # model planners: torch device
-    max_plan_tokens: int = 256  # model planners, open-loop mode: length of the whole plan
-    seed: int = 0  # random planner: generator seed
+    The three CLI schemas (agent.config.RunConfig, agent.evaluate.EvalConfig,
+    training.collect.CollectConfig) extend this dataclass, so every key below has one name, one type
+    and one default on all three command lines (`constrained=false`, `checkpoint=DIR`, ...); the
+    planner's name (`planner=`) stays in each schema, whose default differs by purpose.
+    `planner_from_options` hands the options to the planner class, which reads the fields it needs.
+    Raises ValueError (naming the key) for an unknown mode or a token budget below 1.
+    """
+
+    checkpoint: str | None = None  # model planners: checkpoint folder; None (or ""): the shipped checkpoints/palme-tiny
+    mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
+    constrained: bool = True  # model planners: decode only the steps valid in the scene (palme-tiny: +6 points)
+    check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
+    max_new_tokens: int = 48  # model planners: tokens per generated step
+    max_plan_tokens: int = 256  # model planners, mode=open: tokens of the whole plan
+    device: str = "cpu"  # model planners: torch device (cpu | cuda | cuda:N)
+    planner_seed: int = 0  # random planner: generator seed (palme-eval combines it with each episode's seed)
+
+    def __post_init__(self) -> None:
+        if self.checkpoint == "":  # palme-collect's former spelling of "the shipped checkpoint"
+            self.checkpoint = None
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.max_new_tokens < 1 or self.max_plan_tokens < 1:
+            raise ValueError(f"max_new_tokens and max_plan_tokens must be >= 1, got {self.max_new_tokens} "
+                             f"and {self.max_plan_tokens}")
+
+    def planner_options(self) -> PlannerOptions:
+        """The planner options alone: a CLI config (a subclass) reduced to a plain PlannerOptions (plain data)."""
+        return PlannerOptions(**{f.name: getattr(self, f.name) for f in fields(PlannerOptions)})
 
 
 class Planner(ABC):
@@ -64,7 +89,7 @@ class Planner(ABC):
     @property
     def needs_image(self) -> bool:
         """Whether the agent must render a camera frame at each decision point for this planner."""
-        return self.prompts is not None and self.prompts.use_image
+        return self.prompts is not None and self.prompts.reads("rgb")
 
     def reset(self, env: TabletopEnv, instruction: str) -> None:
         """Start a new instruction on `env` (called before the first `next_step`)."""
@@ -136,7 +161,7 @@ class RandomValidPlanner(Planner):
 
     @classmethod
     def from_options(cls, opts: PlannerOptions) -> Planner:
-        return cls(seed=opts.seed)
+        return cls(seed=opts.planner_seed)
 
     def next_step(self, ctx: PlanContext) -> str:
         steps = valid_steps(ctx.scene)
@@ -155,7 +180,11 @@ def first_step(text: str) -> str:
 
 @register_planner
 class PalmEPlanner(Planner):
-    """The PalmE model as a planner: closed-loop next step, or open-loop whole plan (PaLM-E TAMP p1/p2)."""
+    """The PalmE model as a planner: closed-loop next step, or open-loop whole plan (PaLM-E TAMP p1/p2).
+
+    The keyword defaults are PlannerOptions' (tests/test_planner_options.py keeps them equal); `model`
+    replaces loading `checkpoint`, `prompts` replaces the model's own PromptBuilder.
+    """
 
     name = "palme"
     text_only: ClassVar[bool] = False
@@ -164,7 +193,7 @@ class PalmEPlanner(Planner):
         self,
         checkpoint: str | Path | None = None,
         mode: str = "closed",
-        constrained: bool = False,
+        constrained: bool = True,
         max_new_tokens: int = 48,
         device: str = "cpu",
         max_plan_tokens: int = 256,
@@ -172,7 +201,7 @@ class PalmEPlanner(Planner):
         prompts: PromptBuilder | None = None,
         check_done: bool = False,
     ) -> None:
-        if mode not in ("closed", "open"):
+        if mode not in MODES:
             raise ValueError(f"mode must be 'closed' (next step) or 'open' (whole plan), got {mode!r}")
         self.model = model if model is not None else _load_model(checkpoint, device)
         self.mode = mode
@@ -186,21 +215,23 @@ class PalmEPlanner(Planner):
 
     @classmethod
     def from_options(cls, opts: PlannerOptions) -> Planner:
-        return cls(opts.checkpoint, opts.mode, opts.constrained, opts.max_new_tokens, opts.device, opts.max_plan_tokens,
+        return cls(checkpoint=opts.checkpoint, mode=opts.mode, constrained=opts.constrained,
+                   max_new_tokens=opts.max_new_tokens, device=opts.device, max_plan_tokens=opts.max_plan_tokens,
                    check_done=opts.check_done)
 
     def _prompt_builder(self) -> PromptBuilder:
         """The prompt flags the model was trained with (text-only planners drop image and state)."""
         if self.text_only:
-            return PromptBuilder(use_image=False, use_state=False)
+            return PromptBuilder(PromptConfig(tokens=[]))
         own = getattr(self.model, "prompt_builder", None)
         if isinstance(own, PromptBuilder):
             return own
         cfg = getattr(self.model, "config", None)
-        if hasattr(cfg, "prompt_flags"):  # a PalmEConfig: its flags, zone tokens included
-            return PromptBuilder(**cfg.prompt_flags())
-        flags = {k: getattr(cfg, k) for k in ("use_image", "use_state", "entity_referral") if hasattr(cfg, k)}
-        return PromptBuilder(**{k: bool(v) for k, v in flags.items()})
+        if isinstance(cfg, PalmEConfig):
+            from agent.model import prompt_builder
+
+            return prompt_builder(cfg)
+        return PromptBuilder()
 
     def reset(self, env: TabletopEnv, instruction: str) -> None:
         self._plan = None

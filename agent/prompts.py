@@ -1,8 +1,9 @@
 """`PromptBuilder`: the one place that writes every prompt the model sees, in training and at inference.
 
 A prompt is a "multimodal sentence": text with placeholders that the model replaces by encoder
-outputs at their positions: `<img>` (image tokens), `<obj_j>` (the state tokens of object j,
-1-based: slot j-1 of the observation's object rows) and `<robot>` (the robot-state token).
+outputs at their positions. The placeholders are those of the registered token types
+(agent.model.tokens): `<img>` (image tokens), `<obj_j>` (the state tokens of object j, 1-based:
+row j-1 of the observation's object rows) and `<robot>` (the robot-state token).
 
 Formats (PROMPT_FORMAT_VERSION 1), shown with images, states and entity referrals on:
 
@@ -17,13 +18,10 @@ Formats (PROMPT_FORMAT_VERSION 1), shown with images, states and entity referral
     ... Q: <question>
     A:                                        <- VQA / captions / success detection
 
-With zone tokens on (`use_zones`, a model's `zone_tokens`), a scene with target zones also says
-`Zones: <zone_1> <zone_2>.` after the objects: `<zone_k>` is row k-1 of the observation's zone rows
-(catalogue.zone_row), read by the same state encoder as objects. Without zones the text is unchanged.
-With `zone_rows` (a model's `zone_relations`) an example with object tokens carries the zone rows even
-when the text names no zone: the model reads them to tell which zone each object lies in.
-With `name_objects` (a model's `name_objects`) each object is introduced by its name, read from its row
-(`envs.vocab.row_names`, the names plan steps use): `The small cyan cube is <obj_1>.`
+The scene sentence is written by the token types the builder's `PromptConfig.tokens` names, in that
+order (each supplies its own sentences); a model with `history_window=k` sees only the last k steps,
+numbered as in the episode. Examples with object tokens also carry the observation keys in the
+builder's `context` (what the model's object features read, e.g. the zone rows), named in the text or not.
 
 Untrusted text: every prompt the builder writes is a `Prompt`, a str that knows which of its spans are
 the placeholders the builder put there. Everything else (instructions, questions, history steps and
@@ -34,6 +32,7 @@ tokenizer's `split_special_tokens`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,37 +40,24 @@ from typing import Any, Self
 
 import numpy as np
 
-from envs.catalogue import MAX_OBJECTS, MAX_ZONES
-from envs.vocab import row_names
+from agent.model.config import PromptConfig
+from agent.model.tokens import all_placeholders, token_type
 
 PROMPT_FORMAT_VERSION = 1
-IMG_TOKEN = "<img>"
-ROBOT_TOKEN = "<robot>"
 OK_FEEDBACK = "ok"
+_OBS_FIELDS = {"rgb": "image", "objects": "objects", "robot": "robot", "zones": "zones"}  # key -> Example field
 
 
-def obj_token(j: int) -> str:
-    """Placeholder of object j (1-based)."""
-    return f"<obj_{j}>"
-
-
-def zone_token(k: int) -> str:
-    """Placeholder of zone k (1-based)."""
-    return f"<zone_{k}>"
-
-
-PLACEHOLDERS: tuple[str, ...] = (
-    IMG_TOKEN, ROBOT_TOKEN, *(obj_token(j) for j in range(1, MAX_OBJECTS + 1)),
-    *(zone_token(k) for k in range(1, MAX_ZONES + 1)),
-)
-_PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in sorted(PLACEHOLDERS, key=len, reverse=True)) + ")")
+@functools.lru_cache(maxsize=8)
+def _splitter(placeholders: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("(" + "|".join(re.escape(t) for t in sorted(placeholders, key=len, reverse=True)) + ")")
 
 
 class Prompt(str):
     """Prompt text that knows which of its spans are placeholders the builder wrote (a str: the text itself).
 
     `parts` alternates text and placeholders, `(text, placeholder, text, ..., text)`: odd length, each
-    odd index one of PLACEHOLDERS. Only those become encoder tokens; the text parts (instructions,
+    odd index a placeholder of a registered token type (`tokens.all_placeholders`). Only those become encoder tokens; the text parts (instructions,
     questions, history, dataset language: text that comes from users or files) are plain text to
     the model, whatever they contain. A plain str used as a prompt is all text (no placeholders);
     so is any new string made from a Prompt (`+`, slicing, `.strip()`): compose prompts with
@@ -96,16 +82,17 @@ class Prompt(str):
     @classmethod
     def _of(cls, parts: Iterable[str]) -> Self:
         parts = tuple(parts)
-        bad = [t for t in parts[1::2] if t not in PLACEHOLDERS]
+        known = all_placeholders()
+        bad = [t for t in parts[1::2] if t not in known]
         if len(parts) % 2 == 0 or bad:
-            raise ValueError(f"prompt parts must alternate text and placeholders {list(PLACEHOLDERS)}, got {parts!r}")
+            raise ValueError(f"prompt parts must alternate text and placeholders {list(known)}, got {parts!r}")
         self = str.__new__(cls, "".join(parts))
         self.parts = parts
         return self
 
     @classmethod
     def placeholder(cls, token: str) -> Prompt:
-        """A prompt that is just one placeholder (`<img>`, `<obj_j>`, `<zone_k>`, `<robot>`)."""
+        """A prompt that is just one placeholder (`<img>`, `<obj_j>`, `<robot>`, ...)."""
         return cls._of(("", token, ""))
 
     @classmethod
@@ -114,7 +101,7 @@ class Prompt(str):
 
         For sentences a developer writes (tests, benchmarks); never pass user text through it.
         """
-        return cls._of(_PLACEHOLDER_SPLIT.split(text))
+        return cls._of(_splitter(all_placeholders()).split(text))
 
     @property
     def placeholders(self) -> tuple[str, ...]:
@@ -149,117 +136,103 @@ class Example:
     image: np.ndarray | None = None  # (H, W, 3) uint8, when the prompt has <img>
     objects: np.ndarray | None = None  # (MAX_OBJECTS, OBJ_DIM) float32, when it has <obj_j>
     robot: np.ndarray | None = None  # (ROBOT_DIM,) float32, when it has <robot>
-    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when it has <zone_k> (or the builder's zone_rows)
+    zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32, when the model's object features read them
     kind: str = "plan"  # plan | plan_full | vqa | caption | success ...
     prompt_loss: bool = True  # training: the prompt's text may take the auxiliary prompt loss
     meta: dict[str, Any] = field(default_factory=dict)  # provenance (episode, frame, task) for reports
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # arrays of other observation keys (new token types)
+
+    def array(self, key: str) -> np.ndarray | None:
+        """The array carried for observation key `key` (`rgb` is the image), None when not carried."""
+        return getattr(self, _OBS_FIELDS[key]) if key in _OBS_FIELDS else self.extra.get(key)
+
+    def carry(self, key: str, value: np.ndarray) -> None:
+        """Carry `value` for observation key `key`."""
+        if key in _OBS_FIELDS:
+            setattr(self, _OBS_FIELDS[key], value)
+        else:
+            self.extra[key] = value
 
 
 @dataclass(frozen=True)
 class PromptBuilder:
-    """Writes prompts; the flags choose which observation tokens appear (PaLM-E's input ablations)."""
+    """Writes prompts: `config` chooses which observation tokens appear (PaLM-E's input ablations) and the history.
 
-    use_image: bool = True  # include `<img>`
-    use_state: bool = True  # include object tokens and the robot token
-    entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
-    use_zones: bool = False  # with use_state: "Zones: <zone_1> ..." for scenes with target zones
-    zone_rows: bool = False  # with use_state: examples with object tokens carry the zone rows too, tokens or not (zone_relations)
-    history_window: int = 0  # planning prompts show only the last k steps so far, numbered as in the episode (0: all)
-    name_objects: bool = False  # with use_state: "The red cube is <obj_j>." (names from the rows) for "Object j is <obj_j>."
+    `context`: observation keys that examples with object tokens also carry (what a model's object
+    features read, e.g. `("zones",)`); `agent.model.prompt_builder(cfg)` gives a model's builder.
+    """
 
-    def scene(self, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> Prompt:
-        """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones.
+    config: PromptConfig = field(default_factory=PromptConfig)
+    context: tuple[str, ...] = ()
 
-        With `name_objects`, `names` (the scene's object names, `envs.vocab.row_names`) label the
-        object tokens, so an instruction's "the small cyan cube" meets the same words in the prompt,
-        right before that cube's token.
-        """
-        if not 0 <= n_objects <= MAX_OBJECTS:
-            raise ValueError(f"n_objects must be in [0, {MAX_OBJECTS}], got {n_objects}")
-        if not 0 <= n_zones <= MAX_ZONES:
-            raise ValueError(f"n_zones must be in [0, {MAX_ZONES}], got {n_zones}")
-        ph = Prompt.placeholder
+    def reads(self, key: str) -> bool:
+        """Whether examples of this builder may carry observation key `key` (`reads("rgb")`: frames are needed)."""
+        return key in self.context or any(token_type(name).obs_key == key for name in self.config.tokens)
+
+    def scene(self, n_objects: int, n_zones: int = 0) -> Prompt:
+        """The observation prefix for a scene with `n_objects` objects and `n_zones` target zones: the
+        sentences of each token type of `config.tokens`, in that order."""
+        counts = {"objects": n_objects, "zones": n_zones}
         parts: list[Prompt] = []
-        if self.use_image:
-            parts.append(Prompt("Given ", ph(IMG_TOKEN), "."))
-        if self.use_state:
-            if self.name_objects:
-                if names is None or len(names) != n_objects:
-                    got = "none" if names is None else f"{len(names)}"
-                    raise ValueError(f"name_objects prompts need one name per object ({n_objects}), got {got}")
-                parts += [Prompt(f"The {name} is ", ph(obj_token(j)), ".") for j, name in enumerate(names, start=1)]
-            elif self.entity_referral:
-                parts += [Prompt(f"Object {j} is ", ph(obj_token(j)), ".") for j in range(1, n_objects + 1)]
-            elif n_objects:
-                parts.append(Prompt("Objects: ", _join(" ", (ph(obj_token(j)) for j in range(1, n_objects + 1))), "."))
-            if self.use_zones and n_zones:
-                parts.append(Prompt("Zones: ", _join(" ", (ph(zone_token(k)) for k in range(1, n_zones + 1))), "."))
-            parts.append(Prompt("Robot: ", ph(ROBOT_TOKEN), "."))
+        for t in map(token_type, self.config.tokens):
+            parts += [Prompt.template(s) for s in t.scene(counts.get(t.obs_key, 1), self.config)]
         return _join(" ", parts)
 
-    def _head(self, n_objects: int, n_zones: int, line: str, names: Sequence[str] | None) -> Prompt:
+    def _head(self, n_objects: int, n_zones: int, line: str) -> Prompt:
         """The scene, then `line` (a plain-text line, e.g. `Task: <instruction>`) on its own line."""
-        scene = self.scene(n_objects, n_zones, names)
+        scene = self.scene(n_objects, n_zones)
         return Prompt(scene, "\n", line) if scene else Prompt(line)
 
-    def planning(
-        self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0,
-        names: Sequence[str] | None = None,
-    ) -> Prompt:
+    def planning(self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0) -> Prompt:
         """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`.
 
         The instruction, steps and feedback are plain text (never placeholders), whatever they hold.
         """
-        lines: list[str] = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}", names)]
-        first = max(0, len(history) - self.history_window) if self.history_window else 0
+        lines: list[str] = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}")]
+        window = self.config.history_window
+        first = max(0, len(history) - window) if window else 0
         for i, (step, feedback) in enumerate(history[first:], start=first + 1):
             lines.append(f"Step {i}. {step}. Result: {feedback}.")
         lines.append(f"Step {len(history) + 1}.")
         return _join("\n", lines)
 
-    def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> Prompt:
+    def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> Prompt:
         """Open-loop prompt: the whole plan is the answer (PaLM-E's p1/p2 style); the instruction is plain text."""
-        return Prompt(self._head(n_objects, n_zones, f"Task: {instruction.strip()}", names), "\nPlan:")
+        return Prompt(self._head(n_objects, n_zones, f"Task: {instruction.strip()}"), "\nPlan:")
 
-    def question(self, question: str, n_objects: int, n_zones: int = 0, names: Sequence[str] | None = None) -> Prompt:
+    def question(self, question: str, n_objects: int, n_zones: int = 0) -> Prompt:
         """VQA / captioning / success-detection prompt; the question is plain text."""
-        return Prompt(self._head(n_objects, n_zones, f"Q: {question.strip()}", names), "\nA:")
-
-    def names_of(self, object_rows: np.ndarray) -> list[str] | None:
-        """The object names a prompt of this builder needs for these rows (None unless `name_objects`)."""
-        return row_names(object_rows) if self.use_state and self.name_objects else None
+        return Prompt(self._head(n_objects, n_zones, f"Q: {question.strip()}"), "\nA:")
 
     def example(self, prompt: str, obs: Mapping[str, Any], answer: str = "", kind: str = "plan", **meta: Any) -> Example:
-        """Pair a prompt (a Prompt of this builder) with the observation arrays its placeholders need."""
-        held = prompt_parts(prompt)[1::2]
-        has_obj = any(t.startswith("<obj_") for t in held)
-        return Example(
-            prompt=prompt,
-            answer=answer,
-            image=np.asarray(obs["rgb"]) if self.use_image and IMG_TOKEN in held else None,
-            objects=np.asarray(obs["objects"], dtype=np.float32) if self.use_state and has_obj else None,
-            robot=np.asarray(obs["robot"], dtype=np.float32) if self.use_state and ROBOT_TOKEN in held else None,
-            zones=np.asarray(obs["zones"], dtype=np.float32) if self._wants_zones(held, has_obj, obs) else None,
-            kind=kind,
-            meta=dict(meta),
-        )
+        """Pair a prompt (a Prompt of this builder) with the observation arrays its placeholders need.
 
-    def _wants_zones(self, held: Sequence[str], has_obj: bool, obs: Mapping[str, Any]) -> bool:
-        if any(t.startswith("<zone_") for t in held):
-            return True
-        return self.zone_rows and self.use_state and has_obj and obs.get("zones") is not None
+        A token type of `config.tokens` whose placeholders the prompt holds carries its observation
+        key's array; with object tokens, the `context` keys the observation has are carried too.
+        """
+        held = set(prompt_parts(prompt)[1::2])
+        ex = Example(prompt=prompt, answer=answer, kind=kind, meta=dict(meta))
+        for name in self.config.tokens:
+            t = token_type(name)
+            if held & set(t.placeholders):
+                ex.carry(t.obs_key, t.carry(obs[t.obs_key]))
+        if "object" in self.config.tokens and held & set(token_type("object").placeholders):
+            for key in self.context:
+                if obs.get(key) is not None:
+                    ex.carry(key, np.asarray(obs[key], dtype=np.float32))
+        return ex
 
     def for_obs(self, kind: str, obs: Mapping[str, Any], **kwargs: Any) -> Example:
         """Build the prompt of `kind` ("plan", "plan_full", "vqa") for an observation, with its arrays."""
-        n, z, names = count_objects(obs["objects"]), count_zones(obs), self.names_of(obs["objects"])
+        n, z = count_objects(obs["objects"]), count_zones(obs)
         answer = kwargs.pop("answer", "")
         meta = kwargs.pop("meta", {})
         if kind == "plan":
-            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z, names)
+            prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z)
         elif kind == "plan_full":
-            prompt = self.whole_plan(kwargs["instruction"], n, z, names)
+            prompt = self.whole_plan(kwargs["instruction"], n, z)
         else:
-            prompt = self.question(kwargs["question"], n, z, names)
+            prompt = self.question(kwargs["question"], n, z)
         return self.example(prompt, obs, answer=answer, kind=kind, **meta)
 
 

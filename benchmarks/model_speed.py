@@ -1,6 +1,6 @@
 """PalmE speed against the bare HF LM it wraps, measured in one run (ratios, not absolute times).
 
-    .venv/bin/python benchmarks/model_speed.py [--preset palme-tiny] [--batch 8] [--new-tokens 32] [--threads 1]
+    .venv/bin/python benchmarks/model_speed.py [--preset palme-small] [--batch 8] [--new-tokens 32] [--threads 1]
 
 - generation: PalmE.generate (multimodal prefix, our KV-cache loop) tokens/s divided by the bare
   LM's `generate(input_ids)` tokens/s, same batch, same prefix length, same number of new tokens
@@ -47,7 +47,7 @@ def alternate(a: Callable[[], object], b: Callable[[], object], repeats: int) ->
 def main() -> None:
     """CLI: measure and print both ratios."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="palme-tiny")
+    p.add_argument("--preset", default="palme-small")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)

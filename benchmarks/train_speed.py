@@ -1,6 +1,6 @@
 """How fast palme-train updates a model on this machine: steps/s, examples/s and tokens/s of the real update step.
 
-    python benchmarks/train_speed.py --data data/stack [--model palme-tiny] [--batch 32] [--steps 20] [--threads 1 2]
+    python benchmarks/train_speed.py --data data/stack [--model palme-small] [--batch 32] [--steps 20] [--threads 1 2]
         [--micro 1 2]
 
 `--micro 1 2` also times the batch cut into 2 length-grouped micro-batches (train.group_by_length
@@ -30,7 +30,7 @@ def measure(args: argparse.Namespace, threads: int, micro: int = 1) -> dict:
     """Timed updates of the real loop pieces at one thread count."""
     import torch
 
-    from agent.prompts import PromptBuilder
+    from agent.model import prompt_builder
     from training import distributed as dd
     from training.batches import MixtureStream, length_groups
     from training.data import load_data
@@ -40,8 +40,7 @@ def measure(args: argparse.Namespace, threads: int, micro: int = 1) -> dict:
     torch.set_num_threads(threads)
     cfg = compose_config([f"model={args.model}", f"data.dirs=[{','.join(args.data)}]", f"train.batch_size={args.batch}",
                           *args.override])
-    mc = cfg.model
-    data = load_data(cfg.data, PromptBuilder(mc.use_image, mc.use_state, mc.entity_referral), 0, log=lambda _: None)
+    data = load_data(cfg.data, prompt_builder(cfg.model), 0, log=lambda _: None)
     model = build_model(cfg, data, None, log=lambda _: None)
     opt = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, tuple(cfg.train.betas), cfg.train.eps)
     sched = make_scheduler(opt, cfg.train.warmup_steps, cfg.train.steps, cfg.train.min_lr_ratio)
@@ -75,7 +74,7 @@ def main() -> None:
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", required=True, help="demonstration-log folders")
-    p.add_argument("--model", default="palme-tiny")
+    p.add_argument("--model", default="palme-small")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)

@@ -64,9 +64,9 @@ class ObjectDesc:
             raise ValueError(f"unknown size {self.size!r}; expected one of {list(SIZE_NAMES)} or None")
 
 
-def object_row(pos, quat, size: float, desc: ObjectDesc) -> np.ndarray:
-    """One object-state row in the OBJ_FIELDS layout."""
-    row = np.zeros(OBJ_DIM, dtype=np.float32)
+def object_row(pos, quat, size: float, desc: ObjectDesc, dtype: type = np.float32) -> np.ndarray:
+    """One object-state row in the OBJ_FIELDS layout (float32 as observed; float64 keeps the simulator's values)."""
+    row = np.zeros(OBJ_DIM, dtype=dtype)
     row[0:3] = pos
     row[3:7] = quat
     row[7] = size
@@ -76,7 +76,7 @@ def object_row(pos, quat, size: float, desc: ObjectDesc) -> np.ndarray:
     return row
 
 
-def zone_row(color: str, centre, side: float) -> np.ndarray:
+def zone_row(color: str, centre, side: float, dtype: type = np.float32) -> np.ndarray:
     """One zone row in the OBJ_FIELDS layout: a flat square of `side` (m) centred at `centre` (x, y, z).
 
     Zones are scene entities of the state estimate like objects (PaLM-E's object-centric state),
@@ -84,7 +84,7 @@ def zone_row(color: str, centre, side: float) -> np.ndarray:
     """
     if color not in COLORS:
         raise ValueError(f"unknown zone colour {color!r}; expected one of {list(COLOR_NAMES)}")
-    row = np.zeros(OBJ_DIM, dtype=np.float32)
+    row = np.zeros(OBJ_DIM, dtype=dtype)
     row[0:3] = centre
     row[6] = 1.0  # identity quaternion: zones are axis-aligned
     row[7] = side

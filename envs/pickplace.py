@@ -23,7 +23,8 @@ import pybullet as p
 import pybullet_data
 
 from envs.base import TabletopEnv
-from envs.catalogue import COLORS, MAX_ZONES, OBJ_DIM, SIZE_EDGES, zone_row
+from envs.catalogue import COLORS, MAX_ZONES, OBJ_DIM, SIZE_EDGES, object_row, zone_row
+from envs.geometry import flat, in_zone, support_graph
 from envs.tasks.base import TaskInstance
 
 # ---- scene geometry (metres, world frame; the robot base is at the origin, the table top at z=0) ----
@@ -56,11 +57,6 @@ JOINT_LOW = (-2.9671, -1.8326, -2.9671, -3.1416, -2.9671, -0.0873, -2.9671)
 JOINT_HIGH = (2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671)
 JOINT_RANGES = tuple(h - lo for lo, h in zip(JOINT_LOW, JOINT_HIGH))
 IK_ITERATIONS = 10  # per control step; the target moves at most MAX_DELTA per step, so few are needed
-
-# ---- relations (tolerances used by `support_graph` and the success predicates) ------------------
-REST_Z_TOL = 0.01  # a cube rests on X when its bottom is within this of X's top
-TILT_TOL = 0.95  # flat: some cube axis within ~18 degrees of world z (|cos| above this)
-
 
 # ---- the robot's footprint when the hand comes down (from the link AABBs, grasp point at the origin) ----
 YAW_SLACK = 1.3  # a cube turned by up to ~20 degrees reaches this factor further than its half edge
@@ -318,11 +314,16 @@ class PickPlaceEnv(TabletopEnv):
         yaw = p.getEulerFromQuaternion(self.object_pose(i)[1])[2]
         return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
+    def exact_rows(self, idx: list[int] | None = None) -> np.ndarray:
+        """(n, OBJ_DIM) float64 rows of cubes `idx` (default all), as the simulator has them (the observation's
+        rows are float32): what the relations of `envs.geometry` judge success on."""
+        idx = range(len(self.object_ids)) if idx is None else idx
+        rows = [object_row(*self.object_pose(i), self.object_sizes[i], self.objects[i], np.float64) for i in idx]
+        return np.stack(rows) if rows else np.zeros((0, OBJ_DIM))
+
     def is_flat(self, i: int) -> bool:
-        """Whether cube i sits on one of its faces (any 90-degree rotation about z is fine)."""
-        _, quat = self.object_pose(i)
-        m = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)
-        return bool(np.max(np.abs(m[2])) > TILT_TOL)
+        """Whether cube i sits on one of its faces (any 90-degree rotation about z is fine; `geometry.flat`)."""
+        return bool(flat(self.exact_rows([i]))[0])
 
     def touches_finger(self, i: int) -> tuple[bool, bool]:
         """(left, right): whether each finger is in contact with cube i."""
@@ -340,33 +341,9 @@ class PickPlaceEnv(TabletopEnv):
         return None
 
     def support_graph(self) -> list[int | None]:
-        """What each cube rests on: -1 the table, j cube j, None neither (held, falling or tilted)."""
-        held = self.held_object()
-        pos = [self.object_pose(i)[0] for i in range(len(self.object_ids))]
-        out: list[int | None] = []
-        for i, pi in enumerate(pos):
-            si = self.object_sizes[i]
-            bottom = pi[2] - si / 2
-            if i == held or not self.is_flat(i):
-                out.append(None)
-            elif bottom < REST_Z_TOL:
-                out.append(-1)
-            else:
-                out.append(self._support_below(i, pos))
-        return out
-
-    def _support_below(self, i: int, pos: list[np.ndarray]) -> int | None:
-        bottom = pos[i][2] - self.object_sizes[i] / 2
-        best, best_d = None, np.inf
-        for j, pj in enumerate(pos):
-            if j == i:
-                continue
-            top = pj[2] + self.object_sizes[j] / 2
-            reach = (self.object_sizes[i] + self.object_sizes[j]) / 2
-            d = float(np.linalg.norm(pos[i][:2] - pj[:2]))
-            if abs(bottom - top) < REST_Z_TOL and d < reach * 0.85 and d < best_d:
-                best, best_d = j, d
-        return best
+        """What each cube rests on: -1 the table, j cube j, None neither (held, falling or tilted);
+        `geometry.support_graph` with the held cube read from the finger contacts."""
+        return support_graph(self.exact_rows(), table_z=0.0, held=self.held_object())
 
     def blocks_above(self, i: int, graph: list[int | None] | None = None) -> list[int]:
         """Cubes stacked on cube i (transitively), from the one directly on it upwards."""
@@ -393,14 +370,13 @@ class PickPlaceEnv(TabletopEnv):
         return rows
 
     def in_zone(self, i: int, color: str, graph: list[int | None] | None = None) -> bool:
-        """Whether cube i lies in the zone of `color`: its centre inside the square, resting, not held."""
+        """Whether cube i lies in the zone of `color`: its centre inside the square, resting, not held
+        (`geometry.in_zone`; `graph`: this state's `support_graph`, computed when not given)."""
         if color not in self.zones:
             return False
         graph = self.support_graph() if graph is None else graph
-        if graph[i] is None:
-            return False
-        d = np.abs(self.object_pose(i)[0][:2] - self.zones[color])
-        return bool(np.all(d <= ZONE_SIDE / 2))
+        zone = zone_row(color, (*self.zones[color], 0.0), ZONE_SIDE, np.float64)[None]
+        return bool(in_zone(self.exact_rows([i]), zone, [graph[i]])[0, 0])
 
     def hand_clear(self, xy: np.ndarray, ee_z: float, opening: float, exclude: tuple[int, ...] = ()) -> bool:
         """Whether the hand can come down to height `ee_z` over `xy` with the fingers `opening` apart

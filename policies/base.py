@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from envs.vocab import SkillCall
+from envs.vocab import SkillCall, skill_names, skill_spec
 
 if TYPE_CHECKING:
     from envs.base import TabletopEnv
@@ -47,10 +47,24 @@ SKILL_REGISTRY: dict[str, dict[str, type[Skill]]] = {}
 
 
 def register_skill(world: str):
-    """Class decorator: make a skill available to `make_skill(world, name)`."""
+    """Class decorator: make a skill available to `make_skill(world, name)`.
+
+    The skill's plan language must be registered under the same name (`envs.vocab.register_skill_spec`)
+    for this world; raises ValueError naming the registered skills (or the spec's worlds) otherwise.
+    """
 
     def deco(cls: type[Skill]) -> type[Skill]:
-        SKILL_REGISTRY.setdefault(world, {})[cls.name] = cls
+        name = getattr(cls, "name", None)
+        if name not in skill_names():
+            raise ValueError(f"skill class {cls.__name__}: {name!r} has no plan language; register its SkillSpec "
+                             f"first (envs.vocab.register_skill_spec); registered skills: {list(skill_names())}")
+        spec = skill_spec(name)
+        if spec.ends_plan:
+            raise ValueError(f"skill class {cls.__name__}: {name!r} ends the plan; no Skill executes it")
+        if spec.worlds is not None and world not in spec.worlds:
+            raise ValueError(f"skill class {cls.__name__}: {name!r} is a skill of the worlds {list(spec.worlds)}, "
+                             f"not of {world!r}")
+        SKILL_REGISTRY.setdefault(world, {})[name] = cls
         return cls
 
     return deco
@@ -77,8 +91,12 @@ def _import_world_skills(world: str) -> None:
 
 def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None) -> SkillResult:
     """Execute one skill call to the end on `env` (unwrapped). Never raises for a bad call."""
-    if call.skill == "done":
-        return SkillResult(True, "done", 0)
+    try:
+        ends_plan = skill_spec(call.skill).ends_plan
+    except ValueError as err:  # a skill unregistered since the call was made
+        return SkillResult(False, str(err), 0)
+    if ends_plan:
+        return SkillResult(True, call.skill, 0)
     n_obj = len(env.object_ids)
     for ref in (call.obj, call.target):
         if ref is not None and not 0 <= ref < n_obj:

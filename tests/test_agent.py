@@ -245,8 +245,8 @@ def test_interactive_session_runs_instructions_on_the_same_scene(tmp_path):
 
 
 # ---- the model planners (an untrained tiny PalmE: its text is untrusted input) ------------------------------
-TINY = {"llm_hidden": 64, "llm_layers": 1, "llm_heads": 2, "llm_kv_heads": 2, "llm_intermediate": 128,
-        "vision_hidden": 32, "vision_layers": 1, "vision_heads": 2, "vision_intermediate": 64, "state_hidden": 64}
+TINY = {"llm": {"hidden": 64, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 128},
+        "vision": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64}, "state": {"hidden": 64}}
 
 
 def _tiny_model(grasp_env, **overrides):
@@ -257,7 +257,7 @@ def _tiny_model(grasp_env, **overrides):
     for seed in range(3):
         grasp_env.reset(seed=seed)
         texts += valid_steps(SceneContext.from_env(grasp_env)) + [grasp_env.unwrapped.task_description]
-    return model_mod.make_model("palme-tiny", tokenizer_texts=texts, **(TINY | overrides))
+    return model_mod.make_model("palme-small", tokenizer_texts=texts, **(TINY | overrides))
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_constrained_palme_planner_writes_only_steps_that_parse(grasp_env, tiny_
 def test_free_text_and_open_loop_palme_planners_end_cleanly(grasp_env, tiny_palme):
     from agent.planners import PalmEPlanner
 
-    for planner in (PalmEPlanner(model=tiny_palme, max_new_tokens=12),
+    for planner in (PalmEPlanner(model=tiny_palme, constrained=False, max_new_tokens=12),
                     PalmEPlanner(model=tiny_palme, mode="open", max_plan_tokens=40)):
         trace = Agent(planner, max_steps=3).episode(grasp_env, seed=1)
         assert trace.success is True or (trace.failure in FAILURE_KINDS and trace.reason)
@@ -310,26 +310,26 @@ def test_check_done_stops_on_the_models_success_detection_and_overrules_an_early
     from agent.planners import PalmEPlanner
 
     no = _ScriptedModel("no")
-    trace = Agent(PalmEPlanner(model=no, check_done=True), max_steps=2).episode(grasp_env, seed=0)
+    trace = Agent(PalmEPlanner(model=no, constrained=False, check_done=True), max_steps=2).episode(grasp_env, seed=0)
     assert all(s.text != "done" for s in trace.steps)  # "done" was overruled by the detector's "no"
     assert ("success", None) in no.calls  # asked before the second step, never before the first
     assert no.calls[0] == ("plan", None) and no.calls[1][0] == "plan" and "done" not in no.calls[1][1]
     assert trace.failure == "step_budget"
 
     yes = _ScriptedModel("yes")
-    trace = Agent(PalmEPlanner(model=yes, check_done=True), max_steps=4).episode(grasp_env, seed=0)
+    trace = Agent(PalmEPlanner(model=yes, constrained=False, check_done=True), max_steps=4).episode(grasp_env, seed=0)
     assert [s.text for s in trace.steps][-1] == "done" and len(trace.steps) == 2
     assert yes.calls[-1] == ("success", None)  # the detector's "yes" ended it without another planning call
 
     off = _ScriptedModel("yes")
-    trace = Agent(PalmEPlanner(model=off), max_steps=2).episode(grasp_env, seed=0)
+    trace = Agent(PalmEPlanner(model=off, constrained=False), max_steps=2).episode(grasp_env, seed=0)
     assert trace.steps[0].text == "done" and all(c[0] == "plan" for c in off.calls)  # check_done off: never asked
 
 
 def test_text_only_planner_prompts_carry_no_image_or_state(grasp_env):
     from agent.planners import TextOnlyPlanner
 
-    model = _tiny_model(grasp_env, use_image=False, use_state=False)
+    model = _tiny_model(grasp_env, prompt={"tokens": []})
     starts = []
     planner = TextOnlyPlanner(model=model, constrained=True, max_new_tokens=24)
     trace = Agent(planner, max_steps=1, on_step_start=starts.append).episode(grasp_env, seed=0)

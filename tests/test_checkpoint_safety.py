@@ -9,6 +9,7 @@ from a copy of the shipped checkpoints/palme-tiny with the issue's edit.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -25,9 +26,11 @@ from transformers import AutoTokenizer
 
 from agent.model import PalmE, make_model
 from agent.model.checkpoint_checks import refuse_code
+from agent.model.config import PromptConfig
 from agent.model.tokenizer import load_tokenizer
+from agent.model.tokens import all_placeholders
 from agent.planners import model_dir
-from agent.prompts import PLACEHOLDERS, Example, PromptBuilder
+from agent.prompts import Example, PromptBuilder
 from training.checkpoint import resolve_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,27 +114,26 @@ def test_local_llm_and_vision_folders_that_name_code_are_refused(tmp_path, no_pr
     from transformers import ViTConfig, ViTModel
 
     marker = tmp_path / "MARKER"
-    tiny = {"llm_hidden": 32, "llm_layers": 1, "llm_heads": 2, "llm_kv_heads": 2, "llm_intermediate": 64,
-            "vision_hidden": 16, "vision_layers": 1, "vision_heads": 2, "vision_intermediate": 32,
-            "image_size": 16, "patch_size": 8, "state_hidden": 32, "vocab_size": 400}
-    source = make_model("palme-tiny", **tiny)
+    llm = {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64, "vocab_size": 400}
+    vision = {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "image_size": 16, "patch_size": 8}
+    source = make_model("palme-small", llm=llm, vision=vision, state={"hidden": 32})
     lm = tmp_path / "lm"
     source.llm.save_pretrained(lm)
     source.tokenizer.save_pretrained(lm)
     (lm / "evil_tok.py").write_text(EVIL_CODE.format(marker=str(marker)))
     _edit(lm / "config.json", lambda c: c.update(auto_map={"AutoModelForCausalLM": "evil_tok.EvilTokenizer"}))
     with pytest.raises(ValueError, match=r"lm/config\.json: key auto_map names Python code"):
-        make_model("palme-tiny", **tiny, llm="local", llm_path=str(lm))
+        make_model("palme-small", llm={**llm, "backbone": "local", "path": str(lm)}, vision=vision)
     vit = tmp_path / "vit"
     ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
                        image_size=16, patch_size=8)).save_pretrained(vit)
     (vit / "preprocessor_config.json").write_text(json.dumps({"auto_map": {"AutoImageProcessor": "evil_tok.P"}}))
     with pytest.raises(ValueError, match=r"vit/preprocessor_config\.json: key auto_map names Python code"):
-        make_model("palme-tiny", **tiny, vision="local", vision_path=str(vit))
+        make_model("palme-small", llm=llm, vision={**vision, "backbone": "local", "path": str(vit)})
     (vit / "preprocessor_config.json").unlink()
     _edit(vit / "config.json", lambda c: c.update(model_type="bert"))
     with pytest.raises(ValueError, match=r"vit/config\.json: config\.model_type \"bert\" \(str\) is not supported"):
-        make_model("palme-tiny", **tiny, vision="local", vision_path=str(vit))
+        make_model("palme-small", llm=llm, vision={**vision, "backbone": "local", "path": str(vit)})
     assert not marker.exists()
 
 
@@ -174,7 +176,7 @@ def test_the_shipped_checkpoint_names_no_code_and_its_saved_copy_loads(ckpt, tmp
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     refuse_code(tmp_path / "saved")
     again = PalmE.from_pretrained(tmp_path / "saved")
-    prompt = PromptBuilder(use_image=False, use_state=False).planning("stack the red cube on the blue cube", [], 0)
+    prompt = PromptBuilder(PromptConfig(tokens=[])).planning("stack the red cube on the blue cube", [], 0)
     assert again.generate([Example(prompt)]) == model.generate([Example(prompt)])
 
 
@@ -201,7 +203,7 @@ def test_the_tokenizer_read_as_data_behaves_as_autotokenizer_on_the_shipped_chec
             assert ours.decode(ids) == auto.decode(ids)
     batch = ours(texts[:3], padding=True)
     assert batch["input_ids"] == auto(texts[:3], padding=True)["input_ids"]
-    assert all(ours.convert_tokens_to_ids(p) == auto.convert_tokens_to_ids(p) for p in PLACEHOLDERS)
+    assert all(ours.convert_tokens_to_ids(p) == auto.convert_tokens_to_ids(p) for p in all_placeholders())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,11 +214,17 @@ def test_the_tokenizer_read_as_data_behaves_as_autotokenizer_on_the_shipped_chec
     ("llm_config", "vocab_size", 4_000_000, ["model.safetensors does not fit config.json", "lm_head.weight",
                                               "[711, 128] in the file", "[4000000, 128]"]),
     ("llm_config", "num_hidden_layers", 100_000, ["config.json: llm_config.num_hidden_layers is 100000",
-                                                  "holds only 86 tensors"]),
-    ("palme", "state_hidden", 3_000_000, ["model.safetensors does not fit config.json", "object_encoder.mlp.0"]),
+                                                  "holds at most 3 layers in a stack (llm.model.layers: 3"]),
+    ("palme.state", "hidden", 3_000_000, ["model.safetensors does not fit config.json", "encoders.object.mlp.0"]),
 ])
 def test_sizes_are_checked_against_the_weights_before_they_are_allocated(ckpt, section, key, value, names):
-    _edit(ckpt / "config.json", lambda c: c[section].update({key: value}))
+    def edit(c):
+        part = c
+        for name in section.split("."):
+            part = part[name]
+        part[key] = value
+
+    _edit(ckpt / "config.json", edit)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
     start = time.perf_counter()
     message = _refusal(ckpt)
@@ -237,10 +245,10 @@ def test_non_finite_or_absurd_weights_are_refused_naming_the_tensor(ckpt, value,
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-    tensors["projector.0.weight"][3, 5] = value
+    tensors["encoders.image.projector.0.weight"][3, 5] = value
     save_file(tensors, str(weights), metadata=meta)
     message = _refusal(ckpt)
-    assert message.startswith(f"{weights}: tensor projector.0.weight ") and says in message, message
+    assert message.startswith(f"{weights}: tensor encoders.image.projector.0.weight ") and says in message, message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,24 +268,36 @@ BROKEN_FILES = {  # case: (file, edit of the parsed JSON or of the file, what th
     "eos-not-in-vocab": ("tokenizer_config.json", lambda c: c.update(eos_token="<end>"),
                          ["tokenizer_config.json: eos_token must name a token of tokenizer.json", '"<end>"']),
     "no-palme-section": ("config.json", lambda c: c.pop("palme"), ["config.json: missing sections ['palme']"]),
-    "llm_hidden-big": ("config.json", lambda c: c["palme"].update(llm_hidden="big"),
-                       ["config.json: palme.llm_hidden must be an integer, got \"big\" (str)"]),
-    "bool-for-int": ("config.json", lambda c: c["palme"].update(obj_tokens=True),
-                     ["palme.obj_tokens must be an integer, got true (bool)"]),
-    "int-for-bool": ("config.json", lambda c: c["palme"].update(use_image=1),
-                     ["palme.use_image must be true or false, got 1 (int)"]),
-    "list-length": ("config.json", lambda c: c["palme"].update(image_mean=[0.5, 0.5]),
-                    ["palme.image_mean must hold 3 numbers (R, G, B), got 2"]),
-    "unknown-palme-key": ("config.json", lambda c: c["palme"].update(obj_token=2),
-                          ["palme has unknown keys ['obj_token']", "did you mean 'obj_tokens'?"]),
+    "llm_hidden-big": ("config.json", lambda c: c["palme"]["llm"].update(hidden="big"),
+                       ["config.json: palme.llm.hidden must be an integer, got \"big\" (str)"]),
+    "bool-for-int": ("config.json", lambda c: c["palme"]["state"].update(tokens_per_object=True),
+                     ["palme.state.tokens_per_object must be an integer, got true (bool)"]),
+    "int-for-bool": ("config.json", lambda c: c["palme"]["prompt"].update(entity_referral=1),
+                     ["palme.prompt.entity_referral must be true or false, got 1 (int)"]),
+    "list-length": ("config.json", lambda c: c["palme"]["vision"].update(image_mean=[0.5, 0.5]),
+                    ["palme.vision.image_mean must hold 3 numbers (R, G, B), got 2"]),
+    "unknown-palme-key": ("config.json", lambda c: c["palme"].update(stat={}),
+                          ["palme has unknown keys ['stat']", "did you mean 'state'?"]),
+    "unknown-section-key": ("config.json", lambda c: c["palme"]["state"].update(tokens_per_objct=2),
+                            ["palme.state has unknown keys ['tokens_per_objct']", "did you mean 'tokens_per_object'?"]),
+    "section-not-object": ("config.json", lambda c: c["palme"].update(llm="scratch"),
+                           ["palme.llm must be a JSON object (the model's LLMConfig), got \"scratch\" (str)"]),
+    "unknown-feature": ("config.json", lambda c: c["palme"]["state"].update(features=["words", "zone_tokens"]),
+                        ["palme.state.features[1] 'zone_tokens' is not one of ['size_word', 'words'"]),
+    "unknown-token-type": ("config.json", lambda c: c["palme"]["prompt"].update(tokens=["image", "zone"]),
+                           ["palme.prompt.tokens[1] 'zone' is not one of ['image', 'object', 'robot']"]),
+    "feature-order": ("config.json", lambda c: c["palme"]["state"].update(features=["size_word", "words"]),
+                      ["object feature 'size_word' needs ['words'] before it"]),
     "llm-model-type": ("config.json", lambda c: c["llm_config"].update(model_type="evil_lm"),
                        ["llm_config.model_type \"evil_lm\" (str) is not supported"]),
     "llm-field-type": ("config.json", lambda c: c["llm_config"].update(hidden_size="big"),
                        ["llm_config is not a valid llama config", "'hidden_size' expected int, got str"]),
     "vision-config-for-scratch": ("config.json", lambda c: c.update(vision_config={"model_type": "vit"}),
-                                  ["vision_config must be null for palme.vision 'scratch'"]),
-    "version": ("config.json", lambda c: c.update(schema_version=2),
-                ["does not match this code: schema_version: checkpoint has 2, this code expects 1"]),
+                                  ["vision_config must be null for palme.vision.backbone 'scratch'"]),
+    "version": ("config.json", lambda c: c.update(schema_version=3),
+                ["does not match this code: schema_version: checkpoint has 3, this code expects 2"]),
+    "schema-1": ("config.json", lambda c: c.update(schema_version=1),
+                 ["has schema_version 1 and this code reads 2: convert it once with `python -m agent.model.convert"]),
 }
 
 
@@ -313,7 +333,7 @@ def _unloadable(kind: str, tmp_path: Path) -> Path:
         with safe_open(str(weights), "pt") as f:
             meta = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-        tensors["projector.2.weight"] = tensors["projector.2.weight"][:-1].clone()
+        tensors["encoders.image.projector.2.weight"] = tensors["encoders.image.projector.2.weight"][:-1].clone()
         save_file(tensors, str(weights), metadata=meta)
     return path
 
@@ -322,7 +342,8 @@ def _unloadable(kind: str, tmp_path: Path) -> Path:
     ("plain-file", "is a file, not a folder"), ("empty-folder", "is missing config.json, model.safetensors"),
     ("no-safetensors", "is missing model.safetensors"),
     ("truncated-safetensors", "model.safetensors is not a readable safetensors file"),
-    ("wrong-shape", "tensor projector.2.weight has shape [127, 128] in the file but config.json implies [128, 128]"),
+    ("wrong-shape", ("tensor encoders.image.projector.2.weight has shape [127, 128] in the file but config.json "
+                     "implies [128, 128]")),
 ])
 def test_unloadable_checkpoints_are_one_line_value_errors(tmp_path, kind, says):
     path = _unloadable(kind, tmp_path)
@@ -340,4 +361,178 @@ def test_a_normal_load_is_unchanged():
     model = PalmE.from_pretrained(SHIPPED)
     assert not model.training and model.tokenizer.eos_token_id == 1
     with safe_open(str(SHIPPED / "model.safetensors"), "pt") as f:
-        assert torch.equal(model.state_dict()["projector.0.weight"], f.get_tensor("projector.0.weight"))
+        name = "encoders.image.projector.0.weight"
+        assert torch.equal(model.state_dict()[name], f.get_tensor(name))
+
+
+# ---------------------------------------------------------------------------------------------
+# review of #17: special files, big inputs, hostile tokenizer pipelines, ambiguous ids, huge integers
+
+# Run in a child process: a regression would block on the FIFO or read /dev/zero until memory runs out; the
+# child stops itself after 60 s and cannot map more than 1 GiB beyond what its imports took.
+_SPECIAL_FILES_CHILD = """
+import json, resource, sys, time
+from agent.model import PalmE
+pages = int(open("/proc/self/statm").read().split()[0])
+vm = pages * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, vm + 2**30))
+resource.setrlimit(resource.RLIMIT_CPU, (60, 60))
+out = {}
+for folder in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        PalmE.from_pretrained(folder)
+        out[folder] = ["loaded", 0.0]
+    except ValueError as err:
+        out[folder] = [str(err), time.perf_counter() - start]
+print(json.dumps(out))
+"""
+
+
+def _special(kind: str, folder: Path) -> list[str]:
+    """The reviewer's special-file cases on a copy of the shipped checkpoint; what the refusal must say."""
+    if kind == "fifo-extra-json":
+        os.mkfifo(folder / "readme.json")
+        return ["readme.json is a FIFO (named pipe), not a regular file"]
+    if kind == "dev-zero-json":
+        (folder / "notes.json").symlink_to("/dev/zero")
+        return ["notes.json is a character device, not a regular file"]
+    if kind == "fifo-config":
+        (folder / "config.json").unlink()
+        os.mkfifo(folder / "config.json")
+        return ["config.json is a FIFO (named pipe)"]
+    if kind == "fifo-weights":
+        (folder / "model.safetensors").unlink()
+        os.mkfifo(folder / "model.safetensors")
+        return ["model.safetensors is a FIFO (named pipe)"]
+    if kind == "sparse-2gb-config":  # valid JSON followed by NULs, 2 GB (sparse: no disk used)
+        with open(folder / "config.json", "r+b") as f:
+            f.truncate(2**31)
+        return ["config.json is 2,147,483,648 bytes, over the 16,777,216-byte cap"]
+    assert kind == "sparse-100mb-tokenizer"
+    with open(folder / "tokenizer.json", "r+b") as f:
+        f.truncate(100 * 2**20)
+    return ["tokenizer.json is 104,857,600 bytes, over the 67,108,864-byte cap"]
+
+
+SPECIAL = ["fifo-extra-json", "dev-zero-json", "fifo-config", "fifo-weights", "sparse-2gb-config",
+           "sparse-100mb-tokenizer"]
+
+
+def test_fifos_devices_and_huge_files_in_a_checkpoint_are_refused_before_they_are_read(tmp_path):
+    folders = {kind: Path(shutil.copytree(SHIPPED, tmp_path / kind)) for kind in SPECIAL}
+    says = {kind: _special(kind, folder) for kind, folder in folders.items()}
+    proc = subprocess.run([sys.executable, "-c", _SPECIAL_FILES_CHILD, *map(str, folders.values())],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for kind, folder in folders.items():
+        message, seconds = results[str(folder)]
+        assert str(folder) in message and all(s in message for s in says[kind]), (kind, message)
+        assert "\n" not in message and seconds < 1.0, (kind, seconds)
+
+
+@pytest.mark.parametrize("padding", ["zero-size", "zero-size-layers", "one-element-layers"])
+def test_10000_layers_padded_with_tiny_tensors_are_refused_in_well_under_a_second(ckpt, padding):
+    """The reviewer's N=10000: config.json claims 10000 LM layers and the file is padded with 10000 tensors
+    (zero-size ones, or named as layers) so that counting tensors would let the model be built (118 s)."""
+    n = 10_000
+    _edit(ckpt / "config.json", lambda c: (c["palme"]["llm"].update(layers=n), c["llm_config"].update(num_hidden_layers=n)))
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    for i in range(n):
+        if padding == "zero-size":
+            tensors[f"pad{i}"] = torch.zeros(0)
+        else:
+            tensors[f"llm.model.layers.{i}.pad"] = torch.zeros(0 if padding == "zero-size-layers" else 1)
+    save_file(tensors, str(ckpt / "model.safetensors"), metadata=meta)
+    start = time.perf_counter()
+    message = _refusal(ckpt)
+    seconds = time.perf_counter() - start
+    assert "config.json: llm_config.num_hidden_layers is 10000" in message, message
+    says = "holds at most 3 layers in a stack (llm.model.layers: 3" if padding != "one-element-layers" else \
+        "layers of width 128, at least 163,840,000 weights"
+    assert says in message and seconds < 2.0, (message, seconds)
+
+
+def _hostile_pipeline(t: dict) -> None:
+    """The reviewer's pre-tokenizer: a Split with a backtracking regex before the byte-level one."""
+    split = {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False}
+    t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, t["pre_tokenizer"]]}
+
+
+PIPELINES = {  # case: (edit of tokenizer.json, what the refusal must say)
+    "split-regex": (_hostile_pipeline, ("tokenizer.json: pre_tokenizer is Sequence; this model's tokenizer has "
+                                        "ByteLevel there")),
+    "replace-normalizer": (lambda t: t.update(normalizer={"type": "Replace", "pattern": {"String": "cube"},
+                                                          "content": "<img>"}),
+                           "tokenizer.json: normalizer is Replace"),
+    "sequence-normalizer": (lambda t: t.update(normalizer={"type": "Sequence", "normalizers": [
+        {"type": "NFC"}, {"type": "Replace", "pattern": {"Regex": "(a+)+$"}, "content": "x"}]}),
+                            "tokenizer.json: normalizer.normalizers holds Replace"),
+    "wordpiece-decoder": (lambda t: t.update(decoder={"type": "WordPiece", "prefix": "##", "cleanup": True}),
+                          "tokenizer.json: decoder is WordPiece"),
+    "bpe-dropout": (lambda t: t["model"].update(dropout=0.5), "tokenizer.json: model.dropout is 0.5"),
+}
+
+
+@pytest.mark.parametrize("case", list(PIPELINES))
+def test_a_tokenizer_pipeline_this_project_does_not_write_is_refused_naming_the_key(ckpt, case):
+    edit, says = PIPELINES[case]
+    _edit(ckpt / "tokenizer.json", edit)
+    message = _refusal(ckpt)
+    assert str(ckpt) in message and says in message, message
+
+
+def _panics(encode) -> bool:
+    try:
+        encode("a" * 64 + "b")
+    except BaseException as err:  # noqa: BLE001 - looking for the Rust panic itself
+        return type(err).__name__ == "PanicException"
+    return False
+
+
+def test_another_models_tokenizer_that_panics_is_refused_at_load_and_a_panic_on_text_is_a_value_error(ckpt):
+    """llm=local / smollm2 tokenizers keep their own pipelines (own=False); one that panics on a probe text is
+    refused when loaded, and a panic on later text becomes a ValueError (not a BaseException that escapes)."""
+    from tokenizers import Tokenizer
+
+    from agent.model.tokenizer import encode_text
+
+    _edit(ckpt / "tokenizer.json", _hostile_pipeline)
+    backend = Tokenizer.from_file(str(ckpt / "tokenizer.json"))
+    assert _panics(backend.encode)  # the reviewer's input really panics the Rust library
+    with pytest.raises(ValueError, match=r"tokenizer\.json: the tokenizer fails on the text 'aaaa.*Regex search error"):
+        load_tokenizer(ckpt, own=False)
+    shipped = load_tokenizer(SHIPPED)
+    shipped.backend_tokenizer.pre_tokenizer = backend.pre_tokenizer  # the same pipeline on a loaded tokenizer
+    with pytest.raises(ValueError, match=r"the tokenizer fails on the text 'aaaa"):
+        encode_text(shipped, "a" * 64 + "b")
+
+
+@pytest.mark.parametrize("case,says", [
+    ("vocab-reuses-a-placeholder-id", "model.vocab gives the id 2 to both '<img>' and 'Ġthe'"),
+    ("added-token-twice", "added_tokens list '<zone_4>' twice (ids 15 and 15)"),
+    ("added-token-takes-a-vocab-id", "added_tokens[16] 'red' has the id 400, which model.vocab gives to"),
+])
+def test_ambiguous_token_ids_are_refused_on_every_load(ckpt, case, says):
+    """The reviewer's vocab["Ġthe"] = 2 (the id of <img>) loaded 2 times in 6: the refusal is now deterministic."""
+    def edit(t):
+        if case == "vocab-reuses-a-placeholder-id":
+            t["model"]["vocab"]["Ġthe"] = 2
+        elif case == "added-token-twice":
+            t["added_tokens"].append(dict(t["added_tokens"][-1]))
+        else:
+            t["added_tokens"].append({**t["added_tokens"][-1], "id": 400, "content": "red", "special": False})
+
+    _edit(ckpt / "tokenizer.json", edit)
+    messages = {_refusal(ckpt) for _ in range(6)}
+    assert len(messages) == 1 and says in messages.pop()
+
+
+def test_an_integer_of_5000_digits_in_config_json_is_refused_naming_the_file(ckpt):
+    path = ckpt / "config.json"
+    path.write_text(path.read_text().replace('"seed": 0', '"seed": ' + "9" * 5000))
+    message = _refusal(ckpt)
+    assert message.startswith(f"{path} is not valid JSON: Exceeds the limit (4300 digits)"), message

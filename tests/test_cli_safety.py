@@ -338,3 +338,65 @@ def test_killing_palme_collect_leaves_no_orphans(tmp_path):
                 os.kill(pid, signal.SIGKILL)
         if proc.poll() is None:
             proc.kill()
+
+
+# ---- review of #17: a refused start leaves no run folder; a Rust panic is one failed episode ----------------
+def test_a_refused_start_removes_the_run_folder_it_created_and_keeps_one_that_existed(tmp_path):
+    """palme-run, palme-eval, palme-collect refused at set-up (a checkpoint that does not exist, a writer lock that
+    is a link): hydra's folder (.hydra/, the job's log) is gone with the parents the run created; a folder that
+    existed before the run keeps everything."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / ".writer.lock").symlink_to(tmp_path / "victim.txt")
+    missing = f"checkpoint={tmp_path / 'no-such-model'}"
+    runs = {  # name: (module, arguments, hydra.run.dir)
+        "run": ("agent.cli.run", ["planner=palme", missing], tmp_path / "new" / "run" / "a"),
+        "eval": ("agent.evaluate", ["planner=palme", missing], existing),
+        "collect": ("training.collect", ["episodes=1", f"out={data}", "progress=false"], tmp_path / "new-c" / "b"),
+    }
+    procs = {name: subprocess.Popen([sys.executable, "-m", module, *args, f"hydra.run.dir={where}"], cwd=ROOT,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (module, args, where) in runs.items()}
+    for name, proc in procs.items():
+        _, stderr = proc.communicate(timeout=120)
+        lines = _error_lines(stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and ": error: " in lines[0], (name, stderr[-2000:])
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new-c").exists()
+    assert (existing / "notes.txt").read_text() == "mine\n" and (existing / ".hydra").is_dir()
+    assert not (tmp_path / "victim.txt").exists()  # the lock's target was never created
+
+
+class _PanickingPlanner(OraclePlanner):
+    """Tokenizes the instruction with the reviewer's hostile pre-tokenizer, straight through the Rust library."""
+
+    name = "test_panicking"
+
+    def __init__(self) -> None:
+        from tokenizers import Tokenizer
+
+        data = json.loads((SHIPPED / "tokenizer.json").read_text())
+        split = {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False}
+        data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, data["pre_tokenizer"]]}
+        self.backend = Tokenizer.from_str(json.dumps(data))
+
+    def next_step(self, ctx) -> str:
+        self.backend.encode("a" * 64 + "b")  # pyo3_runtime.PanicException: a BaseException
+        return "done"
+
+
+def test_a_rust_panic_in_an_episode_is_an_exception_record_and_the_run_goes_on(tmp_path):
+    from agent.eval_runner import EpisodeRunner
+    from agent.evaluate import runner_settings
+
+    cfg = EvalConfig(planner="oracle", tasks=["grasp"], episodes=1, videos_per_task=0, progress=False)
+    job = plan_jobs(cfg)[0]
+    runner = EpisodeRunner(runner_settings(cfg), tmp_path, planner=_PanickingPlanner())
+    rec = runner.run(job)
+    assert rec["failure"] == "exception" and not rec["success"], rec
+    assert "PanicException" in rec["reason"] and "Regex search error" in rec["reason"], rec["reason"]
+    runner.planner = OraclePlanner()
+    assert runner.run(job)["success"]  # the same runner plays the next episode
+    runner.close()

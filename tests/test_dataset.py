@@ -244,11 +244,14 @@ def test_cli_info_and_validate(ds_root, capsys):
 
 
 def test_mixture_is_seeded_weighted_and_checks_its_config(ds_root):
-    from training.examples import ExampleBuilder, MixtureConfig, MixtureSampler
+    from training.batches import MixtureStream
+    from training.examples import ExampleBuilder, mixture_weights
 
-    def stream(seed, **kw):
-        sampler = MixtureSampler(ExampleBuilder(LogDataset(ds_root)), MixtureConfig(seed=seed, **kw))
-        return [(s.source, s.prompt, s.answer) for s in (sampler.draw_spec() for _ in range(300))]
+    def stream(seed, preset="full", weights=None):
+        w = mixture_weights(preset, weights)
+        specs = ExampleBuilder(LogDataset(ds_root)).all_sources(w)
+        draws = MixtureStream({k: len(v) for k, v in specs.items()}, w, seed).next(300)
+        return [(specs[s][i].source, specs[s][i].prompt, specs[s][i].answer) for s, i in draws]
 
     a, b, c = stream(3), stream(3), stream(4)
     assert a == b and a != c
@@ -260,17 +263,4 @@ def test_mixture_is_seeded_weighted_and_checks_its_config(ds_root):
     assert {x[0] for x in custom} == {"vqa_color"}
     assert all(ans in ("red", "green", "blue") for _, _, ans in custom)
     with pytest.raises(ValueError, match="unknown mixture sources"):
-        MixtureConfig(weights={"webqa": 1.0}).resolved()
-
-
-def test_training_loader_stops_or_skips_and_says_how_many(ds_root):
-    from training.examples import load_mixture
-
-    path = ds_root / data_path(1)
-    path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DatasetError, match=r"episode 1: data/chunk-000/file-001\.parquet\] data unreadable"):
-        load_mixture(str(ds_root))
-    said: list[str] = []
-    sampler = load_mixture(str(ds_root), skip_bad=True, log=said.append)
-    assert said and said[0].startswith("skipped 1 bad episode(s)") and "episode 1" in said[0]
-    assert {sampler.builder.ds.episodes[s.episode].seed for s in sampler.sources["plan"]} == {0, 2}
+        mixture_weights(weights={"webqa": 1.0})

@@ -23,6 +23,7 @@ from training.collect import CollectConfig, collect, dataset_features, dataset_p
 from training.dataset import DatasetWriter, LogDataset, encode_episode, validate
 from training.examples import ExampleBuilder
 from training.recorder import EpisodeRecorder
+from training.sources import question_frame_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = {"env": "pickplace", "task": "grasp", "workers": 1, "fps": 1, "image_size": [48, 48], "progress": False}
@@ -99,17 +100,17 @@ def test_examples_are_exactly_the_prompts_the_agent_builds(tmp_path):
     with DatasetWriter(cfg.out, features, fps=2, palme=dataset_palme_block(cfg, env)) as w:
         w.add(encode_episode(recorder.finish(trace, "train"), features))
     builder = ExampleBuilder(LogDataset(cfg.out), PromptBuilder())
-    specs = builder.planning()
+    specs = builder.specs("plan")
     assert [s.prompt for s in specs] == [r.prompt for r in trace.steps]
     assert [s.answer for s in specs] == [r.step for r in trace.steps]
     ex = builder.materialize(specs[0])
     assert ex.image.shape == (48, 48, 3) and ex.objects.shape == (8, 11) and ex.robot.shape == (17,)
-    full = builder.whole_plans()[0]
+    full = builder.specs("plan_full")[0]
     assert full.answer.endswith("done.") and full.prompt.endswith("Plan:")
     # Success detection is asked about every frame the agent plans from (what check_done asks), labelled per frame.
     ep = builder.ds.episodes[0]
-    success = builder.success()
-    assert [s.frame for s in success] == sorted({0, *builder.question_frames(0)})
+    success = builder.specs("success")
+    assert [s.frame for s in success] == sorted({0, *question_frame_indices(ep)})
     assert [s.answer for s in success] == ["yes" if ep.frame_success[s.frame] else "no" for s in success]
     assert success[0].answer == "no" and success[-1].answer == "yes"
     assert all(s.prompt.endswith(f"Q: Was the task completed? Task: {ep.instruction}.\nA:") for s in success)
@@ -146,7 +147,7 @@ def test_dagger_logs_teach_the_oracle_step_in_the_states_the_acting_planner_reac
     features = dataset_features(env)
     with DatasetWriter(cfg.out, features, fps=2, palme=dataset_palme_block(cfg, env)) as w:
         w.add(encode_episode(recorder.finish(trace, "train"), features))
-    specs = ExampleBuilder(LogDataset(cfg.out), PromptBuilder()).planning()  # a failed episode, yet used
+    specs = ExampleBuilder(LogDataset(cfg.out), PromptBuilder()).specs("plan")  # a failed episode, yet used
     # The prompts hold what the acting planner did; the answers are what the oracle would do there.
     assert [s.prompt for s in specs] == [r.prompt for r in trace.steps]
     assert [s.answer for s in specs] == planner.oracle_steps

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,15 +27,16 @@ from training.collect import CollectConfig, collect
 from training.config import DataConfig
 from training.data import DataValidationError, load_data
 from training.dataset import DatasetWriter, LogDataset, validate
+from training.dataset.checks import DatasetError
 from training.dataset.schema import data_path, episodes_path
 from training.dataset.writer import WriterConflictError
 from training.dataset_cli import main as cli
 
 TINY = [
-    "model.llm_hidden=32", "model.llm_layers=1", "model.llm_heads=2", "model.llm_kv_heads=2",
-    "model.llm_intermediate=64", "model.vocab_size=300", "model.image_size=32", "model.patch_size=16",
-    "model.vision_hidden=32", "model.vision_layers=1", "model.vision_heads=2", "model.vision_intermediate=64",
-    "model.state_hidden=32",
+    "model=palme-small", "model.llm.hidden=32", "model.llm.layers=1", "model.llm.heads=2", "model.llm.kv_heads=2",
+    "model.llm.intermediate=64", "model.llm.vocab_size=300", "model.vision.image_size=32", "model.vision.patch_size=16",
+    "model.vision.hidden=32", "model.vision.layers=1", "model.vision.heads=2", "model.vision.intermediate=64",
+    "model.state.hidden=32",
 ]
 INFO = "meta/info.json"
 
@@ -286,8 +288,11 @@ def test_datasets_models_and_checkpoints_respect_the_umask(tmp_path, umask, mode
         data = tmp_path / "data"
         collect(CollectConfig(env="push", task="block2block", episodes=1, workers=1, fps=1, image_size=[32, 32],
                               progress=False, out=str(data)), log=lambda *_: None)
-        model = make_model("palme-tiny", tokenizer_texts=["push the red moon to the top left corner"] * 4,
-                           **{o.split("=")[0].removeprefix("model."): int(o.split("=")[1]) for o in TINY})
+        sizes: dict[str, dict[str, int]] = {}
+        for o in TINY[1:]:  # "model.<section>.<key>=<int>"
+            section, key = o.split("=")[0].split(".")[1:]
+            sizes.setdefault(section, {})[key] = int(o.split("=")[1])
+        model = make_model("palme-small", tokenizer_texts=["push the red moon to the top left corner"] * 4, **sizes)
         model.save_pretrained(tmp_path / "model")
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         sum(p.float().pow(2).sum() for p in model.parameters() if p.requires_grad).backward()
@@ -314,3 +319,79 @@ def test_datasets_models_and_checkpoints_respect_the_umask(tmp_path, umask, mode
     assert torch.equal(load_file(str(state_dir / ck.RNG_FILE))["torch"], saved_rng["torch"])
     restored, original = fresh.state_dict()["state"][0], opt.state_dict()["state"][0]
     assert set(restored) == set(original) and all(torch.equal(restored[k], original[k]) for k in original)
+
+
+# ---- review of #17: links and special files in a dataset folder; plan-step calls ----------------------------
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of blocking for ever) if the test has not finished within 30 s (a FIFO opened for reading)."""
+    def timeout(*_):
+        pytest.fail("blocked: something opened a FIFO of the dataset")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _collect_more(root: Path) -> None:
+    """palme-collect's Python API appending to `root` (the reviewer's second `palme-collect`)."""
+    collect(CollectConfig(env="push", task="block2block", episodes=3, workers=1, fps=1, image_size=[32, 32],
+                          progress=False, out=str(root)), log=lambda *_: None)
+
+
+def test_a_writer_lock_that_is_a_symlink_is_refused_and_its_target_is_untouched(ds, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (ds / ".writer.lock").unlink()
+    (ds / ".writer.lock").symlink_to(victim)
+    with pytest.raises(DatasetError) as caught:
+        _collect_more(ds)
+    assert str(caught.value) == (f"{ds / '.writer.lock'} is a symbolic link; the writer lock must be a regular file "
+                                 "of the dataset folder (remove the link)")
+    assert victim.read_text() == "precious\n"
+    assert row(ds, 1)["episode_index"] == 1 and not (ds / episodes_path(2)).exists()  # nothing appended
+
+
+def test_a_linked_chunk_folder_is_refused_and_nothing_outside_the_dataset_is_deleted(ds, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(ds / "data" / "chunk-000", elsewhere)
+    (ds / "data" / "chunk-000").symlink_to(elsewhere)
+    shutil.copy(elsewhere / "file-000.parquet", elsewhere / "file-005.parquet")  # past total_episodes: a "leftover"
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.raises(DatasetError) as caught:
+        _collect_more(ds)
+    assert str(caught.value).startswith(f"{ds}: cannot append: ERROR [data/chunk-000] is a symbolic link to ")
+    assert sorted(p.name for p in elsewhere.iterdir()) == before  # the writer deleted nothing through the link
+    assert_gate(ds, capsys, "is a symbolic link to", None)  # validate names it; training refuses the folder
+
+
+def test_a_fifo_in_a_dataset_is_reported_without_being_opened(ds, capsys, no_hang):
+    (ds / data_path(1)).unlink()
+    os.mkfifo(ds / data_path(1))
+    assert_gate(ds, capsys, "is a FIFO (named pipe): a dataset folder holds regular files and folders only", None)
+    with pytest.raises(DatasetError, match=r"data/chunk-000/file-001.parquet\] is a FIFO"):
+        DatasetWriter(ds)
+
+
+def _set_first_call(root: Path, ep: int, edit) -> None:
+    steps = json.loads(row(root, ep)["plan_steps"])
+    edit(steps[0]["call"])
+    edit_row(root, ep, "plan_steps", json.dumps(steps))
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda c: c.update(obj=99), "plan_steps[0].call: obj is 99, expected the index of one of the episode's"),
+    (lambda c: c.update(obj="0"), "plan_steps[0].call: obj is '0', expected the index"),
+    (lambda c: c.update(skill="__import__"), "plan_steps[0].call: invalid SkillCall"),
+    (lambda c: c.update(evil=1), "plan_steps[0].call: SkillCall.__init__() got an unexpected keyword argument 'evil'"),
+    (lambda c: c.update({k: None for k in c}, skill="pick", obj=0), "skill 'pick' is not a skill of the push world"),
+])
+def test_plan_step_calls_are_checked_against_the_plan_vocabulary(ds, capsys, edit, needle):
+    """The reviewer's `obj: 99` and `skill: "__import__"` passed validate: each call must be a SkillCall of the
+    folder's world on one of the episode's objects."""
+    _set_first_call(ds, 1, edit)
+    assert_gate(ds, capsys, needle, 1)

@@ -163,9 +163,9 @@ def test_same_checkpoint_and_seeds_give_identical_episodes(tmp_path):
     model_mod = pytest.importorskip("agent.model")
     texts = ["pick up the red cube", "place the red cube on the blue cube", "place the green cube in the red zone",
              "place the yellow cube on the table", "done", "pick up the small cyan cube and hold it"] * 10
-    tiny = dict(vocab_size=400, llm_hidden=64, llm_layers=1, llm_heads=2, llm_kv_heads=2, llm_intermediate=128,
-                vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64, state_hidden=32)
-    model_mod.make_model("palme-tiny", tokenizer_texts=texts, **tiny).save_pretrained(tmp_path / "ckpt")
+    tiny = {"llm": dict(vocab_size=400, hidden=64, layers=1, heads=2, kv_heads=2, intermediate=128),
+            "vision": dict(hidden=32, layers=1, heads=2, intermediate=64), "state": dict(hidden=32)}
+    model_mod.make_model("palme-small", tokenizer_texts=texts, **tiny).save_pretrained(tmp_path / "ckpt")
 
     def run(name: str) -> tuple[dict, list[dict]]:
         cfg = EvalConfig(checkpoint=str(tmp_path / "ckpt"), constrained=True, max_new_tokens=24, max_steps=1,

@@ -1,6 +1,6 @@
 """Fuzzing PalmE.from_pretrained: every mutated checkpoint either loads and runs, or is refused in one line.
 
-A tiny model (obj_words, relations and zones on, so every part has weights) is saved once; each
+A tiny model (every object feature on, so every part has weights) is saved once; each
 mutation works on a fresh copy of that folder: bytes flipped (half of the safetensors flips land in
 its header), files truncated, deleted or copied over one another, JSON values replaced by another
 type, deleted, added, made huge, negative or NaN, tensors made NaN / inf / huge, reshaped, retyped,
@@ -30,11 +30,10 @@ from agent.prompts import Example
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row, zone_row
 
 TINY = {
-    "llm_hidden": 32, "llm_layers": 1, "llm_heads": 2, "llm_kv_heads": 2, "llm_intermediate": 64,
-    "vision_hidden": 16, "vision_layers": 1, "vision_heads": 2, "vision_intermediate": 32,
-    "image_size": 16, "patch_size": 8, "state_hidden": 32, "vocab_size": 400,
-    "obj_words": True, "obj_size_words": True, "obj_relations": True, "zone_relations": True,
-    "zone_tokens": True, "history_window": 2,
+    "llm": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64, "vocab_size": 400},
+    "vision": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "image_size": 16, "patch_size": 8},
+    "state": {"hidden": 32, "features": ["words", "size_word", "words_above", "words_below", "zone_words"]},
+    "prompt": {"history_window": 2},
 }
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 JSON_FILES = ("config.json", "tokenizer_config.json", "tokenizer.json")
@@ -45,7 +44,7 @@ HUGE = (4_000_000, 2**31, 2**63, 10**30, 1e300)
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("fuzz") / "base"
-    model = make_model("palme-tiny", **TINY)
+    model = make_model("palme-small", **TINY)
     model.save_pretrained(folder)
     return folder
 

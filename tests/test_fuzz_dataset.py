@@ -34,11 +34,11 @@ from training.data import DataValidationError, TrainData, load_data
 from training.dataset import NotADatasetError, validate
 from training.dataset.schema import data_path, episodes_path
 from training.dataset_cli import main as cli
-from training.examples import ALL_SOURCES
+from training.sources import source_names
 
-TINY = {"llm_hidden": 32, "llm_layers": 1, "llm_heads": 2, "llm_kv_heads": 2, "llm_intermediate": 64,
-        "vocab_size": 300, "image_size": 32, "patch_size": 16, "vision_hidden": 32, "vision_layers": 1,
-        "vision_heads": 2, "vision_intermediate": 64, "state_hidden": 32}
+TINY = {"llm": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64, "vocab_size": 300},
+        "vision": {"image_size": 32, "patch_size": 16, "hidden": 32, "layers": 1, "heads": 2, "intermediate": 64},
+        "state": {"hidden": 32}}
 JSON_COLUMNS = ("objects", "names", "plan_steps", "frame_t")
 # info.json values with nothing to check them against: a changed number is a different, valid dataset
 FREE_INFO = ("palme.camera.view", "palme.camera.proj", "palme.table_z", "palme.workspace")
@@ -55,10 +55,10 @@ def world(tmp_path_factory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("fuzz") / "grasp"
     collect(CollectConfig(env="pickplace", task="grasp", episodes=2, workers=1, fps=1, image_size=[32, 32],
                           progress=False, out=str(base)), log=lambda *_: None)
-    probe = make_model("palme-tiny", **TINY)
-    prompts = PromptBuilder(**probe.config.prompt_flags())
+    probe = make_model("palme-small", **TINY)
+    prompts = probe.prompt_builder
     data = _load(base, prompts)
-    model = make_model("palme-tiny", tokenizer_texts=data.texts(), **TINY)
+    model = make_model("palme-small", tokenizer_texts=data.texts(), **TINY)
     model.fit_state_stats(data.state_examples())
     model.train()
     return {"base": base, "prompts": prompts, "model": model, "examples": examples_of(data),
@@ -67,7 +67,7 @@ def world(tmp_path_factory) -> dict[str, Any]:
 
 def _load(root: Path, prompts: PromptBuilder) -> TrainData:
     """palme-train's data setup, with every example source in the mixture."""
-    return load_data(DataConfig(dirs=[str(root)], weights=dict.fromkeys(ALL_SOURCES, 1.0)), prompts, seed=0,
+    return load_data(DataConfig(dirs=[str(root)], weights=dict.fromkeys(source_names(), 1.0)), prompts, seed=0,
                      log=lambda *_: None)
 
 

@@ -1,9 +1,10 @@
-"""PalmE on CPU, tiny configs: layout, placeholders, loss, checkpoints, prefix guard, decoding, errors."""
+"""PalmE on CPU, tiny configs: layout, placeholders, loss, checkpoints, prefix guard, decoding, roles, errors."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from agent.model import IGNORE_INDEX, PalmE, PalmEConfig, make_model, train_tokenizer
+from agent.model.checkpoint_checks import compare_with_header, read_header
+from agent.model.config import PromptConfig, merge
+from agent.model.tokenizer import load_tokenizer
+from agent.model.tokens import obj_token, token_type
 from agent.parser import SceneContext, parse_step, valid_steps
-from agent.prompts import Example, Prompt, PromptBuilder, obj_token, zone_token
+from agent.prompts import Example, Prompt, PromptBuilder
 from envs.catalogue import (
     COLOR_NAMES,
     COLORS,
@@ -27,28 +32,35 @@ from envs.catalogue import (
     zone_row,
 )
 
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "palme-tiny"
 TINY = {
-    "llm_hidden": 64,
-    "llm_layers": 2,
-    "llm_heads": 2,
-    "llm_kv_heads": 2,
-    "llm_intermediate": 128,
-    "vision_hidden": 32,
-    "vision_layers": 1,
-    "vision_heads": 2,
-    "vision_intermediate": 64,
-    "image_size": 32,
-    "patch_size": 8,
-    "state_hidden": 64,
-    "vocab_size": 512,
+    "llm": {"hidden": 64, "layers": 2, "heads": 2, "kv_heads": 2, "intermediate": 128, "vocab_size": 512},
+    "vision": {"hidden": 32, "layers": 1, "heads": 2, "intermediate": 64, "image_size": 32, "patch_size": 8},
+    "state": {"hidden": 64},
 }
+ALL_FEATURES = ["words", "size_word", "words_above", "words_below", "zone_words"]
 GUARD_COLORS = ("red", "green", "blue", "yellow")
-IMAGE_Q = PromptBuilder(use_state=False).question("what colour is the picture?", 0)
-STATE_Q = PromptBuilder(use_image=False).question("what colour is obj 2?", 3)
+IMAGE_ONLY, STATE_ONLY = PromptBuilder(PromptConfig(["image"])), PromptBuilder(PromptConfig(["object", "robot"]))
+IMAGE_Q = IMAGE_ONLY.question("what colour is the picture?", 0)
+STATE_Q = STATE_ONLY.question("what colour is obj 2?", 3)
 
 
 def tiny(**kw) -> PalmE:
-    return make_model("palme-tiny", **{**TINY, **kw})
+    """A tiny palme-small (plain object tokens, whole history) with `kw` merged in (`state={"features": [...]}`)."""
+    return make_model("palme-small", **merge(TINY, kw))
+
+
+def features(*names: str, **kw) -> PalmE:
+    return tiny(state={"features": list(names)}, **kw)
+
+
+def object_tokens(model: PalmE, rows: torch.Tensor, zones: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, k, D) object tokens of rows of one scene (and its zone rows), as `PalmE.embed` computes them."""
+    part = {"rows": rows, "scene": torch.zeros(len(rows), dtype=torch.long)}
+    if "zones" in model.feature_context:
+        zones = torch.zeros(0, OBJ_DIM) if zones is None else zones
+        part |= {"zones": zones, "zones_scene": torch.zeros(len(zones), dtype=torch.long)}
+    return token_type("object").encode(model, part)
 
 
 def scene_rows(descs: list[ObjectDesc], rng: np.random.Generator) -> np.ndarray:
@@ -113,7 +125,7 @@ def trained() -> PalmE:
 
 @pytest.fixture(scope="module")
 def fresh() -> PalmE:
-    return tiny(obj_tokens=2)
+    return tiny(state={"tokens_per_object": 2})
 
 
 def mixed_examples(rng: np.random.Generator) -> list[Example]:
@@ -124,8 +136,8 @@ def mixed_examples(rng: np.random.Generator) -> list[Example]:
         PromptBuilder().for_obs(
             "plan", obs, instruction="stack the red cube on the blue star", answer="pick up the red cube"
         ),
-        PromptBuilder(use_image=False).for_obs("vqa", obs, question="what colour is obj 1?", answer="red"),
-        PromptBuilder(use_state=False).for_obs(
+        STATE_ONLY.for_obs("vqa", obs, question="what colour is obj 1?", answer="red"),
+        IMAGE_ONLY.for_obs(
             "vqa", obs, question="what is on the table?", answer="a red cube and a blue star"
         ),
         Example("Q: say done\nA:", "done"),
@@ -148,9 +160,10 @@ def test_collate_layout_left_padding_positions_and_labels(fresh):
     )
     B, T = ids.shape
     assert B == 4 and mask.shape == pos.shape == labels.shape == (B, T)
-    assert batch["pixel_values"].shape == (2, 3, 32, 32)  # two examples carry an image, resized to 32 px
-    assert batch["image_index"].tolist() == [0, 1]
-    assert batch["object_rows"].shape == (4, OBJ_DIM) and batch["robot_rows"].shape == (2, ROBOT_DIM)
+    assert batch["image.pixel_values"].shape == (2, 3, 32, 32)  # two examples carry an image, resized to 32 px
+    assert batch["image.index"].tolist() == [0, 1]
+    assert batch["object.rows"].shape == (4, OBJ_DIM) and batch["robot.rows"].shape == (2, ROBOT_DIM)
+    assert batch["object.scene"].tolist() == [0, 0, 1, 1]
     for b, ex in enumerate(examples):
         n = int(mask[b].sum())
         assert mask[b, : T - n].sum() == 0 and mask[b, T - n :].all()  # padding on the left only
@@ -177,15 +190,15 @@ def test_placeholders_are_replaced_at_their_positions(fresh):
     ids = batch["input_ids"][0]
     with torch.no_grad():
         x = fresh.embed(batch)[0]  # (T, D)
-        obj = fresh.object_encoder(torch.from_numpy(rows[[2, 0]]))  # (2, k=2, D): <obj_3> then <obj_1>
-        img = fresh.projector(fresh.image_encoder(batch["pixel_values"]))[0]  # (n_img, D)
-        rob = fresh.robot_encoder(torch.from_numpy(robot[None]))[0]  # (1, D)
+        obj = fresh.encoders["object"](torch.from_numpy(rows[[2, 0]]))  # (2, k=2, D): <obj_3> then <obj_1>
+        img = fresh.encoders["image"](batch["image.pixel_values"])[0]  # (n_img, D): ViT, then the projector
+        rob = fresh.encoders["robot"](torch.from_numpy(robot[None]))[0]  # (1, D)
         text = fresh.llm.get_input_embeddings()(ids)
     ph = {
         t: fresh.tokenizer.convert_tokens_to_ids(t) for t in (obj_token(3), obj_token(1), "<img>", "<robot>")
     }
     where = {t: (ids == i).nonzero().flatten() for t, i in ph.items()}
-    assert len(where[obj_token(3)]) == 2 and len(where["<img>"]) == fresh.n_image_tokens == 17
+    assert len(where[obj_token(3)]) == 2 and len(where["<img>"]) == fresh.n_tokens["image"] == 17
     assert where[obj_token(3)][0] < where[obj_token(1)][0] < where["<img>"][0] < where["<robot>"][0]
     torch.testing.assert_close(x[where[obj_token(3)]], obj[0], rtol=0, atol=0)
     torch.testing.assert_close(x[where[obj_token(1)]], obj[1], rtol=0, atol=0)
@@ -260,7 +273,7 @@ def test_examples_marked_off_policy_take_no_prompt_loss(fresh):
 
 
 def test_image_preprocessing_any_size_and_rejections(fresh):
-    enc = fresh.image_encoder
+    enc = fresh.encoders["image"].vision
     for shape in [(32, 32, 3), (480, 640, 3), (7, 9, 3)]:
         assert enc.preprocess([np.zeros(shape, np.uint8)]).shape == (1, 3, 32, 32)
     white = enc.preprocess([np.full((32, 32, 3), 255, np.uint8)])
@@ -343,7 +356,7 @@ def test_save_load_round_trip_is_bit_identical(trained, tmp_path):
         "tokenizer_config.json",
     ]  # no pickle
     meta = json.loads((tmp_path / "config.json").read_text())
-    assert meta["schema_version"] == 1 and meta["prompt_format_version"] == 1
+    assert meta["schema_version"] == 2 and meta["prompt_format_version"] == 1
     loaded = PalmE.from_pretrained(tmp_path)
     batch = trained.collate(examples, train=True)
     with torch.no_grad():
@@ -371,15 +384,15 @@ def test_state_normalisation_is_fitted_and_saved(tmp_path):
     examples = [state_example(["red", "blue", "green"], rng) for _ in range(5)]
     model.fit_state_stats(examples)
     rows = np.concatenate([e.objects[:3] for e in examples])  # the present rows only
-    torch.testing.assert_close(model.object_encoder.mean[:3], torch.from_numpy(rows[:, :3].mean(0)))
+    torch.testing.assert_close(model.encoders["object"].mean[:3], torch.from_numpy(rows[:, :3].mean(0)))
     model.save_pretrained(tmp_path)
     loaded = PalmE.from_pretrained(tmp_path)
-    assert torch.equal(loaded.object_encoder.std, model.object_encoder.std)
-    assert torch.equal(loaded.robot_encoder.mean, model.robot_encoder.mean)
+    assert torch.equal(loaded.encoders["object"].std, model.encoders["object"].std)
+    assert torch.equal(loaded.encoders["robot"].mean, model.encoders["robot"].mean)
 
 
-def test_obj_words_add_the_colour_and_shape_word_embeddings_and_round_trip(tmp_path):
-    model = tiny(obj_words=True)
+def test_words_add_the_colour_and_shape_word_embeddings_and_round_trip(tmp_path):
+    model = features("words")
     rng = np.random.default_rng(31)
     rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue", "star")], rng)[:2])
     emb = model.llm.get_input_embeddings().weight
@@ -388,22 +401,24 @@ def test_obj_words_add_the_colour_and_shape_word_embeddings_and_round_trip(tmp_p
         return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
 
     with torch.no_grad():
-        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
+        extra = object_tokens(model, rows) - model.encoders["object"](rows)  # (2, 1, D)
         torch.testing.assert_close(extra[0, 0], word("red") + word("cube"))
         torch.testing.assert_close(extra[1, 0], word("blue") + word("star"))
     plain = tiny()
-    assert torch.equal(plain.object_tokens(rows), plain.object_encoder(rows))  # off by default (old checkpoints)
+    assert torch.equal(object_tokens(plain, rows), plain.encoders["object"](rows))  # no features: the MLP alone
     model.save_pretrained(tmp_path)
     loaded = PalmE.from_pretrained(tmp_path)
-    assert loaded.config.obj_words
+    assert loaded.config.state.features == ["words"]
     examples = mixed_examples(rng)
     with torch.no_grad():
         batch = model.collate(examples, train=True)
         assert torch.equal(model.embed(batch), loaded.embed(batch))
 
 
-def test_obj_size_words_add_the_size_word_of_the_nearer_edge_length():
-    model = tiny(obj_words=True, obj_size_words=True)
+def test_size_word_adds_the_size_word_of_the_nearer_edge_length():
+    with pytest.raises(ValueError, match=r"object feature 'size_word' needs \['words'\] before it"):
+        features("size_word")
+    model = features("words", "size_word")
     rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("red")], np.random.default_rng(5))[:2])
     rows[0, OBJ_FIELDS.index("size")], rows[1, OBJ_FIELDS.index("size")] = 0.041, 0.049  # small, large cube
     emb = model.llm.get_input_embeddings().weight
@@ -412,7 +427,7 @@ def test_obj_size_words_add_the_size_word_of_the_nearer_edge_length():
         return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
 
     with torch.no_grad():
-        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
+        extra = object_tokens(model, rows) - model.encoders["object"](rows)  # (2, 1, D)
     torch.testing.assert_close(extra[0, 0], word("red") + word("cube") + word("small"))
     torch.testing.assert_close(extra[1, 0], word("red") + word("cube") + word("large"))
 
@@ -422,10 +437,10 @@ def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
     total = model.parameter_counts()["total"]
     model.set_stage("frozen_llm")
     assert not any(p.requires_grad for p in model.llm.parameters())
-    assert all(p.requires_grad for p in model.image_encoder.parameters())
+    assert all(p.requires_grad for p in model.encoders["image"].vision.parameters())
     model.set_stage("projector_only")
-    assert not any(p.requires_grad for p in model.image_encoder.parameters())
-    assert all(p.requires_grad for p in model.projector.parameters())
+    assert not any(p.requires_grad for p in model.encoders["image"].vision.parameters())
+    assert all(p.requires_grad for p in model.encoders["image"].projector.parameters())
     model.set_stage("lora")
     counts = model.parameter_counts()
     names = [n for n, p in model.llm.named_parameters() if p.requires_grad]
@@ -441,7 +456,7 @@ def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(batch), loaded(batch))
-    assert loaded.config.lora and loaded.config.stage == "lora"
+    assert loaded.config.lora.enabled and loaded.stage == "lora"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +466,7 @@ def test_lora_stage_trains_adapters_and_round_trips(tmp_path):
 def test_bad_inputs_raise_clear_errors(fresh):
     rng = np.random.default_rng(30)
     rows = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
-    too_many = PromptBuilder(use_image=False).question("which?", 3)  # names <obj_3>; only 2 rows present
+    too_many = STATE_ONLY.question("which?", 3)  # names <obj_3>; only 2 rows present
     with pytest.raises(ValueError, match="<obj_3> but the example has 2 present object rows"):
         fresh.collate([Example(too_many, objects=rows, robot=np.zeros(ROBOT_DIM, np.float32))], train=False)
     with pytest.raises(ValueError, match="no image"):
@@ -470,15 +485,48 @@ def test_bad_inputs_raise_clear_errors(fresh):
         fresh.set_stage("everything")
     with pytest.raises(ValueError, match="unknown PalmEConfig keys \\['hiden'\\]"):
         PalmEConfig.from_dict({"hiden": 3})
+    with pytest.raises(ValueError, match="unknown PalmEConfig.llm keys \\['hiden'\\]"):
+        PalmEConfig.from_dict({"llm": {"hiden": 3}})
+    with pytest.raises(ValueError, match="unknown object feature 'wrods'; known object features: \\['size_word'"):
+        features("wrods")
 
 
-def test_presets_tiny_is_small_and_smollm2_is_declared():
-    model = make_model("palme-tiny")
+def test_presets_small_is_small_and_smollm2_is_declared():
+    model = make_model("palme-small")
     mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
-    assert mb < 40, f"palme-tiny holds {mb:.1f} MB of weights"
-    assert model.config.llm_hidden == 256 and model.config.llm_layers == 4
+    assert mb < 40, f"palme-small holds {mb:.1f} MB of weights"
+    assert model.config.llm.hidden == 256 and model.config.llm.layers == 4 and not model.config.state.features
     smol = PalmEConfig.from_preset("palme-smollm2")
-    assert smol.llm == "smollm2" and not smol.needs_tokenizer
+    assert smol.llm.backbone == "smollm2" and not smol.needs_tokenizer
+
+
+def test_preset_palme_tiny_builds_the_shipped_architecture():
+    preset = PalmEConfig.from_preset("palme-tiny")
+    shipped = json.loads((SHIPPED / "config.json").read_text())["palme"]
+    assert preset.to_dict() == shipped  # every field, architecture and prompts
+    model = PalmE(preset, load_tokenizer(SHIPPED))  # the shipped vocabulary sizes the LM as it did
+    compare_with_header(model.state_dict(keep_vars=True), read_header(SHIPPED / "model.safetensors"), "shipped")
+    assert model.parameter_counts()["total"] == PalmE.from_pretrained(SHIPPED).parameter_counts()["total"]
+
+
+def test_every_parameter_has_one_role_and_stages_train_by_role():
+    model = features(*ALL_FEATURES)
+    roles = model.parameter_roles()
+    assert list(roles) == [n for n, _ in model.named_parameters()]  # each parameter, exactly one role
+    prefixes = {"llm": ("llm.",), "vision": ("encoders.image.vision.",), "projector": ("encoders.image.projector.",),
+                "state": ("encoders.object.", "encoders.robot.", "object_features.")}
+    for name, role in roles.items():
+        assert name.startswith(prefixes[role]), (name, role)
+    assert {n.split(".")[1] for n, r in roles.items() if n.startswith("object_features.")} == {
+        "words_above", "words_below", "zone_words"}  # the word features have no weights of their own
+    for stage, trains in (("full", {"llm", "vision", "projector", "state"}), ("frozen_llm", {"vision", "projector",
+                          "state"}), ("projector_only", {"projector", "state"})):
+        model.set_stage(stage)
+        assert {r for n, r in roles.items() if model.get_parameter(n).requires_grad} == trains
+        assert all(model.get_parameter(n).requires_grad == (r in trains) for n, r in roles.items())
+    model.object_features["stray"] = torch.nn.Linear(2, 2)  # a module added without a role
+    with pytest.raises(ValueError, match=r"parameters \['object_features.stray.weight'.*belong to no module with a role"):
+        model.set_stage("full")
 
 
 def test_tokenizer_handles_any_text_and_keeps_placeholders_whole():
@@ -520,9 +568,9 @@ def _save_local_vision(kind: str, path) -> None:
 @pytest.mark.parametrize("kind,n_tokens", [("siglip", 16), ("clip", 17)])
 def test_local_vision_checkpoint_as_image_encoder(kind, n_tokens, tmp_path):
     _save_local_vision(kind, tmp_path / "vision")
-    model = tiny(vision="local", vision_path=str(tmp_path / "vision"))
-    assert model.config.image_size == 40 and model.config.image_mean == pytest.approx([0.1, 0.2, 0.3])
-    assert model.n_image_tokens == n_tokens  # 4 x 4 patches (+ CLS for CLIP)
+    model = tiny(vision={"backbone": "local", "path": str(tmp_path / "vision")})
+    assert model.config.vision.image_size == 40 and model.config.vision.image_mean == pytest.approx([0.1, 0.2, 0.3])
+    assert model.n_tokens["image"] == n_tokens  # 4 x 4 patches (+ CLS for CLIP)
     rng = np.random.default_rng(22)
     examples = mixed_examples(rng)
     model.save_pretrained(tmp_path / "ck")
@@ -537,7 +585,7 @@ def test_local_llm_directory(tmp_path):
     source = tiny()
     source.llm.save_pretrained(tmp_path / "lm")
     source.tokenizer.save_pretrained(tmp_path / "lm")
-    model = tiny(llm="local", llm_path=str(tmp_path / "lm"))
+    model = tiny(llm={"backbone": "local", "path": str(tmp_path / "lm")})
     assert torch.equal(model.llm.get_input_embeddings().weight, source.llm.get_input_embeddings().weight)
     assert model.tokenizer.get_vocab() == source.tokenizer.get_vocab()
 
@@ -555,7 +603,7 @@ needs_smollm2 = pytest.mark.skipif(
 @needs_smollm2
 def test_smollm2_loads_offline_trains_and_generates(tmp_path):
     model = make_model("palme-smollm2")
-    assert model.config.llm == "smollm2" and model.llm.config.hidden_size == 576
+    assert model.config.llm.backbone == "smollm2" and model.llm.config.hidden_size == 576
     # the pretrained LM still knows things through our multimodal path (text-only prompt)
     assert "Paris" in model.generate([Example("The capital of France is")], max_new_tokens=6)[0]
     rng = np.random.default_rng(40)
@@ -589,73 +637,10 @@ def test_tiny_model_memorises_32_planning_examples():
     assert score == 1.0
 
 
-def test_zone_tokens_read_zone_rows_with_the_zone_word_and_no_size_word():
-    model = tiny(obj_words=True, obj_size_words=True, zone_tokens=True)
-    assert model.prompt_builder.use_zones
-    rng = np.random.default_rng(8)
-    objects = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
-    zones = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
-    zones[:2] = [zone_row("blue", (0.45, 0.2, 0.0), 0.15), zone_row("red", (0.4, -0.2, 0.0), 0.15)]
-    emb = model.llm.get_input_embeddings().weight
-
-    def word(w: str) -> torch.Tensor:
-        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
-
-    rows = torch.from_numpy(zones[:2])
-    with torch.no_grad():
-        extra = model.object_tokens(rows) - model.object_encoder(rows)  # (2, 1, D)
-    torch.testing.assert_close(extra[0, 0], word("blue") + word("zone"))
-    obs = {"objects": objects, "zones": zones, "robot": np.zeros(ROBOT_DIM, np.float32), "rgb": solid("red", rng, 32)}
-    ex = model.prompt_builder.for_obs("plan", obs, instruction="sort the cubes by colour")
-    batch = model.collate([ex], train=False)
-    ids = batch["input_ids"][0]
-    with torch.no_grad():
-        x = model.embed(batch)[0]
-        want = model.object_tokens(torch.from_numpy(zones[[1]]))[0]  # <zone_2> is zone row 2
-    where = (ids == model.tokenizer.convert_tokens_to_ids(zone_token(2))).nonzero().flatten()
-    torch.testing.assert_close(x[where], want)  # batched vs single-row matmul: float rounding only
-    moved = {**obs, "zones": zones.copy()}
-    moved["zones"][1, :2] += 0.1  # the red zone elsewhere: the model sees a different scene
-    with torch.no_grad():
-        logits = [model.llm(inputs_embeds=model.embed(model.collate([model.prompt_builder.for_obs(
-            "plan", o, instruction="sort the cubes by colour")], train=False))).logits for o in (obs, moved)]
-    assert not torch.equal(*logits)
-    with pytest.raises(ValueError, match="no zone rows"):
-        model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"])], train=False)
-
-
-def test_support_weights_find_the_towers_of_a_real_scene():
-    from agent.model.palme import support_weights
-    from envs import make_env
-
-    env = make_env("pickplace", "unstack", image_size=(32, 32))
-    towers = 0
-    for seed in range(3):
-        obs, _ = env.reset(seed=seed)
-        u = env.unwrapped
-        n = len(u.object_ids)
-        rows = torch.from_numpy(np.asarray(obs["objects"], np.float32)[:n])
-        w = support_weights(rows, torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool))
-        graph = u.support_graph()
-        want = torch.zeros(n, n, dtype=torch.bool)
-        for up, down in enumerate(graph):
-            if down is not None and down >= 0:
-                want[down, up] = True  # row: the cube below, column: the cube resting on it
-        towers += int(want.sum())
-        assert torch.equal(w > 0.5, want), (seed, graph, w)
-        assert bool(((w > 0.05) == want).all())  # nothing in between: adjacent cubes weigh ~0
-        # the same rows in two scenes of a batch never see each other
-        two = support_weights(torch.cat([rows, rows]), torch.tensor([0] * n + [1] * n), torch.ones(2 * n, dtype=torch.bool))
-        torch.testing.assert_close(two[:n, :n], w)
-        assert not bool(two[:n, n:].any())
-    assert towers >= 3  # the scenes did hold stacked cubes
-    env.close()
-
-
-def test_obj_relations_pass_the_words_of_the_cube_on_top_and_round_trip(tmp_path):
-    with pytest.raises(ValueError, match="obj_relations needs obj_words"):
-        PalmEConfig(obj_relations=True)
-    model = tiny(obj_words=True, obj_relations=True)
+def test_words_above_and_below_pass_the_words_of_the_stack_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match=r"object feature 'words_above' needs \['words'\] before it"):
+        features("words_above", "words")
+    model = features("words", "words_above", "words_below")
     rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")],
                                        np.random.default_rng(7))[:3])
     size = rows[0, OBJ_FIELDS.index("size")].item()
@@ -668,12 +653,12 @@ def test_obj_relations_pass_the_words_of_the_cube_on_top_and_round_trip(tmp_path
         return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
 
     with torch.no_grad():
-        plain = model.object_tokens(rows)  # a new model's relation maps are zero: plain word tokens
-        torch.testing.assert_close(plain[0, 0] - model.object_encoder(rows)[0, 0], word("red") + word("cube"))
-        model.relation_above.weight.copy_(torch.eye(emb.shape[1]))
-        model.relation_below.weight.copy_(2 * torch.eye(emb.shape[1]))
-        extra = model.object_tokens(rows) - plain  # (3, 1, D)
-    from agent.model.palme import support_weights
+        plain = object_tokens(model, rows)  # a new model's relation maps are zero: plain word tokens
+        torch.testing.assert_close(plain[0, 0] - model.encoders["object"](rows)[0, 0], word("red") + word("cube"))
+        model.object_features["words_above"].map.weight.copy_(torch.eye(emb.shape[1]))
+        model.object_features["words_below"].map.weight.copy_(2 * torch.eye(emb.shape[1]))
+        extra = object_tokens(model, rows) - plain  # (3, 1, D)
+    from envs.geometry import support_weights
 
     w = support_weights(rows, torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.bool))[0, 1]
     assert float(w) > 0.999  # blue sits centred on red
@@ -682,64 +667,16 @@ def test_obj_relations_pass_the_words_of_the_cube_on_top_and_round_trip(tmp_path
     assert float(extra[2].abs().max()) < 1e-6  # green touches nothing
     model.save_pretrained(tmp_path)
     loaded = PalmE.from_pretrained(tmp_path)
-    assert loaded.config.obj_relations
+    assert loaded.config.state.features == ["words", "words_above", "words_below"]
     examples = mixed_examples(np.random.default_rng(8))
     with torch.no_grad():
         batch = model.collate(examples, train=True)
         assert torch.equal(model.embed(batch), loaded.embed(batch))
 
 
-def test_zone_weights_agree_with_the_worlds_in_zone_on_real_scenes():
-    import pybullet as p
-
-    from agent.model.palme import zone_weights
-    from envs import make_env
-    from envs.pickplace import ZONE_SIDE
-
-    env = make_env("pickplace", "sort_by_color", obs_type="state")
-    rng = np.random.default_rng(3)
-    checked = inside = 0
-    for seed in range(3):
-        env.reset(seed=seed)
-        u = env.unwrapped
-        i = u.support_graph().index(-1)  # a cube on the table; it is moved around the zones below
-        _, quat = u.object_pose(i)
-        z = u.object_pose(i)[0][2]
-        for color, centre in u.zones.items():
-            for _ in range(6):  # near the zone's edge on both sides, where a wrong threshold would show
-                xy = np.asarray(centre) + rng.choice([-1, 1], 2) * rng.uniform(0.05, 0.1, 2)
-                p.resetBasePositionAndOrientation(u.object_ids[i], [*xy, z], quat, physicsClientId=u.client)
-                graph = u.support_graph()
-                if graph[i] != -1:
-                    continue  # landed on another cube: not the case under test
-                rows = torch.from_numpy(u.object_rows()[: len(u.object_ids)])
-                zones = torch.from_numpy(u.zone_rows()[: len(u.zones)])
-                n, nz = len(rows), len(zones)
-                w = zone_weights(rows, torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.bool),
-                                 zones, torch.zeros(nz, dtype=torch.long))
-                k = list(u.zones).index(color)
-                truth = u.in_zone(i, color, graph)
-                margin = float(np.min(ZONE_SIDE / 2 - np.abs(xy - centre)))
-                if abs(margin) > 0.004:  # 4 mm off the edge: the soft step must have decided
-                    assert (float(w[i, k]) > 0.5) == truth, (seed, color, xy, float(w[i, k]))
-                checked += 1
-                inside += truth
-    assert checked >= 30 and 0 < inside < checked
-    # two scenes of a batch never see each other's zones, and zone rows get no zone
-    rows = torch.from_numpy(u.object_rows()[: len(u.object_ids)])
-    zones = torch.from_numpy(u.zone_rows()[: len(u.zones)])
-    n, nz = len(rows), len(zones)
-    w = zone_weights(torch.cat([rows, zones]), torch.zeros(n + nz, dtype=torch.long),
-                     torch.tensor([True] * n + [False] * nz), zones, torch.ones(nz, dtype=torch.long))
-    assert not bool(w.any())
-    env.close()
-
-
-def test_zone_relations_pass_the_word_of_the_zone_an_object_lies_in_and_round_trip(tmp_path):
-    with pytest.raises(ValueError, match="zone_relations needs obj_words"):
-        PalmEConfig(zone_relations=True)
-    model = tiny(obj_words=True, zone_relations=True)
-    assert model.prompt_builder.zone_rows and not model.prompt_builder.use_zones
+def test_zone_words_pass_the_word_of_the_zone_an_object_lies_in_and_round_trip(tmp_path):
+    model = features("words", "zone_words")
+    assert model.prompt_builder.context == ("zones",) == model.feature_context
     rng = np.random.default_rng(9)
     objects = scene_rows([ObjectDesc("red"), ObjectDesc("blue")], rng)
     objects[0, :2] = (0.42, 0.18)  # red lies in the blue zone; blue lies in no zone
@@ -755,10 +692,10 @@ def test_zone_relations_pass_the_word_of_the_zone_an_object_lies_in_and_round_tr
         return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
 
     batch = model.collate([ex], train=False)
-    assert batch["zone_rows"].shape == (2, OBJ_DIM)
+    assert batch["object.zones"].shape == (2, OBJ_DIM) and batch["object.zones_scene"].tolist() == [0, 0]
     with torch.no_grad():
         plain = model.embed(batch)  # a new model's zone map is zero
-        model.relation_zone.weight.copy_(torch.eye(emb.shape[1]))
+        model.object_features["zone_words"].map.weight.copy_(torch.eye(emb.shape[1]))
         ids = batch["input_ids"][0]
         extra = (model.embed(batch) - plain)[0]
     at = [int((ids == model.tokenizer.convert_tokens_to_ids(obj_token(j))).nonzero()[0]) for j in (1, 2)]
@@ -766,46 +703,18 @@ def test_zone_relations_pass_the_word_of_the_zone_an_object_lies_in_and_round_tr
     assert float(extra[at[1]].abs().max()) < 1e-5  # blue is in no zone
     model.save_pretrained(tmp_path)
     loaded = PalmE.from_pretrained(tmp_path)
-    assert loaded.config.zone_relations
+    assert loaded.config.state.features == ["words", "zone_words"]
     with torch.no_grad():
         assert torch.equal(model.embed(batch), loaded.embed(batch))
-    with pytest.raises(ValueError, match="zone row 1 holds NaN"):
+    with pytest.raises(ValueError, match="zones row 1 holds NaN"):
         bad = np.array(zones)
         bad[0, 0] = np.nan
         model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"], zones=bad)], train=False)
 
 
-def test_obj_referral_words_put_the_number_of_obj_j_into_its_token(tmp_path):
-    with pytest.raises(ValueError, match="obj_referral_words needs obj_words"):
-        PalmEConfig(obj_referral_words=True)
-    with pytest.raises(ValueError, match="history_window must be >= 0"):
-        PalmEConfig(history_window=-1)
-    assert tiny(history_window=4).prompt_builder.history_window == 4  # the model's prompts use its window
-    assert tiny(name_objects=True).prompt_builder.name_objects  # and its object names
-    model = tiny(obj_words=True, obj_size_words=True, obj_referral_words=True, zone_tokens=True)
-    rng = np.random.default_rng(10)
-    objects = scene_rows([ObjectDesc("red"), ObjectDesc("red"), ObjectDesc("blue")], rng)  # two reds: "obj 1", "obj 2"
-    zones = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
-    zones[0] = zone_row("red", (0.4, -0.2, 0.0), 0.15)
-    obs = {"objects": objects, "zones": zones, "robot": np.zeros(ROBOT_DIM, np.float32), "rgb": solid("red", rng, 32)}
-    ex = model.prompt_builder.for_obs("plan", obs, instruction="put the red cubes in the red zone")
-    batch = model.collate([ex], train=False)
-    emb = model.llm.get_input_embeddings().weight
-
-    def word(w: str) -> torch.Tensor:
-        return emb[model.tokenizer.encode(" " + w, add_special_tokens=False)].mean(0)
-
-    ids = batch["input_ids"][0]
-    with torch.no_grad():
-        x = model.embed(batch)[0]
-        for j in (1, 2, 3):
-            at = (ids == model.tokenizer.convert_tokens_to_ids(obj_token(j))).nonzero().flatten()
-            plain = model.object_tokens(torch.from_numpy(objects[[j - 1]]))[0]  # no slot given: no number
-            torch.testing.assert_close(x[at] - plain, word(str(j))[None].expand_as(plain), atol=1e-5, rtol=1e-4)
-        at = (ids == model.tokenizer.convert_tokens_to_ids(zone_token(1))).nonzero().flatten()
-        torch.testing.assert_close(x[at], model.object_tokens(torch.from_numpy(zones[[0]]))[0])  # zones: no number
-    model.save_pretrained(tmp_path)
-    loaded = PalmE.from_pretrained(tmp_path)
-    assert loaded.config.obj_referral_words
-    with torch.no_grad():
-        assert torch.equal(model.embed(batch), loaded.embed(batch))
+def test_the_model_writes_its_prompts_with_its_own_prompt_config():
+    model = tiny(prompt={"history_window": 4, "tokens": ["object", "robot"]})
+    assert model.prompt_builder.config.history_window == 4 and list(model.encoders) == ["object", "robot"]
+    assert model.prompt_builder.context == () and not model.prompt_builder.reads("rgb")
+    with pytest.raises(ValueError, match="the prompt holds <img>, a placeholder of a token type this model does not"):
+        model.prompt_ids(Prompt.template("See <img>."))

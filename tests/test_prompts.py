@@ -1,10 +1,11 @@
-"""PromptBuilder: placeholders appear exactly once per object, flags remove them, plans round-trip."""
+"""PromptBuilder: placeholders appear exactly once per object, the prompt config removes them, plans round-trip."""
 
 import numpy as np
 import pytest
 
-from agent.prompts import PromptBuilder, format_feedback, render_whole_plan, split_whole_plan
-from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row, zone_row
+from agent.model.config import PromptConfig
+from agent.prompts import Prompt, PromptBuilder, format_feedback, render_whole_plan, split_whole_plan
+from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, zone_row
 
 
 def _obs(n):
@@ -24,13 +25,13 @@ def test_planning_prompt_has_one_placeholder_per_object_and_history():
 
 
 def test_text_only_prompt_carries_no_observation():
-    ex = PromptBuilder(use_image=False, use_state=False).for_obs("plan_full", _obs(3), instruction="stack it")
+    ex = PromptBuilder(PromptConfig(tokens=[])).for_obs("plan_full", _obs(3), instruction="stack it")
     assert ex.prompt == "Task: stack it\nPlan:"
     assert ex.image is None and ex.objects is None and ex.robot is None
 
 
 def test_without_entity_referral_objects_are_bare_tokens():
-    prompt = PromptBuilder(use_image=False, entity_referral=False).question("what colour is obj 1?", 2)
+    prompt = PromptBuilder(PromptConfig(["object", "robot"], entity_referral=False)).question("what colour is obj 1?", 2)
     assert "Object 1 is" not in prompt and "Objects: <obj_1> <obj_2>." in prompt
 
 
@@ -39,36 +40,42 @@ def test_whole_plan_round_trip():
     assert split_whole_plan(render_whole_plan(steps)) == steps
 
 
-def test_zones_appear_only_with_use_zones_and_carry_their_rows():
+def test_the_scene_follows_the_token_types_in_config_order():
+    obs = _obs(2)
+    state_only = PromptBuilder(PromptConfig(["object", "robot"])).for_obs("vqa", obs, question="what is obj 1?")
+    assert state_only.prompt.startswith("Object 1 is <obj_1>. Object 2 is <obj_2>. Robot: <robot>.\nQ: ")
+    assert state_only.image is None and state_only.objects is not None
+    image_first = PromptBuilder(PromptConfig(["robot", "image"])).scene(2)
+    assert image_first == "Robot: <robot>. Given <img>." and image_first.placeholders == ("<robot>", "<img>")
+    with pytest.raises(ValueError, match=r"unknown token type 'zone'; known token types: \['image', 'object'"):
+        PromptConfig(["image", "zone"])
+    with pytest.raises(ValueError, match="n_objects must be in"):
+        PromptBuilder().scene(MAX_OBJECTS + 1)
+    assert Prompt.template("<zone_1> and <img>").placeholders == ("<img>",)  # only registered placeholders
+
+
+def test_context_keys_travel_with_object_tokens_only():
     obs = {**_obs(3), "zones": np.zeros((MAX_ZONES, OBJ_DIM), np.float32)}
     obs["zones"][:2] = [zone_row("red", (0.4, 0.1, 0.0), 0.15), zone_row("blue", (0.5, -0.2, 0.0), 0.15)]
-    ex = PromptBuilder(use_zones=True).for_obs("plan", obs, instruction="sort the cubes by colour")
-    assert "Object 3 is <obj_3>. Zones: <zone_1> <zone_2>. Robot: <robot>." in ex.prompt
-    assert ex.zones is not None and np.array_equal(ex.zones, obs["zones"])
+    builder = PromptBuilder(context=("zones",))  # a model whose object features read the zone rows
+    ex = builder.for_obs("plan", obs, instruction="sort the cubes by colour")
+    assert "zone" not in ex.prompt and ex.zones is not None and np.array_equal(ex.zones, obs["zones"])
+    assert ex.array("zones") is ex.zones and ex.array("rgb") is ex.image and builder.reads("zones")
     plain = PromptBuilder().for_obs("plan", obs, instruction="sort the cubes by colour")
-    assert "<zone_" not in plain.prompt and plain.zones is None  # models without zone tokens: prompts unchanged
-    no_zones = PromptBuilder(use_zones=True).for_obs("plan", _obs(3), instruction="push it")  # the pushing world
-    assert "Zones" not in no_zones.prompt and no_zones.zones is None
+    assert plain.zones is None and not PromptBuilder().reads("zones")  # models whose features do not read them
+    no_objects = PromptBuilder(PromptConfig(["image"]), context=("zones",)).for_obs("plan", obs, instruction="x")
+    assert no_objects.zones is None and no_objects.objects is None  # no object tokens: no context either
+    no_zones = builder.for_obs("plan", _obs(3), instruction="push it")  # the pushing world has no zone rows
+    assert no_zones.zones is None and no_zones.objects is not None
 
 
 def test_history_window_shows_the_last_steps_with_their_episode_numbers():
     history = [(f"pick up the cube {k}", "ok") for k in range(1, 6)]
     full = PromptBuilder().planning("stack it", history, 3)
-    short = PromptBuilder(history_window=2).planning("stack it", history, 3)
+    short = PromptBuilder(PromptConfig(history_window=2)).planning("stack it", history, 3)
     assert "Step 1. pick up the cube 1. Result: ok." in full and full.endswith("Step 6.")
     assert "Step 3." not in short and "Step 4. pick up the cube 4. Result: ok.\nStep 5. pick up the cube 5" in short
     assert short.endswith("Step 6.") and short.split("\n")[:2] == full.split("\n")[:2]  # scene and task unchanged
-    assert PromptBuilder(history_window=9).planning("stack it", history, 3) == full  # a window wider than the history
-
-
-def test_name_objects_introduces_each_cube_by_the_name_its_row_gives():
-    obs = _obs(0)
-    for i, desc in enumerate([ObjectDesc("cyan", "cube", "small"), ObjectDesc("cyan", "cube", "large"), ObjectDesc("green", "cube", "small")]):
-        obs["objects"][i] = object_row([0.5, 0.1 * i, 0.02], [0, 0, 0, 1], 0.04 if desc.size == "small" else 0.05, desc)
-    ex = PromptBuilder(name_objects=True).for_obs("plan", obs, instruction="stack the green cube on the small cyan cube")
-    assert "The small cyan cube is <obj_1>. The large cyan cube is <obj_2>. The green cube is <obj_3>. Robot:" in ex.prompt
-    assert "Object 1" not in ex.prompt and ex.objects is not None
-    assert "Object 1 is <obj_1>." in PromptBuilder().for_obs("plan", obs, instruction="stack it").prompt  # default unchanged
-    assert "cube is" not in PromptBuilder(use_state=False, name_objects=True).for_obs("plan", obs, instruction="x").prompt
-    with pytest.raises(ValueError, match=r"need one name per object \(3\), got none"):
-        PromptBuilder(name_objects=True).planning("stack it", [], 3)
+    assert PromptBuilder(PromptConfig(history_window=9)).planning("stack it", history, 3) == full  # wider than the history
+    with pytest.raises(ValueError, match="prompt.history_window must be >= 0"):
+        PromptConfig(history_window=-1)

@@ -79,13 +79,13 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
 
 def test_every_schema_key_has_exactly_one_resume_rule():
     keys = schema_keys()
-    assert len(keys) == len(set(keys)) > 80 and {"train.steps", "data.dirs", "model.llm_hidden"} <= set(keys)
+    assert len(keys) == len(set(keys)) > 80 and {"train.steps", "data.dirs", "model.llm.hidden"} <= set(keys)
     assert {resume_rule(k) for k in keys} == {MUST_MATCH, APPLIED, IRRELEVANT}  # KeyError for a key left out
     stale = [e for e in RESUME_RULES if e not in keys and not any(k.startswith(e + ".") for k in keys)]
     assert not stale, f"RESUME_RULES names keys the schema does not have: {stale}"
     with pytest.raises(KeyError, match="RESUME_RULES"):
         resume_rule("train.a_new_knob")  # what a key added to the schema without a rule gets
-    assert resume_rule("train.steps") == APPLIED and resume_rule("model.vocab_size") == MUST_MATCH
+    assert resume_rule("train.steps") == APPLIED and resume_rule("model.llm.vocab_size") == MUST_MATCH
 
 
 def _changed(value):

@@ -39,6 +39,13 @@ def test_resume_on_different_data_is_refused():
         b.load_state_dict(a.state_dict())
 
 
+def test_heldout_picks_are_spread_over_each_mixture_source_and_leave_the_stream_alone():
+    s = MixtureStream({"plan": 10, "vqa": 3, "off": 5}, {"plan": 1.0, "vqa": 1.0, "off": 0.0}, seed=0)
+    assert s.spread(4) == {"plan": [0, 2, 5, 7], "vqa": [0, 1, 2]}  # "off" has no weight: not in the mixture
+    fresh = MixtureStream({"plan": 10, "vqa": 3, "off": 5}, {"plan": 1.0, "vqa": 1.0, "off": 0.0}, seed=0)
+    assert s.next(8) == fresh.next(8)
+
+
 def test_config_differences_ignore_bookkeeping_keys():
     saved = {"train": {"lr": 1e-3, "steps": 10}, "eval": {"every": 5}, "resume": False, "seed": 0}
     now = {"train": {"lr": 1e-3, "steps": 20}, "eval": {"every": 7}, "resume": True, "seed": 1}

@@ -4,6 +4,7 @@ generation stays inside the LM's positions, every registered env id builds with 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,20 +17,25 @@ from hypothesis import strategies as st
 
 from agent.loop import Agent, printable
 from agent.model import PalmE
+from agent.model.config import PromptConfig
 from agent.model.decoding import greedy_decode
 from agent.model.tokenizer import EOS, PAD, encode_text, reserved_ids, train_tokenizer
+from agent.model.tokens import all_placeholders, placeholders_of
 from agent.parser import PlanError, PlanParser, SceneContext
 from agent.planners import PlanContext, Planner
-from agent.prompts import PLACEHOLDERS, Example, Prompt, PromptBuilder, format_feedback, success_question
+from agent.prompts import Example, Prompt, PromptBuilder, format_feedback, success_question
 from envs import WORLDS, load_world, make_env
 from envs.base import INSTRUCTION_CHARSET, check_instruction
 from envs.catalogue import ObjectDesc
 from envs.tasks.base import SPLITS, make_task, task_names
 from envs.vocab import SkillCall
-from training.vqa import VQA_GENERATORS, Scene, goal_question, skill_question
+from training import vqa
+from training.vqa import Scene, goal_question, skill_question
 
 REPO = Path(__file__).resolve().parents[1]
-SPECIAL_TEXTS = [*PLACEHOLDERS, PAD, EOS, "<obj_", "<zone_9>", "<", ">", "img", "obj_8"]
+PLACEHOLDERS = all_placeholders()
+OLD_SPECIALS = [f"<zone_{k}>" for k in range(1, 5)]  # the shipped tokenizer's special tokens of a removed variant
+SPECIAL_TEXTS = [*PLACEHOLDERS, *OLD_SPECIALS, PAD, EOS, "<obj_", "<zone_9>", "<", ">", "img", "obj_8"]
 ISSUE_TEXTS = ["<img>", "<obj_8>", "<robot>", "<zone_1>", "<eos>", "<pad>"]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.function_scoped_fixture])
@@ -63,10 +69,10 @@ def old_ids(model: PalmE, ex: Example, train: bool = False) -> list[int]:
     """The ids before issue 17: the whole prompt text through the tokenizer, placeholders expanded (the reference)."""
     out: list[int] = []
     for t in model.tokenizer.encode(str(ex.prompt), add_special_tokens=False):
-        if t == model.img_id:
-            out += [t] * model.n_image_tokens
-        elif t in model.obj_ids or t in model.zone_ids:
-            out += [t] * model.config.obj_tokens
+        if t == model.placeholder_ids["<img>"]:
+            out += [t] * model.n_tokens["image"]
+        elif t in [model.placeholder_ids[p] for p in placeholders_of(["object"])]:
+            out += [t] * model.config.state.tokens_per_object
         else:
             out.append(t)
     if train:
@@ -81,7 +87,7 @@ def old_ids(model: PalmE, ex: Example, train: bool = False) -> list[int]:
 @given(text=user_texts())
 def test_no_special_id_comes_from_user_text(shipped, text):
     reserved = reserved_ids(shipped.tokenizer)
-    assert set(PLACEHOLDERS) | {PAD, EOS} <= set(shipped.tokenizer.convert_ids_to_tokens(sorted(reserved)))
+    assert {*PLACEHOLDERS, *OLD_SPECIALS, PAD, EOS} <= set(shipped.tokenizer.convert_ids_to_tokens(sorted(reserved)))
     assert not reserved & set(encode_text(shipped.tokenizer, text))
     assert not reserved & set(shipped.answer_ids(text)[:-1]) and shipped.answer_ids(text)[-1] == shipped.eos_id
     builder = shipped.prompt_builder
@@ -120,10 +126,11 @@ def test_issue_instructions_embed_no_extra_image_or_object(shipped, stack_env):
     for text in ISSUE_TEXTS:
         ex = builder.for_obs("plan", obs, instruction=f"stack the red cube on the blue cube {text}")
         batch = shipped.collate([ex], train=False)  # <obj_8> used to raise ValueError here (no 8th object)
-        assert batch["image_index"].tolist() == [0]  # one image, embedded once
-        assert int((batch["input_ids"] == shipped.img_id).sum()) == shipped.n_image_tokens
-        assert batch["object_rows"].shape[0] == n and batch["robot_rows"].shape[0] == 1
-        assert not torch.isin(batch["input_ids"], torch.tensor([shipped.eos_id, *shipped.zone_ids])).any()
+        assert batch["image.index"].tolist() == [0]  # one image, embedded once
+        assert int((batch["input_ids"] == shipped.placeholder_ids["<img>"]).sum()) == shipped.n_tokens["image"]
+        assert batch["object.rows"].shape[0] == n and batch["robot.rows"].shape[0] == 1
+        old = shipped.tokenizer.convert_tokens_to_ids(OLD_SPECIALS)
+        assert not torch.isin(batch["input_ids"], torch.tensor([shipped.eos_id, *old])).any()
         assert text in shipped.tokenizer.decode(batch["input_ids"][0].tolist())
     assert shipped.generate([base], max_new_tokens=8)  # the shipped model still plans
 
@@ -131,8 +138,8 @@ def test_issue_instructions_embed_no_extra_image_or_object(shipped, stack_env):
 def _real_prompts(model: PalmE) -> list[Example]:
     """Prompts of real scenes (both worlds, zones) for several builders: planning with ok and failed history,
     whole plans, VQA questions, success, skill and goal questions, with answers."""
-    builders = [model.prompt_builder, PromptBuilder(use_zones=True, zone_rows=True), PromptBuilder(name_objects=True),
-                PromptBuilder(use_image=False, use_state=False), PromptBuilder(entity_referral=False)]
+    builders = [model.prompt_builder, PromptBuilder(context=("zones",)), PromptBuilder(PromptConfig(tokens=[])),
+                PromptBuilder(PromptConfig(entity_referral=False))]
     out = []
     for world, task, seed in (("pickplace", "stack", 3), ("pickplace", "sort_by_color", 5), ("push", "block2block", 0)):
         env = make_env(world, task, obs_type="state")
@@ -147,7 +154,9 @@ def _real_prompts(model: PalmE) -> list[Example]:
                    ("jump", "failed: unknown skill 'jump'"), ("done", "failed: the goal does not hold")]
         scene = Scene(obs["objects"], u.names, zones=obs["zones"], ee=obs["robot"][:3])
         rng = np.random.default_rng(seed)
-        qas = [qa for s, gen in VQA_GENERATORS.items() if s != "vqa_table" and (qa := gen(scene, rng)) is not None]
+        questions = (vqa.q_color, vqa.q_relation, vqa.q_feasibility, vqa.q_count, vqa.q_zone, vqa.q_caption,
+                     vqa.q_support)  # no camera: no q_table
+        qas = [qa for gen in questions if (qa := gen(scene, rng)) is not None]
         qas += [(success_question(u.task_description), "no"), (skill_question(f"pick up the {u.names[0]}"), "yes"),
                 (goal_question(u.names[0], u.task_description), "anywhere")]
         for b in builders:
@@ -166,6 +175,15 @@ def test_ids_of_real_prompts_are_unchanged(shipped):
     for ex in examples:
         assert shipped.collate([ex], train=False)["input_ids"][0].tolist() == old_ids(shipped, ex), ex.prompt
         assert shipped.collate([ex], train=True)["input_ids"][0].tolist() == old_ids(shipped, ex, train=True)
+
+
+def test_special_tokens_no_token_type_uses_keep_their_ids_and_are_never_generated(shipped):
+    added = {t["content"]: t["id"] for t in json.loads((REPO / "checkpoints/palme-tiny/tokenizer.json").read_text())[
+        "added_tokens"]}
+    assert {t: shipped.tokenizer.convert_tokens_to_ids(t) for t in added} == added  # no id moved
+    assert set(shipped.placeholder_ids) == set(PLACEHOLDERS)  # the shipped model reads image, objects, robot
+    banned = set(shipped.banned_ids())
+    assert banned == {added[t] for t in added if t != EOS}  # every placeholder, <pad>, and the old <zone_k>
 
 
 def test_a_plain_str_prompt_is_text_and_templates_are_for_hand_written_sentences(shipped):

@@ -65,13 +65,15 @@ def test_render_every_form():
 @pytest.mark.parametrize(
     "kwargs",
     [
-        dict(skill="fly", obj=0),
-        dict(skill="pick"),
-        dict(skill="place", obj=0),
-        dict(skill="place", obj=0, target=1, zone="red"),
-        dict(skill="place", obj=0, target=0),
-        dict(skill="push", obj=0, location="nowhere"),
-        dict(skill="done", obj=1),
+        {"skill": "fly", "obj": 0},
+        {"skill": "pick"},
+        {"skill": "place", "obj": 0},
+        {"skill": "place", "obj": 0, "target": 1, "zone": "red"},
+        {"skill": "place", "obj": 0, "target": 0},
+        {"skill": "push", "obj": 0, "location": "nowhere"},
+        {"skill": "place", "obj": 0, "zone": "nowhere"},
+        {"skill": "push", "obj": 0, "direction": "left"},
+        {"skill": "done", "obj": 1},
     ],
 )
 def test_malformed_calls_are_refused(kwargs):

@@ -1,9 +1,12 @@
-"""The order in which training sees examples: a weighted mixture of sources, resumable from a small JSON state.
+"""The one mixture sampler: which examples training draws, and which held-out ones evaluation scores.
 
 Each batch slot picks a source with probability proportional to its weight; inside a source,
 examples are taken in the order of a seeded permutation, epoch after epoch, so every example of a
-source is seen once before any is seen twice. The position (examples drawn, and per source its
-epoch and offset) is all a resumed run needs to continue the exact same stream.
+source is seen once before any is seen twice. A source's permutations are seeded by its name
+(crc32), so the examples a source yields, in their order, do not depend on which other sources the
+mixture holds. The position (examples drawn, and per source its epoch and offset) is all a resumed
+run needs to continue the exact same stream. Held-out evaluation asks the same sampler, over the
+held-out examples, for a few examples of every source in the mixture, spread over its pool.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ class MixtureStream:
                 self.offsets[s] = 0
         self.drawn += n
         return out
+
+    def spread(self, n: int) -> dict[str, list[int]]:
+        """Per source of the mixture, `n` example indices spread evenly over its pool (all when it has fewer):
+        the held-out examples evaluation scores, covering many episodes. Deterministic; the stream is untouched."""
+        return {s: [int(i * size / n) for i in range(n)] if n < size else list(range(size))
+                for s, size in self.sizes.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able position in the stream (plus what it was built from, to check on resume)."""

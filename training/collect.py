@@ -37,6 +37,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from agent.planners import PlannerOptions, planner_from_options
 from agent.workers import exit_with_parent, parent_watch, setup_error
 from envs.tasks.base import SPLITS, check_seeds, seed_range
 
@@ -46,9 +47,15 @@ COLLECT_PLANNERS = ("oracle", "palme")
 
 
 @dataclass
-class CollectConfig:
-    """Schema of `palme-collect` (unknown keys fail at start)."""
+class CollectConfig(PlannerOptions):
+    """Schema of `palme-collect` (unknown keys fail at start).
 
+    The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
+    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-run and palme-eval;
+    they shape the acting model with planner=palme.
+    """
+
+    planner: str = "oracle"  # who acts: oracle (demonstrations) | palme (a model; the oracle labels each step: DAgger)
     env: str = "pickplace"  # world: pickplace | push
     task: str = "stack"  # task of the world
     episodes: int = 100  # episodes to add to the folder (successful ones, unless keep_failures)
@@ -60,11 +67,10 @@ class CollectConfig:
     fps: int = 2  # recorded frames per second of simulated time (plus every plan step's start)
     image_size: list[int] | None = None  # camera (H, W); None: the world's default
     keep_failures: bool = False  # also keep episodes whose task failed (labelled success=false)
-    planner: str = "oracle"  # who acts: oracle (demonstrations) | palme (a model; the oracle labels each step: DAgger)
-    checkpoint: str = ""  # planner=palme: the model folder; "" = the shipped checkpoints/palme-tiny
     progress: bool = True  # tqdm progress bar (episodes/s, success ratio)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.workers < 1:
@@ -77,8 +83,15 @@ class CollectConfig:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
         if self.planner not in COLLECT_PLANNERS:
             raise ValueError(f"planner must be one of {list(COLLECT_PLANNERS)}, got {self.planner!r}")
-        if self.checkpoint and self.planner != "palme":
+        if self.checkpoint is not None and self.planner != "palme":
             raise ValueError(f"checkpoint is for planner=palme; planner={self.planner!r} takes none")
+
+
+def register_configs() -> None:
+    """Put the schema into hydra's ConfigStore (configs/collect.yaml builds on it)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
@@ -90,11 +103,7 @@ def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
 
 def _make_planner(cfg: CollectConfig) -> Any:
     """The acting planner (planner=palme loads the model: a checkpoint the loader refuses raises its ValueError)."""
-    from agent.planners import OraclePlanner, PalmEPlanner
-
-    if cfg.planner == "oracle":
-        return OraclePlanner()
-    return PalmEPlanner(cfg.checkpoint or None, constrained=True)
+    return planner_from_options(cfg.planner, cfg.planner_options())
 
 
 def _init_worker(cfg: CollectConfig, parent: Any = None) -> None:
@@ -270,10 +279,9 @@ def _drive(cfg, pool, pending, writer, seeds, bar, log, max_attempts, t0) -> tup
 def main() -> None:
     """Console entry point (hydra)."""
     import hydra
-    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+    register_configs()
 
     from agent.cli.common import run_cli, user_errors
 

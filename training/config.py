@@ -10,9 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model.config import PalmEConfig
+from agent.model import STAGES, PalmEConfig
 
-STAGES = ("full", "frozen_llm", "projector_only", "lora")
 PRECISIONS = ("auto", "fp32", "bf16")
 NAN_POLICIES = ("stop", "skip")
 
@@ -98,7 +97,7 @@ class OptimConfig:
     eps: float = 1e-8  # AdamW epsilon
     prompt_loss: float = 0.0  # auxiliary LM loss on the prompts' text tokens, per answer token (0 = answers only)
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
-    stage: str = "full"  # which parameters train: full | frozen_llm | projector_only | lora (applies to init_from too)
+    stage: str = "full"  # which parameters train: full | frozen_llm | projector_only | lora (PalmE.set_stage; the only stage key)
     precision: str = "auto"  # auto (bf16 autocast on a GPU that supports it, fp32 on CPU) | fp32 | bf16
     nan_policy: str = "stop"  # a non-finite loss or gradient: stop with a message, or skip the update
     max_skipped: int = 20  # nan_policy=skip: stop after this many skipped updates in a row

@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from agent.prompts import Example, PromptBuilder
+from training.batches import MixtureStream
 from training.config import DataConfig
 from training.dataset import LogDataset
 from training.dataset.checks import summarize
-from training.examples import ExampleBuilder, ExampleSpec, MixtureConfig
+from training.examples import ExampleBuilder, ExampleSpec, mixture_weights
+from training.sources import get_source
 
 Ref = tuple[int, ExampleSpec]  # (folder index, spec)
 
@@ -55,19 +57,30 @@ class TrainData:
         return self.example(self.train[source][index])
 
     def state_examples(self) -> list[Example]:
-        """Object, zone and robot rows of every frame of the training episodes (for the model's state normalisation)."""
+        """Object and robot rows of every frame of the training episodes (for the model's state normalisation)."""
         out = []
-        zones = self.builders[0].prompts.use_zones if self.builders else False  # zone rows count only when read
         for folder, builder in enumerate(self.builders):
             for pos, ep in enumerate(builder.ds.episodes):
                 if pos not in self.heldout_episodes[folder]:
-                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i],
-                                    zones=ep.zones[i] if zones else None) for i in range(ep.length)]
+                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i]) for i in range(ep.length)]
         return out
 
     def sizes(self) -> dict[str, int]:
         """Training examples per source."""
         return {k: len(v) for k, v in self.train.items()}
+
+    def stream(self, seed: int) -> MixtureStream:
+        """The training stream over the training examples (the mixture's weights, seeded)."""
+        return MixtureStream(self.sizes(), self.weights, seed)
+
+    def heldout_picks(self, n: int) -> dict[str, list[Ref]]:
+        """Per source of the mixture with held-out examples, `n` of them spread over its pool (the same sampler
+        as training, `MixtureStream.spread`); {} when nothing is held out."""
+        sizes = {k: len(v) for k, v in self.heldout.items()}
+        if not any(n_ and self.weights.get(k, 0) > 0 for k, n_ in sizes.items()):
+            return {}
+        picks = MixtureStream(sizes, self.weights, 0).spread(n)
+        return {k: [self.heldout[k][i] for i in idx] for k, idx in picks.items()}
 
     def texts(self) -> list[str]:
         """Every prompt and answer of the training sources (what a from-scratch tokenizer is trained on)."""
@@ -142,7 +155,7 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
     """Validate the folders and build training / held-out example sources with the model's PromptBuilder."""
     if not cfg.dirs:
         raise ValueError("no training data: give data.dirs=[DIR,...] (folders written by palme-collect)")
-    weights = MixtureConfig(preset=cfg.mixture, weights=dict(cfg.weights)).resolved()
+    weights = mixture_weights(cfg.mixture, cfg.weights)
     builders: list[ExampleBuilder] = []
     train: dict[str, list[Ref]] = {}
     heldout: dict[str, list[Ref]] = {}
@@ -166,9 +179,9 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
         for source, specs in builder.all_sources(weights).items():
             for spec in specs:
                 (heldout if spec.episode in held else train).setdefault(source, []).append((folder, spec))
-    for source in ("plan", "plan_full"):
-        if source in train:
-            train[source] = _cap(train[source], cfg.max_plan_examples, seed)
+    for source, refs in train.items():
+        if get_source(source).kind == "plan":
+            train[source] = _cap(refs, cfg.max_plan_examples, seed)
     if not any(train.get(s) for s, w in weights.items() if w > 0):
         raise ValueError(f"the data folders {list(cfg.dirs)} yield no training examples for the mixture {weights}")
     return TrainData(builders, train, heldout, weights, sorted(tasks), held_all, skipped, image_shape)

@@ -1,60 +1,42 @@
-"""Evaluation during training: exact match on held-out examples, and closed-loop success with the in-memory model."""
+"""Evaluation during training: held-out accuracy per example source, and closed-loop success with the in-memory model.
+
+What is measured is derived from the source registry (training/sources.py): every source of the
+mixture with held-out examples reports `<source>_acc`, scored by its `metric`; the sources marked
+`vqa` are pooled into `vqa_acc`; a source's `headline` repeats its accuracy (plan: `plan_exact`).
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from agent.planners import first_step
 from training.config import TrainEvalConfig
 from training.data import TrainData
-
-VQA_PREFIXES = ("vqa_", "caption", "success", "skill_success")
-LONG_SOURCES = ("plan_full", "caption")  # answers that need more than a step's worth of tokens
-
-
-def normalize(text: str) -> str:
-    """Case, whitespace and trailing punctuation do not count in exact match."""
-    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(" .").strip()
-
-
-def answer_matches(source: str, prediction: str, answer: str) -> bool:
-    """Exact match; a next-step prediction is cut at its first step (the planner does the same)."""
-    if source == "plan":
-        prediction = first_step(prediction)
-    return normalize(prediction) == normalize(answer)
-
-
-def _spread(n_total: int, n: int) -> list[int]:
-    """n indices spread evenly over range(n_total) (so held-out samples cover many episodes)."""
-    if n >= n_total:
-        return list(range(n_total))
-    return [int(i * n_total / n) for i in range(n)]
+from training.sources import get_source
 
 
 def heldout_metrics(model: Any, data: TrainData, cfg: TrainEvalConfig) -> tuple[dict[str, float], str]:
-    """Per-source accuracy on held-out episodes, `plan_exact`, `vqa_acc`, and sample generations (markdown)."""
+    """Per-source accuracy on `cfg.examples` held-out examples each, `vqa_acc`, headlines, and sample
+    generations (a markdown table; "" when nothing is held out)."""
     metrics: dict[str, float] = {}
     rows: list[str] = []
     vqa_hits = vqa_n = 0
-    for source in sorted(data.heldout):
-        refs = data.heldout[source]
-        refs = [refs[i] for i in _spread(len(refs), cfg.examples)]
+    for name, refs in sorted(data.heldout_picks(cfg.examples).items()):
         if not refs:
             continue
+        source = get_source(name)
         examples = [data.example(r) for r in refs]
         preds: list[str] = []
-        budget = cfg.max_long_tokens if source in LONG_SOURCES else cfg.max_new_tokens
+        budget = cfg.max_long_tokens if source.long_answer else cfg.max_new_tokens
         for i in range(0, len(examples), cfg.batch_size):
             preds += model.generate(examples[i:i + cfg.batch_size], max_new_tokens=budget)
-        hits = [answer_matches(source, p, e.answer) for p, e in zip(preds, examples, strict=True)]
-        metrics[f"{source}_acc"] = sum(hits) / len(hits)
-        if source.startswith(VQA_PREFIXES):
+        hits = [source.score(p, e.answer) for p, e in zip(preds, examples, strict=True)]
+        metrics[f"{name}_acc"] = sum(hits) / len(hits)
+        if source.headline:
+            metrics[source.headline] = metrics[f"{name}_acc"]
+        if source.vqa:
             vqa_hits, vqa_n = vqa_hits + sum(hits), vqa_n + len(hits)
         for e, p, h in list(zip(examples, preds, hits, strict=True))[: cfg.samples]:
-            rows.append(f"| {source} | {_cell(e.prompt[-120:])} | {_cell(e.answer)} | {_cell(p)} | {'yes' if h else 'no'} |")
-    if "plan_acc" in metrics:
-        metrics["plan_exact"] = metrics["plan_acc"]
+            rows.append(f"| {name} | {_cell(e.prompt[-120:])} | {_cell(e.answer)} | {_cell(p)} | {'yes' if h else 'no'} |")
     if vqa_n:
         metrics["vqa_acc"] = vqa_hits / vqa_n
     table = "| source | prompt (end) | answer | generated | match |\n|---|---|---|---|---|\n" + "\n".join(rows)

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -44,16 +42,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from agent.model.config import PalmEConfig
+from agent.model import IGNORE_INDEX, PalmEConfig
 from training import checkpoint as ck
 from training import distributed as dd
 from training.batches import MixtureStream, length_groups
-from training.config import TrainConfig, config_differences, register_configs
+from training.config import TrainConfig, config_differences, flatten, register_configs
 from training.data import TrainData, load_data
 from training.evaluation import closed_loop_success, heldout_metrics
 from training.optim import make_optimizer, make_scheduler, set_total_steps
-
-IGNORE_INDEX = -100  # label of prompt and padding tokens (no loss)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -320,8 +316,7 @@ def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
     the model folder of init_from / the resumed checkpoint and the resumed training state (all loaded
     and checked before any data is read), then the data.
     """
-    from agent.model import PalmE
-    from agent.prompts import PromptBuilder
+    from agent.model import PalmE, prompt_builder
 
     micro_size(cfg, info)  # the batch split
     check_eval_names(cfg)
@@ -347,7 +342,7 @@ def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
         assert core is not None
         optimizer, scheduler = _optimization(core, cfg)
         state, rng = resume_state(cfg, resume_from, optimizer, scheduler, log)
-    prompts = PromptBuilder(**mcfg.prompt_flags())
+    prompts = prompt_builder(mcfg)
     data = load_data(cfg.data, prompts, cfg.seed, log)
     log(f"data: {sum(data.sizes().values())} training examples {data.sizes()}, "
         f"{sum(len(v) for v in data.heldout.values())} held out, tasks {data.tasks}")
@@ -360,7 +355,7 @@ def setup(cfg: TrainConfig, info: dd.DistInfo, log) -> Session:
         model = nn.parallel.DistributedDataParallel(
             core, device_ids=[info.device.index] if info.device.type == "cuda" else None,
             find_unused_parameters=True)  # batches without images leave the image encoder unused
-    session = Session(out, data, core, model, optimizer, scheduler, MixtureStream(data.sizes(), data.weights, cfg.seed))
+    session = Session(out, data, core, model, optimizer, scheduler, data.stream(cfg.seed))
     if state is not None:
         session.stream.load_state_dict(state["data"])
         ck.restore_rng(rng)
@@ -610,8 +605,8 @@ def check_model_overrides(cfg: TrainConfig, keys: list[str]) -> None:
     given = sorted({k.lstrip("+~").removeprefix("model.") for k in keys if k.lstrip("+~").startswith("model.")})
     if not cfg.init_from or not given:
         return
-    saved = model_config_of(cfg, ck.resolve_model_folder(cfg.init_from)).to_dict()
-    mine = cfg.model.to_dict()
+    saved = flatten(model_config_of(cfg, ck.resolve_model_folder(cfg.init_from)).to_dict())
+    mine = flatten(cfg.model.to_dict())
     diffs = [f"model.{k}={mine[k]!r} (the checkpoint has {saved[k]!r})" for k in given if k in saved and mine[k] != saved[k]]
     if diffs:
         raise ValueError(f"init_from={cfg.init_from} keeps the checkpoint's model, so these would be ignored: "
@@ -631,35 +626,11 @@ def compose_config(overrides: list[str]) -> TrainConfig:
     return cfg
 
 
-def remove_bare_hydra_folder(folder: Path, output_subdir: str | None, job_name: str) -> bool:
-    """Remove hydra's output folder when it holds nothing but hydra's own files; return whether it did.
-
-    Hydra creates its output folder (the run folder, by configs/train.yaml) and writes `.hydra/` and
-    `<job>.log` into it before palme-train runs; a start that is refused leaves nothing else there, and
-    such a folder is removed so that a refusal leaves no empty run folder behind. A folder holding anything
-    else (checkpoints, logs of a run) is kept whole.
-    """
-    own = {f"{job_name}.log"} | ({output_subdir} if output_subdir else set())
-    hydra_files = {"config.yaml", "hydra.yaml", "overrides.yaml"}
-    try:
-        entries = set(os.listdir(folder))
-        sub = folder / output_subdir if output_subdir else None
-        if not entries <= own or (sub is not None and sub.is_dir() and not set(os.listdir(sub)) <= hydra_files):
-            return False
-        if sub is not None:
-            shutil.rmtree(sub, ignore_errors=True)
-        (folder / f"{job_name}.log").unlink(missing_ok=True)
-        folder.rmdir()
-    except OSError:  # another rank removed it first, or it cannot be listed: leave it
-        return False
-    return True
-
-
 def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
-    from agent.cli.common import error_line, run_cli, user_errors
+    from agent.cli.common import run_cli, user_errors
 
     register_configs()
 
@@ -669,15 +640,10 @@ def _hydra_main() -> None:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
-        try:
-            cfg = OmegaConf.to_object(dcfg)
-            assert isinstance(cfg, TrainConfig)
-            check_model_overrides(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
-            result = run(cfg)
-        except Exception as err:
-            if error_line(err) is not None:  # a refused start leaves no folder of hydra's files behind
-                remove_bare_hydra_folder(Path(hc.runtime.output_dir), hc.output_subdir, hc.job.name)
-            raise
+        cfg = OmegaConf.to_object(dcfg)
+        assert isinstance(cfg, TrainConfig)
+        check_model_overrides(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
+        result = run(cfg)  # a refused start leaves no folder of hydra's files behind (user_errors removes it)
         if result:
             print(json.dumps({k: v for k, v in result.items() if k != "eval"} | {"eval": result.get("eval", {})}))
 

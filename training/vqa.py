@@ -7,12 +7,11 @@ Frames of reference, as the questions mean them:
   width into thirds.
 - "front"/"back" of the table: the half nearer to / farther from the camera, i.e. the lower /
   upper half of the image around the workspace centre's projection.
-- "on top of": A rests on B when A's bottom face is within `REST_TOL` of B's top face and their
-  centres are within 0.85 x the mean edge length horizontally (the same test the world uses).
+- "on top of", "on the table", "in the <colour> zone", "in the gripper": the relations of
+  `envs.geometry` (`support_graph`, `in_zone`, `held_row`), the ones the world judges task success
+  with, read from the logged rows; zones are catalogue.zone_row rows. "Which zone" is not asked
+  when the centre is within `ZONE_MARGIN` of a zone's edge.
 - "nearer to": 3-D distance between centres; asked only when the two distances differ by > 2 cm.
-- "in the <colour> zone": the object's centre lies inside the zone's square (zone rows,
-  catalogue.zone_row) and it rests on something (not held, not in the air), as the world's
-  `in_zone` judges it; not asked when the centre is within `ZONE_MARGIN` of a zone's edge.
 Questions whose answer would sit within a small margin of a boundary are not asked, so every
 answer is unambiguous.
 """
@@ -26,30 +25,13 @@ from typing import Any
 import numpy as np
 
 from envs.catalogue import COLOR_NAMES, ObjectDesc, descs_from_rows
+from envs.geometry import Camera, held_row, in_zone, support_graph, zone_margin
 from envs.vocab import object_names, referral_name
 
-REST_TOL = 0.012  # m between a cube's bottom and its support's top
-ALIGN_FRACTION = 0.85  # horizontal centre distance / mean edge length below which cubes overlap
+# Question margins: a question is not asked when its answer sits this close to a boundary.
 UV_MARGIN = 0.02  # image-width fraction: "left of" needs this much separation
 NEAR_MARGIN = 0.02  # m: "nearer to" needs this much difference
-HELD_DIST = 0.03  # m: an unsupported cube this close to the end effector is in the gripper
 ZONE_MARGIN = 0.01  # m: "which zone" is not asked about a centre this close to a zone's edge
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Pinhole camera from PyBullet's column-major view/projection matrices; `uv` is in [0, 1] image coords."""
-
-    view: tuple[float, ...]
-    proj: tuple[float, ...]
-
-    def uv(self, point: Sequence[float]) -> tuple[float, float]:
-        """(u, v): u grows to the right of the image, v grows downwards."""
-        v = np.asarray(self.view, np.float64).reshape(4, 4).T
-        p = np.asarray(self.proj, np.float64).reshape(4, 4).T
-        clip = p @ v @ np.array([*point[:3], 1.0])
-        ndc = clip[:3] / clip[3]
-        return float((ndc[0] + 1) / 2), float((1 - ndc[1]) / 2)
 
 
 @dataclass
@@ -85,48 +67,29 @@ class Scene:
         ]
         self.camera, self.table_z = camera, table_z
         self.workspace = np.asarray(workspace, np.float64) if workspace is not None else None  # [[x0, y0], [x1, y1]]
-        self._support = [self._support_of(o) for o in self.objects]
-        self.held = self._held(ee)
+        self._rows = rows[present]  # (n, OBJ_DIM): the present objects, in `objects` order
+        graph = support_graph(self._rows, table_z)  # nobody is known to be held: rows carry no finger contacts
+        self._support: list[int | str | None] = ["table" if s == -1 else s for s in graph]
+        self.held = None if ee is None else held_row(self._rows, ee, graph)
         zrows = np.zeros((0, rows.shape[1])) if zones is None else np.asarray(zones, np.float64)
+        self._zone_rows = zrows[zrows[:, -1] > 0.5]  # (nz, OBJ_DIM): the present zones
         # (colour, centre (2,), side) of each present zone row
-        self.zones = [(COLOR_NAMES[int(z[8])], z[:2].copy(), float(z[7])) for z in zrows if z[-1] > 0.5]
+        self.zones = [(COLOR_NAMES[int(z[8])], z[:2].copy(), float(z[7])) for z in self._zone_rows]
 
     # ---- relations ----------------------------------------------------------------------------
-    def _support_of(self, o: SceneObject) -> int | str | None:
-        """Index (into `objects`) of what `o` rests on, "table", or None (held / in the air)."""
-        bottom = o.pos[2] - o.size / 2
-        if abs(bottom - self.table_z) < REST_TOL:
-            return "table"
-        best, best_d = None, np.inf
-        for k, b in enumerate(self.objects):
-            if b is o:
-                continue
-            d = float(np.linalg.norm(o.pos[:2] - b.pos[:2]))
-            if abs(bottom - (b.pos[2] + b.size / 2)) < REST_TOL and d < ALIGN_FRACTION * (o.size + b.size) / 2 and d < best_d:
-                best, best_d = k, d
-        return best
-
-    def _held(self, ee: Sequence[float] | None) -> int | None:
-        """The object in the gripper: resting on nothing and within HELD_DIST of the end effector."""
-        if ee is None:
-            return None
-        free = [(float(np.linalg.norm(o.pos - np.asarray(ee[:3]))), k) for k, o in enumerate(self.objects)
-                if self._support[k] is None]
-        close = [x for x in free if x[0] < HELD_DIST]
-        return min(close)[1] if close else None
-
     def zone_of(self, k: int) -> str | None:
         """Colour of the zone object k lies in ("" when in none); None when its centre is near a zone's edge."""
-        o = self.objects[k]
-        for color, centre, side in self.zones:
-            gap = side / 2 - np.abs(o.pos[:2] - centre).max()  # > 0 inside the square
+        row = self._rows[k : k + 1]
+        inside = in_zone(row, self._zone_rows, self._support[k : k + 1])[0]
+        for (color, _, _), gap, ok in zip(self.zones, zone_margin(row, self._zone_rows)[0], inside):
             if abs(gap) < ZONE_MARGIN:
                 return None
             if gap > 0:
-                return color if self._support[k] is not None else ""
+                return color if ok else ""
         return ""
 
     def support(self, k: int) -> int | str | None:
+        """Index (into `objects`) of what object k rests on, "table", or None (held / in the air / tilted)."""
         return self._support[k]
 
     def on_top_of(self, a: int, b: int) -> bool:
@@ -189,7 +152,8 @@ class Scene:
         return "; ".join(parts) + "." if parts else "the table is empty."
 
 
-# ---- question generators: (scene, rng) -> (question, answer) or None ----------------------------
+# ---- question generators: (scene, rng) -> (question, answer) or None; registered as example sources
+# in training/sources.py, each drawing from its own random stream ----------------------------------
 QA = tuple[str, str]
 
 
@@ -299,18 +263,6 @@ def q_support(scene: Scene, rng: np.random.Generator) -> QA | None:
 def q_caption(scene: Scene, rng: np.random.Generator) -> QA | None:
     """Short scene caption."""
     return "Describe the scene.", scene.caption()
-
-
-VQA_GENERATORS = {
-    "vqa_color": q_color,
-    "vqa_table": q_table,
-    "vqa_relation": q_relation,
-    "vqa_feasibility": q_feasibility,
-    "vqa_count": q_count,
-    "vqa_zone": q_zone,
-    "caption": q_caption,
-    "vqa_support": q_support,  # last: adding a source must not change the draws of the sources before it
-}
 
 
 def goal_question(name: str, instruction: str) -> str:

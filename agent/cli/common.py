@@ -19,6 +19,12 @@ hydra normally prints those errors over several lines (and exceptions from the j
 after an "Error executing job" line) and exits 1; with HYDRA_FULL_ERROR set for the call it
 re-raises them, and they are reported here. `user_errors` on the job function reports the job's
 own errors before hydra adds its line.
+
+A refused start leaves no run folder behind: hydra creates its output folder (`hydra.run.dir`) and
+writes `.hydra/` and `<job>.log` there before the job runs; when the job is refused with a user
+error, `user_errors` removes that folder if this run created it (`HydraRunFolder`, a hydra callback
+every CLI config names, notes which folders did not exist before) and it holds nothing but hydra's
+own files (`remove_bare_hydra_folder`), then the parent folders the run created, if empty.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from hydra.experimental.callback import Callback
 
 EXIT_USAGE = 2  # the exit status of a refused command line (argparse's and the shells' convention)
 
@@ -95,11 +104,81 @@ def error_line(err: BaseException) -> str | None:
     return None
 
 
+# hydra run folder (absolute) -> the topmost folder of it that did not exist before this run (the folder
+# itself or a parent), None when it existed: noted by HydraRunFolder before hydra creates it
+_NEW_RUN_FOLDERS: dict[str, Path | None] = {}
+
+
+class HydraRunFolder(Callback):
+    """Hydra callback (`hydra.callbacks.run_folder` in every CLI config): notes whether the run's output folder
+    and its parents exist before hydra creates them, so a refused start removes only what it created."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        try:
+            folder = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir", throw_on_missing=True))))
+        except Exception:  # noqa: BLE001 - an unresolvable run.dir: nothing noted, nothing will be removed
+            return
+        top = None
+        for path in (folder, *folder.parents):
+            if path.exists():
+                break
+            top = path
+        _NEW_RUN_FOLDERS[str(folder)] = top
+
+
+def remove_bare_hydra_folder(folder: Path, output_subdir: str | None, job_name: str) -> bool:
+    """Remove hydra's output folder when it holds nothing but hydra's own files; return whether it did.
+
+    Hydra's own files: `<output_subdir>/` (`.hydra/`: config.yaml, hydra.yaml, overrides.yaml) and the
+    job's log `<job_name>.log`. A folder holding anything else (checkpoints, logs of a run, a user's
+    files) is kept whole.
+    """
+    own = {f"{job_name}.log"} | ({output_subdir} if output_subdir else set())
+    hydra_files = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    try:
+        entries = set(os.listdir(folder))
+        sub = folder / output_subdir if output_subdir else None
+        if not entries <= own or (sub is not None and sub.is_dir() and not set(os.listdir(sub)) <= hydra_files):
+            return False
+        if sub is not None:
+            shutil.rmtree(sub, ignore_errors=True)
+        (folder / f"{job_name}.log").unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:  # another rank removed it first, or it cannot be listed: leave it
+        return False
+    return True
+
+
+def _remove_refused_run_folder() -> None:
+    """In a hydra job refused with a user error: remove the run folder this run created if it holds only hydra's
+    files, then the parents the run created that are now empty (never a folder that existed before)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    folder = Path(os.path.abspath(str(hc.runtime.output_dir)))
+    top = _NEW_RUN_FOLDERS.pop(str(folder), None)
+    if top is None or not remove_bare_hydra_folder(folder, hc.output_subdir, hc.job.name):
+        return
+    for parent in folder.parents:
+        if parent != top and top not in parent.parents:
+            break  # above what this run created
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
+
+
 @contextmanager
 def user_errors(prog: str) -> Iterator[None]:
     """Context manager (and decorator): a user error inside prints `<prog>: error: <one line>` and exits 2.
 
-    Other exceptions (bugs), KeyboardInterrupt and SystemExit pass through unchanged.
+    Other exceptions (bugs), KeyboardInterrupt and SystemExit pass through unchanged. Inside a hydra
+    job, a user error also removes the run folder hydra made for it if it holds only hydra's files
+    (see the module docstring).
     """
     try:
         yield
@@ -107,6 +186,7 @@ def user_errors(prog: str) -> Iterator[None]:
         line = error_line(err)
         if line is None:
             raise
+        _remove_refused_run_folder()
         print(f"{prog}: error: {line}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USAGE) from None
 

@@ -5,13 +5,17 @@ local Hugging Face folders that `llm=local` / `vision=local` read are untrusted 
 run before a model is built from them, and every refusal is a `ValueError` whose message is one
 line naming the file, the key (or tensor) and what was expected:
 
+- `read_file_capped` / `read_json_object` / `check_folder`: every file is read only if it is a
+  regular file (symlinks followed; a FIFO would block, /dev/zero never ends) within its size cap
+  (`json_size_cap`: 16 MiB for config JSON, 64 MiB for tokenizer.json), checked before a byte is read.
 - `refuse_code`: no JSON file in the folder may name Python code (`auto_map`, `custom_pipelines`,
   at any depth, e.g. config.json's `llm_config.auto_map`) or a tokenizer class transformers does
   not ship; the loaders also pass `trust_remote_code=False, local_files_only=True`, so nothing is
   asked and nothing is fetched.
 - `read_checkpoint_config`: config.json's sections and the type of every field (the PalmEConfig
-  dataclass annotations; `llm_config` / `vision_config` through transformers' strict configs,
-  with `model_type` limited to what this code builds).
+  dataclass annotations, section by section; unknown keys refused with a did-you-mean;
+  `llm_config` / `vision_config` through transformers' strict configs, with `model_type` limited
+  to what this code builds).
 - `read_header` / `check_layer_counts` / `allocation_budget` / `compare_with_header`: the
   safetensors header (names, shapes, dtypes; read without loading a tensor) against the model the
   config describes. The model is built within a budget of about the weights' bytes, so a config
@@ -28,6 +32,9 @@ import difflib
 import functools
 import json
 import math
+import os
+import re
+import stat
 import typing
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -46,13 +53,20 @@ MAX_ABS_WEIGHT = 65504.0  # float16's largest value: no trained weight or saved 
 CONFIG_SECTIONS = ("schema_version", "prompt_format_version", "palme", "llm_config", "vision_config")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 MIN_PIXEL_STD = 1e-3  # image_std below this is no statistic of [0, 1] pixels (and divides them into overflow)
+# Size caps of the JSON files of a model folder, checked before a byte is parsed (a 2 GB config.json
+# would otherwise take a minute and GBs of memory to refuse). A config.json, tokenizer_config.json,
+# generation_config.json or preprocessor_config.json is a few KB (a chat template adds some 100 KB):
+# 16 MiB is far above any; tokenizer.json holds the vocabulary and merges: Llama-3's (128k tokens)
+# is 9 MB, Gemma-3's (262k) 33 MB, so 64 MiB.
+MAX_JSON_BYTES = 16 * 2**20
+MAX_TOKENIZER_JSON_BYTES = 64 * 2**20
 # vision_config model types a checkpoint may hold (the vision towers `vision=local` builds) and the
 # top-level types of a vision=local folder (dual CLIP / SigLIP models give their vision tower)
 VISION_TYPES = ("vit", "siglip_vision_model", "clip_vision_model")
 LOCAL_VISION_TYPES = (*VISION_TYPES, "siglip", "clip")
-_POSITIVE = ("vocab_size", "llm_hidden", "llm_layers", "llm_heads", "llm_kv_heads", "llm_intermediate",
-             "max_positions", "image_size", "patch_size", "vision_hidden", "vision_layers", "vision_heads",
-             "vision_intermediate", "obj_tokens", "state_hidden", "lora_r", "lora_alpha")
+_POSITIVE = ("llm.vocab_size", "llm.hidden", "llm.layers", "llm.heads", "llm.kv_heads", "llm.intermediate",
+             "llm.max_positions", "vision.image_size", "vision.patch_size", "vision.hidden", "vision.layers",
+             "vision.heads", "vision.intermediate", "state.tokens_per_object", "state.hidden", "lora.r", "lora.alpha")
 _HF_POSITIVE = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "max_position_embeddings", "image_size", "patch_size",
                 "num_channels")
@@ -62,7 +76,7 @@ _RANGES = ((("eps", "epsilon"), 0.0, 1.0, "open"),  # normalisation epsilons (rm
            (("rope_theta", "factor"), 0.0, math.inf, "open"),  # RoPE base and scaling factors
            (("dropout", "dropout_prob", "pdrop", "dropout_rate"), 0.0, 1.0, "half-open"))
 _TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id")
-_LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "llm_layers", "vision_layers")
+_LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "layers")
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
            torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
            torch.bool: "BOOL"}
@@ -90,19 +104,75 @@ def _kind(value: Any) -> str:
 # files
 
 
-def read_json_object(path: str | Path) -> dict[str, Any]:
-    """A JSON file holding an object, parsed; ValueError naming the file if missing, not UTF-8, not JSON, not an object."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path} is missing (or not a file)")
+def _file_kind(mode: int) -> str:
+    """What a file of st_mode `mode` is, in words ("a FIFO (named pipe)", "a character device", ...)."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be read as a file, or None for a regular file (symlinks followed).
+
+    "is missing" (also a dangling symlink), or "is a FIFO (named pipe), not a regular file" and the
+    like: reading a FIFO blocks until someone writes, reading /dev/zero never ends. Never opens it.
+    """
     try:
-        text = path.read_bytes().decode("utf-8")
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or one_line(err)})"
+    return None if stat.S_ISREG(mode) else f"is {_file_kind(mode)}, not a regular file"
+
+
+def json_size_cap(path: str | Path) -> int:
+    """The size cap of a model folder's JSON file: MAX_TOKENIZER_JSON_BYTES for tokenizer.json, else MAX_JSON_BYTES."""
+    return MAX_TOKENIZER_JSON_BYTES if Path(path).name == "tokenizer.json" else MAX_JSON_BYTES
+
+
+def read_file_capped(path: str | Path, cap: int) -> bytes:
+    """The bytes of the regular file `path` (symlinks followed), refused in one line past `cap` bytes.
+
+    Checked before reading: the file is regular (a FIFO, device, socket or folder is refused without
+    being read: one would block, /dev/zero never ends) and at most `cap` bytes (its size and the cap
+    are named); it is opened non-blocking and checked again, so a file swapped in between is refused
+    too. Raises ValueError naming the file.
+    """
+    path = Path(path)
+    problem = file_problem(path)
+    if problem:
+        raise ValueError(f"{path} {problem}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror or one_line(err)}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is {_file_kind(st.st_mode)}, not a regular file")
+        size = st.st_size
+        data = b"" if size > cap else f.read(cap + 1)
+    if size > cap or len(data) > cap:
+        raise ValueError(f"{path} is {max(size, len(data)):,} bytes, over the {cap:,}-byte cap for this file "
+                         f"({cap // 2**20} MiB): no such file of a model is that large")
+    return data
+
+
+def read_json_object(path: str | Path, cap: int | None = None) -> dict[str, Any]:
+    """A JSON file holding an object, parsed; ValueError naming the file if missing, not a regular file, larger
+    than `cap` bytes (default `json_size_cap`), not UTF-8, not JSON (an integer of more than 4300 digits
+    included), not an object."""
+    path = Path(path)
+    raw = read_file_capped(path, json_size_cap(path) if cap is None else cap)
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}): "
                          "expected a JSON file") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, and an integer too long to convert (over 4300 digits)
         raise ValueError(f"{path} is not valid JSON: {one_line(err)}") from None
     except RecursionError:
         raise ValueError(f"{path} nests JSON too deeply to be a config") from None
@@ -119,9 +189,13 @@ def check_folder(path: str | Path, files: Collection[str], what: str) -> Path:
         raise ValueError(f"{what} {path} does not exist")
     if not path.is_dir():
         raise ValueError(f"{what} {path} is a file, not a folder; expected a folder holding {list(files)}")
-    missing = [name for name in files if not (path / name).is_file()]
+    problems = {name: file_problem(path / name) for name in files}
+    missing = [name for name, problem in problems.items() if problem == "is missing"]
     if missing:
         raise ValueError(f"{what} {path} is missing {', '.join(missing)}; it needs {list(files)}")
+    for name, problem in problems.items():
+        if problem:
+            raise ValueError(f"{what} {path}: {name} {problem}")
     return path
 
 
@@ -156,17 +230,31 @@ def refuse_code(folder: str | Path) -> None:
     Every top-level `*.json` file is read (files that are not JSON are left to their own loader):
     an `auto_map` or `custom_pipelines` key at any depth (config.json, its nested llm_config /
     vision_config, tokenizer_config.json, preprocessor_config.json, generation_config.json, ...) is
-    refused, and so is a `tokenizer_class` that transformers does not ship.
-    Raises ValueError naming the file and the key.
+    refused, and so is a `tokenizer_class` that transformers does not ship. Every top-level entry
+    must be a regular file or a folder (symlinks followed): a FIFO or a device (`ln -s /dev/zero
+    notes.json`) is refused before anything reads it, and a JSON file past its size cap
+    (`json_size_cap`: 16 MiB, 64 MiB for tokenizer.json) before it is parsed.
+    Raises ValueError naming the file and the key (or what the file is, or its size and the cap).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.iterdir()):
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue  # unreadable: whoever reads it refuses it; it cannot name code to anyone
+            mode = path.stat().st_mode
+        except OSError:
+            continue  # a dangling symlink: whoever needs the file says it is missing
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is {_file_kind(mode)}, not a regular file: a model folder holds files and "
+                             "folders only (reading it would block or never end)")
+        if path.suffix != ".json":
+            continue
+        try:
+            text = read_file_capped(path, json_size_cap(path)).decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # not JSON: whoever reads it refuses it; it cannot name code to anyone
         if "\\u" not in text and not any(k in text for k in (*CODE_KEYS, "tokenizer_class")):
             continue  # no such key, even escaped: nothing to parse (the common case, and fast)
         suspects: list[str] = []
@@ -206,9 +294,12 @@ def _check_number(value: Any, where: str, key: str, *, integer: bool) -> None:
 
 
 def _check_field(value: Any, hint: Any, where: str, key: str) -> None:
-    """`value` against a PalmEConfig annotation: bool, int, float, str, list[float] or list[str]."""
+    """`value` against a PalmEConfig annotation: a section (dataclass), bool, int, float, str, list[float] or
+    list[str]."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
+    if dataclasses.is_dataclass(hint):
+        _check_section(value, hint, where, key)
+    elif hint is bool:
         if type(value) is not bool:
             raise ValueError(f"{where}: {key} must be true or false, got {_kind(value)}")
     elif hint in (int, float):
@@ -222,64 +313,93 @@ def _check_field(value: Any, hint: Any, where: str, key: str) -> None:
         for i, item in enumerate(value):
             _check_field(item, args[0], where, f"{key}[{i}]")
     else:  # a new annotation: teach this function its JSON form
-        raise TypeError(f"PalmEConfig.{key}: no JSON check for the annotation {hint!r}")
+        raise TypeError(f"PalmEConfig {key}: no JSON check for the annotation {hint!r}")
+
+
+def _check_section(data: Any, kind: type, where: str, key: str) -> None:
+    """A JSON object of `kind`'s fields (a PalmEConfig section): no unknown key (did-you-mean), each field typed."""
+    if not isinstance(data, dict):
+        msg = f"{where}: {key} must be a JSON object (the model's {kind.__name__}), got {_kind(data)}"
+        raise ValueError(msg)  # noqa: TRY004 - house rule: bad input is a ValueError
+    hints = typing.get_type_hints(kind)
+    known = [f.name for f in dataclasses.fields(kind)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        near = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        guesses = "; ".join(f"{k!r}: did you mean {m[0]!r}?" for k, m in near.items() if m)
+        raise ValueError(f"{where}: {key} has unknown keys {unknown} (a {kind.__name__} has no such fields)"
+                         + (f"; {guesses}" if guesses else ""))
+    for name, value in data.items():
+        _check_field(value, hints[name], where, f"{key}.{name}")
+
+
+def _at(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of nested dicts (`_MISSING` when absent: the default applies)."""
+    for part in dotted.split("."):
+        if part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+_MISSING = object()
 
 
 def check_palme_section(data: Any, where: str) -> PalmEConfig:
     """config.json's `palme` section -> PalmEConfig, every field's type and range checked first.
 
-    Types follow the PalmEConfig annotations (a bool is not an int, an int is a number); sizes are
-    integers in [1, 2**31), `history_window` >= 0, `seed` in [0, 2**63), image_mean / image_std 3
-    numbers in [0, 1] (std at least MIN_PIXEL_STD), `lora_dropout` in [0, 1); `llm`, `vision`,
-    `projector`, `stage` and `attn_implementation` name something this code has. Missing fields
-    take their defaults (older checkpoints); unknown fields are refused. Raises ValueError naming
+    Types follow the PalmEConfig annotations, section by section (a bool is not an int, an int is a
+    number); sizes are integers in [1, 2**31), `prompt.history_window` >= 0, `seed` in [0, 2**63),
+    vision.image_mean / image_std 3 numbers in [0, 1] (std at least MIN_PIXEL_STD), `lora.dropout`
+    in [0, 1); `llm.backbone`, `vision.backbone`, `vision.projector`, `llm.attn_implementation`, each
+    of `prompt.tokens` and of `state.features` name something this code has. Missing fields take
+    their defaults; unknown fields are refused (with a did-you-mean). Raises ValueError naming
     `where` and the key.
     """
-    from agent.model.config import STAGES
+    from agent.model.features import OBJECT_FEATURES
     from agent.model.llm import LLMS
     from agent.model.parts import PROJECTORS, VISION_BACKBONES
+    from agent.model.tokens import TOKEN_TYPES
 
-    if not isinstance(data, dict):
-        msg = f"{where}: palme must be a JSON object (the model's PalmEConfig), got {_kind(data)}"
-        raise ValueError(msg)  # noqa: TRY004 - house rule: bad input is a ValueError
-    hints = typing.get_type_hints(PalmEConfig)
-    known = [f.name for f in dataclasses.fields(PalmEConfig)]
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        near = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
-        guesses = "; ".join(f"{k!r}: did you mean {m[0]!r}?" for k, m in near.items() if m)
-        raise ValueError(f"{where}: palme has unknown keys {unknown} (a PalmEConfig has no such fields)"
-                         + (f"; {guesses}" if guesses else ""))
-    for key, value in data.items():
-        _check_field(value, hints[key], where, f"palme.{key}")
+    _check_section(data, PalmEConfig, where, "palme")
     for key in _POSITIVE:
-        if key in data and not 1 <= data[key] <= MAX_INT:
-            raise ValueError(f"{where}: palme.{key} must be in [1, {MAX_INT}], got {data[key]}")
-    if not 0 <= data.get("history_window", 0) <= MAX_INT:
-        raise ValueError(f"{where}: palme.history_window must be in [0, {MAX_INT}], got {data['history_window']}")
-    if not 0 <= data.get("seed", 0) <= MAX_SEED:
-        raise ValueError(f"{where}: palme.seed must be in [0, {MAX_SEED}], got {data['seed']}")
-    if not 0 <= data.get("lora_dropout", 0.0) < 1:
-        raise ValueError(f"{where}: palme.lora_dropout must be in [0, 1), got {data['lora_dropout']}")
-    for key in ("image_mean", "image_std"):
-        if key in data and len(data[key]) != 3:
-            raise ValueError(f"{where}: palme.{key} must hold 3 numbers (R, G, B), got {len(data[key])}")
-    for key, low in (("image_mean", 0.0), ("image_std", MIN_PIXEL_STD)):
-        if any(not low <= v <= 1 for v in data.get(key, [])):
+        value = _at(data, key)
+        if value is not _MISSING and not 1 <= value <= MAX_INT:
+            raise ValueError(f"{where}: palme.{key} must be in [1, {MAX_INT}], got {value}")
+    for key, low, high, shown in (("prompt.history_window", 0, MAX_INT, f"[0, {MAX_INT}]"),
+                                  ("seed", 0, MAX_SEED, f"[0, {MAX_SEED}]")):
+        value = _at(data, key)
+        if value is not _MISSING and not low <= value <= high:
+            raise ValueError(f"{where}: palme.{key} must be in {shown}, got {value}")
+    dropout = _at(data, "lora.dropout")
+    if dropout is not _MISSING and not 0 <= dropout < 1:
+        raise ValueError(f"{where}: palme.lora.dropout must be in [0, 1), got {dropout}")
+    for key, low in (("vision.image_mean", 0.0), ("vision.image_std", MIN_PIXEL_STD)):
+        values = _at(data, key)
+        if values is _MISSING:
+            continue
+        if len(values) != 3:
+            raise ValueError(f"{where}: palme.{key} must hold 3 numbers (R, G, B), got {len(values)}")
+        if any(not low <= v <= 1 for v in values):
             raise ValueError(f"{where}: palme.{key} must lie in [{low:g}, 1] (statistics of [0, 1] pixels), "
-                             f"got {data[key]}")
-    choices = {"llm": LLMS, "vision": VISION_BACKBONES, "projector": PROJECTORS, "stage": STAGES,
-               "attn_implementation": ATTN_IMPLEMENTATIONS}
+                             f"got {values}")
+    choices = {"llm.backbone": LLMS, "vision.backbone": VISION_BACKBONES, "vision.projector": PROJECTORS,
+               "llm.attn_implementation": ATTN_IMPLEMENTATIONS}
     for key, allowed in choices.items():
-        if key in data and data[key] not in allowed:
-            raise ValueError(f"{where}: palme.{key} {data[key]!r} is not one of {sorted(allowed)}")
+        value = _at(data, key)
+        if value is not _MISSING and value not in allowed:
+            raise ValueError(f"{where}: palme.{key} {value!r} is not one of {sorted(allowed)}")
+    for key, allowed in (("prompt.tokens", TOKEN_TYPES), ("state.features", OBJECT_FEATURES)):
+        for i, value in enumerate(() if (values := _at(data, key)) is _MISSING else values):
+            if value not in allowed:
+                raise ValueError(f"{where}: palme.{key}[{i}] {value!r} is not one of {sorted(allowed)}")
     try:
         cfg = PalmEConfig.from_dict(data)
     except ValueError as err:
         raise ValueError(f"{where}: palme: {one_line(err)}") from None
-    if cfg.vision == "scratch" and cfg.vision_hidden % cfg.vision_heads:
-        raise ValueError(f"{where}: palme.vision_hidden {cfg.vision_hidden} must be a multiple of "
-                         f"palme.vision_heads {cfg.vision_heads}")
+    if cfg.vision.backbone == "scratch" and cfg.vision.hidden % cfg.vision.heads:
+        raise ValueError(f"{where}: palme.vision.hidden {cfg.vision.hidden} must be a multiple of "
+                         f"palme.vision.heads {cfg.vision.heads}")
     return cfg
 
 
@@ -374,13 +494,13 @@ def read_checkpoint_config(folder: str | Path) -> tuple[dict[str, Any], PalmECon
     cfg = check_palme_section(meta["palme"], str(path))
     check_model_config(meta["llm_config"], str(path), "llm_config", causal_lm_types())
     vision = meta["vision_config"]
-    if cfg.vision == "scratch" and vision is not None:
-        raise ValueError(f"{path}: vision_config must be null for palme.vision 'scratch' (the ViT is "
+    if cfg.vision.backbone == "scratch" and vision is not None:
+        raise ValueError(f"{path}: vision_config must be null for palme.vision.backbone 'scratch' (the ViT is "
                          f"described by palme), got {_kind(vision)}")
-    if cfg.vision == "local":
-        if vision is None:
-            raise ValueError(f"{path}: vision_config is null but palme.vision is 'local'; expected the vision "
-                             "tower's config (a checkpoint never reads vision_path again)")
+    if cfg.vision.backbone == "local" and vision is None and "image" in cfg.prompt.tokens:
+        raise ValueError(f"{path}: vision_config is null but palme.vision.backbone is 'local'; expected the "
+                         "vision tower's config (a checkpoint never reads vision.path again)")
+    if cfg.vision.backbone == "local" and vision is not None:
         check_model_config(vision, str(path), "vision_config", VISION_TYPES)
     return meta, cfg
 
@@ -393,9 +513,13 @@ def read_header(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """name -> (shape, safetensors dtype such as "F32") of every tensor in a safetensors file; no tensor is read.
 
     safetensors checks that the header is well formed and that its offsets cover the file exactly,
-    so a truncated or padded file is refused here. Raises ValueError naming the file.
+    so a truncated or padded file is refused here; so is a FIFO or a device (before it is opened).
+    Raises ValueError naming the file.
     """
     path = Path(path)
+    problem = file_problem(path)
+    if problem:
+        raise ValueError(f"{path} {problem}")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = {}
@@ -456,16 +580,65 @@ def allocation_budget(header: Mapping[str, tuple[tuple[int, ...], str]]) -> _All
     return _AllocationBudget(2 * held + 16 * 2**20)
 
 
-def check_layer_counts(meta: Mapping[str, Any], header: Mapping[str, Any], where: str, file: str) -> None:
-    """Every layer count in config.json is at most the number of tensors in the file (each layer has some).
+_LAYER_NAME = re.compile(r"^(.*?\.(?:layers?|h|blocks?))\.(\d{1,9})\.")  # <stack>.layers.<K>.<rest>
+FREE_LAYERS = 64  # up to this many layers build in well under a second, even on the meta device
+_WIDTH_KEYS = ("hidden_size", "hidden", "n_embd", "d_model")  # the width beside a layer count
 
-    Checked before any model is built: building 100000 layers takes minutes even on the meta device.
+
+def layer_stacks(header: Mapping[str, tuple[tuple[int, ...], str]]) -> dict[str, int]:
+    """Stack prefix -> number of layers, from tensor NAMES `<stack>.layers.<K>.<rest>` (also `.layer.`, `.h.`,
+    `.blocks.`), e.g. {"llm.model.layers": 3, "encoders.image.vision.backbone.layers": 2}.
+
+    A stack's count is n when its layers 0..n-1 are all there, each with at least one tensor that
+    is not empty: zero-size tensors and tensors outside a stack count for nothing.
     """
-    for section in ("palme", "llm_config", "vision_config"):
-        for path, value in _walk(meta.get(section) or {}, section):
-            if path.rsplit(".", 1)[-1] in _LAYER_KEYS and type(value) is int and value > len(header):
-                raise ValueError(f"{where}: {path} is {value} but {file} holds only {len(header)} tensors: "
-                                 "the config and the weights disagree")
+    stacks: dict[str, set[int]] = {}
+    for name, (shape, _) in header.items():
+        m = _LAYER_NAME.match(name)
+        if m and math.prod(shape):
+            stacks.setdefault(m.group(1), set()).add(int(m.group(2)))
+    counts = {}
+    for prefix, indices in stacks.items():
+        n = 0
+        while n in indices:
+            n += 1
+        counts[prefix] = n
+    return counts
+
+
+def check_layer_counts(meta: Mapping[str, Any], header: Mapping[str, tuple[tuple[int, ...], str]], where: str,
+                       file: str) -> None:
+    """A layer count in config.json above FREE_LAYERS must be backed by the file: refused before any model is built.
+
+    Such a count N (llm_config.num_hidden_layers, palme.llm.layers, ...) needs a stack of at least
+    N layers in the header's tensor NAMES (`layer_stacks`; the LM's `llm.model.layers.<K>.`, the
+    vision encoder's) and at least N * width**2 weights in the file (every transformer layer holds
+    a width x width projection; width: the hidden size beside the count), so a config that claims
+    10000 layers is refused in milliseconds whatever zero-size or tiny tensors pad the file (building
+    them would take minutes even on the meta device). Smaller counts are left to the comparison
+    of the built model with the header (`compare_with_header`), which names the tensors.
+    Raises ValueError naming config.json's key, the file and what it holds.
+    """
+    stacks = layer_stacks(header)
+    most = max(stacks.values(), default=0)
+    weights = sum(math.prod(shape) for shape, _ in header.values())
+    parts = [(name, meta.get(name)) for name in ("palme", "llm_config", "vision_config")]
+    parts += [(path, value) for name, part in parts[:] for path, value in _walk(part, name) if isinstance(value, dict)]
+    for prefix, part in parts:
+        if not isinstance(part, dict):
+            continue
+        width = next((part[k] for k in _WIDTH_KEYS if type(part.get(k)) is int), 0)
+        for key, value in part.items():
+            if key not in _LAYER_KEYS or type(value) is not int or value <= FREE_LAYERS:
+                continue
+            path = f"{prefix}.{key}"
+            if value > most:
+                shown = ", ".join(f"{k}: {n}" for k, n in sorted(stacks.items(), key=lambda kv: -kv[1])[:3])
+                raise ValueError(f"{where}: {path} is {value} but {file} holds at most {most} layers in a stack "
+                                 f"({shown or 'no <name>.layers.<K>. tensors'}): the config and the weights disagree")
+            if weights < value * width**2:
+                raise ValueError(f"{where}: {path} is {value} layers of width {width}, at least {value * width**2:,} "
+                                 f"weights, but {file} holds {weights:,}: the config and the weights disagree")
 
 
 def compare_with_header(expected: Mapping[str, torch.Tensor], header: Mapping[str, tuple[tuple[int, ...], str]],

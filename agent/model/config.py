@@ -1,143 +1,215 @@
-"""`PalmEConfig`: every choice that defines a PaLM-E model, by id, plus the preset loader.
+"""`PalmEConfig`: every choice that defines a PaLM-E model, one section per part, plus the preset loader.
+
+    PalmEConfig(name, seed,
+                prompt=PromptConfig(tokens, entity_referral, history_window),   what the prompts carry
+                llm=LLMConfig(backbone, path, vocab_size, hidden, layers, ...),  the causal LM
+                vision=VisionConfig(backbone, path, image_size, ..., projector), the image path
+                state=StateConfig(tokens_per_object, hidden, features),          object / robot tokens
+                lora=LoraConfig(enabled, r, alpha, dropout, targets))            adapters on the LM
+
+Each name means one thing across the code: the PromptBuilder takes `prompt` itself, the token types
+named in `prompt.tokens` (agent.model.tokens) decide which encoders the model has, and the object
+features named in `state.features` (agent.model.features) are summed onto the object tokens. Which
+parameters train is not part of a model: `PalmE.set_stage(stage)` chooses (training's `train.stage`).
 
 Presets live as yaml files in the `configs/model/` package (the hydra `model` group), so a preset
-is written once and read both by hydra and by `PalmEConfig.from_preset`.
+is written once and read both by hydra (`model=palme-tiny model.llm.hidden=64`) and by
+`PalmEConfig.from_preset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import yaml
 
-SCHEMA_VERSION = 1  # bump when the checkpoint layout or the meaning of a field changes
-STAGES: tuple[str, ...] = ("full", "frozen_llm", "projector_only", "lora")
+SCHEMA_VERSION = 2  # bump when the checkpoint layout or the meaning of a field changes (agent.model.convert)
+# stage -> the module roles whose parameters train (every module of PalmE declares one role; see PalmE.set_stage)
+STAGE_ROLES: dict[str, tuple[str, ...]] = {
+    "full": ("llm", "vision", "projector", "state"),
+    "frozen_llm": ("vision", "projector", "state"),
+    "projector_only": ("projector", "state"),
+    "lora": ("llm", "vision", "projector", "state"),  # the LM trains through LoRA adapters only
+}
+STAGES: tuple[str, ...] = tuple(STAGE_ROLES)
+IGNORE_INDEX = -100  # label of positions that take no loss (prompt, padding)
+DEFAULT_TOKENS: tuple[str, ...] = ("image", "object", "robot")  # PaLM-E's observation tokens (agent.model.tokens)
+
+
+@dataclass
+class PromptConfig:
+    """What the model's prompts carry; `PromptBuilder(config)` writes them."""
+
+    tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))  # token types, in scene order
+    entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
+    history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
+
+    def __post_init__(self) -> None:
+        self.tokens = [str(t) for t in self.tokens]  # hydra hands ListConfig values over
+        if self.history_window < 0:
+            raise ValueError(f"prompt.history_window must be >= 0 (0: the whole history), got {self.history_window}")
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError(f"prompt.tokens names a token type twice: {self.tokens}")
+        from agent.model.tokens import token_type  # registries are read when a config is made
+
+        for name in self.tokens:
+            token_type(name)
+
+
+@dataclass
+class LLMConfig:
+    """The causal LM, chosen by id (agent.model.llm.LLMS); the sizes apply to `scratch` only."""
+
+    backbone: str = "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
+    path: str = ""  # the HF directory when backbone=local
+    vocab_size: int = 1024  # scratch: size of the byte-level BPE vocabulary trained for it
+    hidden: int = 256  # scratch: embedding width
+    layers: int = 4  # scratch: decoder layers
+    heads: int = 4  # scratch: attention heads
+    kv_heads: int = 4  # scratch: key/value heads (GQA when fewer than heads)
+    intermediate: int = 688  # scratch: MLP width
+    max_positions: int = 1024  # scratch: longest sequence (prompt + observation tokens + answer)
+    attn_implementation: str = "sdpa"  # sdpa | eager, passed to transformers
+
+    def __post_init__(self) -> None:
+        if self.backbone == "local" and not self.path:
+            raise ValueError("llm.backbone=local needs llm.path (a local HF model directory)")
+        if self.backbone == "scratch" and self.hidden % self.heads:
+            raise ValueError(f"llm.hidden {self.hidden} must be a multiple of llm.heads {self.heads}")
+
+
+@dataclass
+class VisionConfig:
+    """The image path: a vision backbone chosen by id (agent.model.parts.VISION_BACKBONES), then the projector."""
+
+    backbone: str = "scratch"  # scratch (tiny ViT from scratch) | local (ViT/SigLIP/CLIP vision checkpoint dir)
+    path: str = ""  # the checkpoint directory when backbone=local
+    image_size: int = 64  # frames are resized to this square size (local: taken from the checkpoint)
+    patch_size: int = 16  # scratch: ViT patch size; image tokens = (image_size / patch_size)^2 + 1 (CLS)
+    hidden: int = 128  # scratch: ViT width
+    layers: int = 4  # scratch: ViT layers
+    heads: int = 4  # scratch: ViT heads
+    intermediate: int = 256  # scratch: ViT MLP width
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per channel, on [0, 1] pixels
+    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # (local: from preprocessor_config.json)
+    projector: str = "mlp"  # linear (PaLM-E's affine map) | mlp (2 layers, GELU): vision width -> LLM width
+
+    def __post_init__(self) -> None:
+        self.image_mean = [float(v) for v in self.image_mean]
+        self.image_std = [float(v) for v in self.image_std]
+        if self.backbone == "local" and not self.path:
+            raise ValueError("vision.backbone=local needs vision.path (a ViT/SigLIP/CLIP checkpoint directory)")
+        if self.backbone == "scratch" and self.image_size % self.patch_size:
+            raise ValueError(f"vision.image_size {self.image_size} must be a multiple of vision.patch_size "
+                             f"{self.patch_size}")
+        if len(self.image_mean) != 3 or len(self.image_std) != 3:
+            raise ValueError("vision.image_mean and vision.image_std need 3 values (RGB)")
+
+
+@dataclass
+class StateConfig:
+    """The state tokens: an MLP per object row and for the robot vector, plus the object features summed on."""
+
+    tokens_per_object: int = 1  # k: LLM tokens per object (each `<obj_j>` becomes k tokens)
+    hidden: int = 256  # width of the state MLPs
+    features: list[str] = field(default_factory=list)  # object features (agent.model.features), summed in this order
+
+    def __post_init__(self) -> None:
+        self.features = [str(f) for f in self.features]
+        if self.tokens_per_object < 1:
+            raise ValueError(f"state.tokens_per_object must be >= 1, got {self.tokens_per_object}")
+        from agent.model.features import check_features  # registries are read when a config is made
+
+        check_features(self.features)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the LM (peft); `PalmE.set_stage("lora")` turns them on."""
+
+    enabled: bool = False  # the LM is wrapped with adapters (their weights are in the checkpoint)
+    r: int = 8  # rank
+    alpha: int = 16  # scaling numerator
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def __post_init__(self) -> None:
+        self.targets = [str(v) for v in self.targets]
+
+
+SECTIONS: dict[str, type] = {"prompt": PromptConfig, "llm": LLMConfig, "vision": VisionConfig, "state": StateConfig,
+                             "lora": LoraConfig}
 
 
 @dataclass
 class PalmEConfig:
-    """Model definition: LLM, vision backbone, projector and state encoder, each chosen by id."""
+    """Model definition: prompts, LM, vision path, state tokens and adapters, each part chosen by id."""
 
     name: str = "palme-tiny"  # preset name, for reports
     seed: int = 0  # seeds the weight initialisation (in a forked RNG; global state untouched)
-    # --- prompts (the PromptBuilder flags this model is trained and run with)
-    use_image: bool = True  # prompts carry `<img>`
-    use_state: bool = True  # prompts carry object tokens `<obj_j>` and the robot token `<robot>`
-    entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
-    zone_tokens: bool = False  # with use_state: scenes with target zones also carry `<zone_k>` tokens (zone rows)
-    history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
-    name_objects: bool = False  # with use_state: "The small cyan cube is <obj_j>." (names from the rows) in every prompt
-    # --- language model
-    llm: str = (
-        "scratch"  # scratch (tiny Llama trained from scratch) | local (HF dir) | smollm2 (GGUF, offline)
-    )
-    llm_path: str = ""  # the HF directory when llm=local
-    vocab_size: int = 1024  # scratch: size of the byte-level BPE vocabulary trained for it
-    llm_hidden: int = 256  # scratch: embedding width
-    llm_layers: int = 4  # scratch: decoder layers
-    llm_heads: int = 4  # scratch: attention heads
-    llm_kv_heads: int = 4  # scratch: key/value heads (GQA when fewer than llm_heads)
-    llm_intermediate: int = 688  # scratch: MLP width
-    max_positions: int = 1024  # scratch: longest sequence (prompt + observation tokens + answer)
-    attn_implementation: str = "sdpa"  # sdpa | eager, passed to transformers
-    # --- vision
-    vision: str = "scratch"  # scratch (tiny ViT from scratch) | local (ViT/SigLIP/CLIP vision checkpoint dir)
-    vision_path: str = ""  # the checkpoint directory when vision=local
-    image_size: int = 64  # frames are resized to this square size (local: taken from the checkpoint)
-    patch_size: int = 16  # scratch: ViT patch size; image tokens = (image_size / patch_size)^2 + 1 (CLS)
-    vision_hidden: int = 128  # scratch: ViT width
-    vision_layers: int = 4  # scratch: ViT layers
-    vision_heads: int = 4  # scratch: ViT heads
-    vision_intermediate: int = 256  # scratch: ViT MLP width
-    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])  # per channel, on [0, 1] pixels
-    image_std: list[float] = field(
-        default_factory=lambda: [0.5, 0.5, 0.5]
-    )  # (local: from preprocessor_config.json)
-    projector: str = "mlp"  # linear (PaLM-E's affine map) | mlp (2 layers, GELU): vision width -> LLM width
-    # --- state
-    obj_tokens: int = 1  # k: LLM tokens per object (each `<obj_j>` becomes k tokens)
-    state_hidden: int = 256  # width of the state MLPs
-    obj_words: bool = False  # object tokens also carry the LM's own embeddings of their colour and shape words
-    obj_size_words: bool = False  # with obj_words: and of their size word ("small"/"large": the nearer edge length)
-    obj_relations: bool = False  # with obj_words: object tokens also carry the words of the cubes above / below them in their stack
-    zone_relations: bool = False  # with obj_words: object tokens also carry the words of the zone they lie in ("red zone")
-    obj_referral_words: bool = False  # with obj_words: the token of `<obj_j>` also carries the word "j" of its name "obj j"
-    # --- adaptation
-    stage: str = "full"  # which parts train: full | frozen_llm | projector_only | lora (see PalmE.set_stage)
-    lora: bool = False  # wrap the LLM with LoRA adapters (peft); stage "lora" turns this on
-    lora_r: int = 8  # LoRA rank
-    lora_alpha: int = 16  # LoRA scaling numerator
-    lora_dropout: float = 0.0  # LoRA dropout
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-
-    def __post_init__(self) -> None:
-        # hydra hands ListConfig values over; plain lists keep config.json serialisable
-        self.image_mean = [float(v) for v in self.image_mean]
-        self.image_std = [float(v) for v in self.image_std]
-        self.lora_targets = [str(v) for v in self.lora_targets]
-        if self.llm == "local" and not self.llm_path:
-            raise ValueError("llm=local needs llm_path (a local HF model directory)")
-        if self.vision == "local" and not self.vision_path:
-            raise ValueError("vision=local needs vision_path (a ViT/SigLIP/CLIP checkpoint directory)")
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {list(STAGES)}, got {self.stage!r}")
-        if self.history_window < 0:
-            raise ValueError(f"history_window must be >= 0 (0: the whole history), got {self.history_window}")
-        if self.obj_tokens < 1:
-            raise ValueError(f"obj_tokens must be >= 1, got {self.obj_tokens}")
-        if self.vision == "scratch" and self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
-            )
-        if self.llm == "scratch" and self.llm_hidden % self.llm_heads:
-            raise ValueError(f"llm_hidden {self.llm_hidden} must be a multiple of llm_heads {self.llm_heads}")
-        if self.obj_relations and not self.obj_words:
-            raise ValueError("obj_relations needs obj_words=true (it passes neighbours' words into object tokens)")
-        if self.zone_relations and not self.obj_words:
-            raise ValueError("zone_relations needs obj_words=true (it passes zones' words into object tokens)")
-        if self.obj_referral_words and not self.obj_words:
-            raise ValueError("obj_referral_words needs obj_words=true (it adds a word to object tokens)")
-        if len(self.image_mean) != 3 or len(self.image_std) != 3:
-            raise ValueError("image_mean and image_std need 3 values (RGB)")
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     @property
     def needs_tokenizer(self) -> bool:
         """True when the LLM is trained from scratch and so needs a tokenizer trained on our text."""
-        return self.llm == "scratch"
-
-    def prompt_flags(self) -> dict[str, Any]:
-        """Keyword arguments of the `PromptBuilder` this model is trained and run with."""
-        return {"use_image": self.use_image, "use_state": self.use_state,
-                "entity_referral": self.entity_referral, "use_zones": self.zone_tokens,
-                "zone_rows": self.zone_relations, "history_window": self.history_window,
-                "name_objects": self.name_objects}
+        return self.llm.backbone == "scratch"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for config.json."""
+        """Plain nested dict for config.json."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PalmEConfig:
-        """Inverse of to_dict; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PalmEConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> PalmEConfig:
+        """Inverse of to_dict (missing keys take their defaults); unknown keys are a ValueError that names them."""
+        _refuse_unknown(cls, data, "PalmEConfig")
+        values = dict(data)
+        for key, kind in SECTIONS.items():
+            if key in values and not isinstance(values[key], kind):
+                section = values[key]
+                if not isinstance(section, Mapping):
+                    raise ValueError(f"PalmEConfig.{key} must be a mapping of {kind.__name__} fields, got {section!r}")
+                _refuse_unknown(kind, section, f"PalmEConfig.{key}")
+                values[key] = kind(**section)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> PalmEConfig:
+        """A copy with `overrides` applied; a mapping for a section changes only the keys it names
+        (`cfg.replace(llm={"hidden": 64})` keeps the other llm fields)."""
+        return PalmEConfig.from_dict(merge(self.to_dict(), overrides))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PalmEConfig:
-        """Load `configs/model/<name>.yaml`, then apply `overrides`."""
+        """Load `configs/model/<name>.yaml`, then apply `overrides` (as `replace` does)."""
         folder = resources.files("configs") / "model"
         path = folder / f"{name}.yaml"
         if not path.is_file():
-            known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-            raise ValueError(f"unknown model preset {name!r}; known presets: {known}")
+            raise ValueError(f"unknown model preset {name!r}; known presets: {preset_names()}")
         data = yaml.safe_load(path.read_text()) or {}
-        return cls.from_dict({**data, **overrides})
+        return cls.from_dict(merge(data, overrides))
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` applied; where both hold a mapping, merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        old = out.get(key)
+        out[key] = merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+def _refuse_unknown(kind: type, data: Mapping[str, Any], where: str) -> None:
+    known = sorted(f.name for f in dataclasses.fields(kind))
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {where} keys {unknown}; known keys: {known}")
 
 
 def preset_names() -> list[str]:

@@ -34,15 +34,15 @@ def smollm2_dir() -> Path:
     return folder
 
 
-def _scratch(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
-    tok = tokenizer if tokenizer is not None else train_tokenizer(texts or [], cfg.vocab_size)
+def _scratch(cfg: Any, texts: Sequence[str] | None, tokenizer: Any, placeholders: Sequence[str]) -> tuple[nn.Module, Any]:
+    tok = tokenizer if tokenizer is not None else train_tokenizer(texts or [], cfg.vocab_size, placeholders)
     conf = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=cfg.llm_hidden,
-        num_hidden_layers=cfg.llm_layers,
-        num_attention_heads=cfg.llm_heads,
-        num_key_value_heads=cfg.llm_kv_heads,
-        intermediate_size=cfg.llm_intermediate,
+        hidden_size=cfg.hidden,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads,
+        intermediate_size=cfg.intermediate,
         max_position_embeddings=cfg.max_positions,
         tie_word_embeddings=True,
         pad_token_id=tok.pad_token_id,
@@ -52,9 +52,9 @@ def _scratch(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.
     return AutoModelForCausalLM.from_config(conf, attn_implementation=cfg.attn_implementation), tok
 
 
-def _local(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
+def _local(cfg: Any, texts: Sequence[str] | None, tokenizer: Any, placeholders: Sequence[str]) -> tuple[nn.Module, Any]:
     """A causal LM (and its tokenizer) from a local HF folder; ValueError if the folder would run code."""
-    folder = check_folder(cfg.llm_path, ["config.json"], "llm_path")
+    folder = check_folder(cfg.path, ["config.json"], "llm.path")
     refuse_code(folder)
     model_type = read_json_object(folder / "config.json").get("model_type")
     if model_type not in causal_lm_types():
@@ -63,7 +63,7 @@ def _local(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Mo
     return lm, tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder, **SAFE)
 
 
-def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.Module, Any]:
+def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any, placeholders: Sequence[str]) -> tuple[nn.Module, Any]:
     folder = smollm2_dir()
     refuse_code(folder)
     lm = AutoModelForCausalLM.from_pretrained(
@@ -75,18 +75,21 @@ def _smollm2(cfg: Any, texts: Sequence[str] | None, tokenizer: Any) -> tuple[nn.
     return lm, tok
 
 
-LLMS: dict[str, Callable[[Any, Sequence[str] | None, Any], tuple[nn.Module, Any]]] = {
+LLMS: dict[str, Callable[[Any, Sequence[str] | None, Any, Sequence[str]], tuple[nn.Module, Any]]] = {
     "scratch": _scratch,
     "local": _local,
     "smollm2": _smollm2,
 }
 
 
-def make_llm(cfg: Any, texts: Sequence[str] | None = None, tokenizer: Any = None) -> tuple[nn.Module, Any]:
-    """(causal LM, tokenizer) for cfg.llm; `texts` train the tokenizer of a from-scratch LM."""
-    if cfg.llm not in LLMS:
-        raise ValueError(f"unknown llm {cfg.llm!r}; known: {sorted(LLMS)}")
-    return LLMS[cfg.llm](cfg, texts, tokenizer)
+def make_llm(
+    cfg: Any, texts: Sequence[str] | None = None, tokenizer: Any = None, placeholders: Sequence[str] = ()
+) -> tuple[nn.Module, Any]:
+    """(causal LM, tokenizer) for `cfg.backbone` (cfg: an LLMConfig); `texts` train the tokenizer of a
+    from-scratch LM, whose special tokens include `placeholders`."""
+    if cfg.backbone not in LLMS:
+        raise ValueError(f"unknown llm {cfg.backbone!r}; known: {sorted(LLMS)}")
+    return LLMS[cfg.backbone](cfg, texts, tokenizer, placeholders)
 
 
 def llm_config_dict(lm: nn.Module) -> dict[str, Any]:

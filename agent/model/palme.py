@@ -1,19 +1,23 @@
-"""`PalmE`: multimodal sentences (text with image and state tokens) through a transformers causal LM.
+"""`PalmE`: multimodal sentences (text with observation tokens) through a transformers causal LM.
 
-Composed prismatic-style from parts chosen by id in `PalmEConfig`:
-    image encoder (ViT) -> projector -> LLM width      `<img>`   -> n_image_tokens tokens
-    object encoder (MLP over one object row)           `<obj_j>`, `<zone_k>` -> obj_tokens tokens
-      (+ the LM's embeddings of the object's colour, shape (and size) words when `obj_words`)
-    robot encoder (MLP over the robot vector)          `<robot>` -> 1 token
-    causal LM (AutoModelForCausalLM)                   reads the sequence, writes the answer
+Composed prismatic-style from parts chosen by id in `PalmEConfig`, one encoder per token type the
+config lists (`prompt.tokens`; agent.model.tokens):
+    image   `<img>`    frame -> ViT -> projector -> LLM width             n_tokens["image"] tokens
+    object  `<obj_j>`  object row -> state MLP, + the object features    state.tokens_per_object tokens
+                       (`state.features`: the LM's embeddings of its colour / shape / size words,
+                       the words of the cubes above / below it, of the zone it lies in; agent.model.features)
+    robot   `<robot>`  robot vector -> MLP                               1 token
+    causal LM (AutoModelForCausalLM) reads the sequence, writes the answer
 
 Batch layout (`collate`), B examples padded on the LEFT to length T:
     input_ids (B, T)        placeholder ids repeated once per encoder token they stand for
     attention_mask (B, T)   0 on padding;   position_ids (B, T) = cumsum(mask) - 1, clamped at 0
     labels (B, T)           answer ids + EOS, IGNORE_INDEX elsewhere (train=True only)
-    pixel_values (Ni, 3, S, S), image_index (n_img_placeholders,)   images, and which one each `<img>` shows
-    object_rows (No, OBJ_DIM), robot_rows (Nr, ROBOT_DIM)           one row per placeholder, in text order
-                                                                    (`<zone_k>` rows are object rows too)
+    "<type>.<key>"          each token type's tensors (`TokenType.collate`), e.g.
+        image.pixel_values (Ni, 3, S, S), image.index (n_img_placeholders,): which image each `<img>` shows
+        object.rows (No, OBJ_DIM), object.scene (No,): one row per `<obj_j>` in text order, its example;
+            object.zones (Nz, OBJ_DIM), object.zones_scene (Nz,): every present zone row, when a feature reads them
+        robot.rows (Nr, ROBOT_DIM)
 """
 
 from __future__ import annotations
@@ -26,54 +30,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
 from agent.model import checkpoint_checks as checks
-from agent.model.config import SCHEMA_VERSION, STAGES, PalmEConfig
+from agent.model.config import IGNORE_INDEX, SCHEMA_VERSION, STAGE_ROLES, PalmEConfig
 from agent.model.decoding import PrefixTrie, greedy_decode
+from agent.model.features import FeatureSetup, build_features, feature_context
 from agent.model.llm import llm_config_dict, llm_from_config, make_llm
-from agent.model.parts import (
-    ImageEncoder,
-    local_image_settings,
-    make_projector,
-    make_vision,
-    object_encoder,
-    robot_encoder,
-)
+from agent.model.parts import local_image_settings, role_of, with_role
 from agent.model.tokenizer import add_placeholders, encode_text, load_tokenizer, reserved_ids
-from agent.prompts import (
-    IMG_TOKEN,
-    PROMPT_FORMAT_VERSION,
-    ROBOT_TOKEN,
-    Example,
-    PromptBuilder,
-    obj_token,
-    prompt_parts,
-    zone_token,
-)
-from envs.catalogue import (
-    COLOR_NAMES,
-    MAX_OBJECTS,
-    MAX_ZONES,
-    OBJ_DIM,
-    OBJ_FIELDS,
-    ROBOT_DIM,
-    SHAPE_NAMES,
-    SIZE_EDGES,
-    SIZE_NAMES,
-    ZONE_KIND,
-)
+from agent.model.tokens import EncoderSetup, Item, TokenType, placeholders_of, token_type
+from agent.prompts import PROMPT_FORMAT_VERSION, Example, PromptBuilder, prompt_parts
 from envs.fileio import apply_umask
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
-_COLOR_COL, _SHAPE_COL, _SIZE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id"), OBJ_FIELDS.index("size")
-_SIZE_SPLIT = sum(SIZE_EDGES[s] for s in SIZE_NAMES) / len(SIZE_NAMES)  # edge length between "small" and "large"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+CONVERT_COMMAND = "python -m agent.model.convert"
 
 
 @dataclass
@@ -82,10 +57,7 @@ class _Encoded:
 
     ids: list[int]
     n_prompt: int  # ids before the answer
-    n_img: int  # `<img>` placeholders
-    objects: list[np.ndarray]  # one object row per `<obj_j>`, in text order
-    robots: list[np.ndarray]  # one robot vector per `<robot>`
-    slots: list[int]  # j of each state row's `<obj_j>` (0 for a `<zone_k>` row), in text order
+    items: dict[str, list[tuple[int, Any]]]  # token type -> (placeholder index, array) per placeholder, in text order
 
 
 @contextmanager
@@ -94,6 +66,12 @@ def _seeded(seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def prompt_builder(cfg: PalmEConfig) -> PromptBuilder:
+    """The PromptBuilder a model of `cfg` is trained and run with (its prompt config, and the observation keys
+    its object features read)."""
+    return PromptBuilder(cfg.prompt, feature_context(cfg.state.features))
 
 
 class PalmE(nn.Module):
@@ -109,120 +87,34 @@ class PalmE(nn.Module):
     ):
         """Build from `cfg`, a tokenizer (or texts to train one); `saved`: a checkpoint's config.json."""
         super().__init__()
-        resolved = local_image_settings(cfg.vision_path) if cfg.vision == "local" and saved is None else {}
-        cfg = PalmEConfig.from_dict({**cfg.to_dict(), **resolved})  # our own copy: set_stage updates it
+        resolved = local_image_settings(cfg.vision.path) if cfg.vision.backbone == "local" and saved is None else {}
+        cfg = cfg.replace(vision=resolved)  # our own copy: _apply_lora updates it
         self.config = cfg
+        self.token_types: list[TokenType] = [token_type(name) for name in cfg.prompt.tokens]
+        placeholders = placeholders_of(cfg.prompt.tokens)
         if tokenizer is not None:
-            add_placeholders(tokenizer)  # before a from-scratch LM sizes its vocabulary on it
+            add_placeholders(tokenizer, placeholders)  # before a from-scratch LM sizes its vocabulary on it
         with _seeded(cfg.seed):
             if saved is None:
-                self.llm, self.tokenizer = make_llm(cfg, tokenizer_texts, tokenizer)
+                self.llm, self.tokenizer = make_llm(cfg.llm, tokenizer_texts, tokenizer, placeholders)
             else:
-                self.llm = llm_from_config(saved["llm_config"], cfg.attn_implementation)
+                self.llm = llm_from_config(saved["llm_config"], cfg.llm.attn_implementation)
                 self.tokenizer = tokenizer
-            ids = add_placeholders(self.tokenizer)
-            vision = make_vision(cfg, saved.get("vision_config") if saved else None)
-            self.image_encoder = ImageEncoder(vision, cfg.image_size, cfg.image_mean, cfg.image_std)
-            width = self.llm.get_input_embeddings().embedding_dim
-            self.projector = make_projector(cfg.projector, self.image_encoder.width, width)
-            self.object_encoder = object_encoder(cfg.state_hidden, width, cfg.obj_tokens)
-            self.robot_encoder = robot_encoder(cfg.state_hidden, width)
-            if cfg.obj_relations:  # words of the cubes above an object, and below it
-                self.relation_above = nn.Linear(width, width, bias=False)
-                self.relation_below = nn.Linear(width, width, bias=False)
-                nn.init.zeros_(self.relation_above.weight)  # a new model starts from the plain object tokens
-                nn.init.zeros_(self.relation_below.weight)
-            if cfg.zone_relations:  # words of the zone an object lies in
-                self.relation_zone = nn.Linear(width, width, bias=False)
-                nn.init.zeros_(self.relation_zone.weight)
-            if cfg.lora:
+            with_role(self.llm, "llm")
+            self.placeholder_ids = add_placeholders(self.tokenizer, placeholders)  # placeholder text -> id
+            embeddings = self.llm.get_input_embeddings()
+            setup = EncoderSetup(cfg, embeddings.embedding_dim, saved)
+            self.encoders = nn.ModuleDict({t.name: t.build(setup) for t in self.token_types})
+            self.object_features = build_features(
+                cfg.state.features, FeatureSetup(embeddings.embedding_dim, self.tokenizer, embeddings.num_embeddings))
+            if cfg.lora.enabled:
                 self._apply_lora()
-        self.img_id, self.robot_id = ids[IMG_TOKEN], ids[ROBOT_TOKEN]
-        self.obj_ids = [ids[obj_token(j)] for j in range(1, MAX_OBJECTS + 1)]
-        self.zone_ids = [ids[zone_token(k)] for k in range(1, MAX_ZONES + 1)]
         self.eos_id = int(self.tokenizer.eos_token_id)
-        self.register_buffer("obj_word_mix", self._object_word_mix(), persistent=False)
-        with torch.no_grad():  # count rather than derive: CLS / register tokens differ between backbones
-            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
-            self.n_image_tokens = int(self.image_encoder(probe).shape[1])
-        self.set_stage(cfg.stage)
-
-    # -----------------------------------------------------------------------------------------
-    # construction helpers
-
-    def _object_word_mix(self) -> torch.Tensor:
-        """(n_colours + n_shapes + 1 [+ n_sizes], vocab): row c averages the token ids of " <name>" (empty unless obj_words).
-
-        With `obj_words`, an object token is its state MLP's output plus the mean input embedding of
-        its colour word plus that of its shape word (plus that of its size word with `obj_size_words`);
-        a zone token's "shape" word is "zone" (ZONE_KIND) and it has no size word.
-        The output head is tied to those embeddings (scratch LMs), so naming an object in a plan step
-        is a copy of something its token holds.
-        """
-        if not self.config.obj_words:
-            return torch.zeros(0, 0)
-        vocab = self.llm.get_input_embeddings().num_embeddings
-        words = [*COLOR_NAMES, *SHAPE_NAMES, ZONE_KIND, *(SIZE_NAMES if self.config.obj_size_words else ()),
-                 *(str(j) for j in range(1, MAX_OBJECTS + 1) if self.config.obj_referral_words)]
-        mix = torch.zeros(len(words), vocab)
-        for r, word in enumerate(words):
-            ids = self.tokenizer.encode(" " + word, add_special_tokens=False)
-            mix[r, ids] += 1.0 / len(ids)
-        return mix
-
-    def object_tokens(
-        self,
-        rows: torch.Tensor,
-        scene: torch.Tensor | None = None,
-        zones: torch.Tensor | None = None,
-        zone_scene: torch.Tensor | None = None,
-        slot: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Object or zone rows (N, OBJ_DIM) -> (N, obj_tokens, D): the state MLP, plus the colour, shape (and size) words.
-
-        With `obj_relations`, rows of one scene (`scene`: (N,) example index per row) also exchange
-        words: each object token gets a learned map of the words of the cubes above it and of those
-        below it in its stack (see `support_weights`), so "the yellow cube is under the blue cube" is
-        in the tokens rather than left to be inferred from coordinates.
-        With `zone_relations`, each object token also gets a learned map of the words of the zone it
-        lies in ("red zone"; `zones`: (Nz, OBJ_DIM) zone rows, `zone_scene`: their example index; see
-        `zone_weights`), so "the red cube is already in the red zone" is in the token too.
-        With `obj_referral_words`, the token of `<obj_j>` (`slot`: (N,) j per row, 0 for zones) also
-        carries the word "j", so naming a cube "obj j" is a copy like naming its colour.
-        """
-        tokens = self.object_encoder(rows)
-        if not self.config.obj_words:
-            return tokens
-        base, is_object = self._row_words(rows, slot)  # (N, D), (N,)
-        words = base
-        if scene is None:
-            scene = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
-        if self.config.obj_relations:
-            above = support_weights(rows, scene, is_object).to(base.dtype)  # (N, N)
-            words = words + self.relation_above(above @ base) + self.relation_below(above.T @ base)
-        if self.config.zone_relations and zones is not None and zones.numel():
-            if zone_scene is None:
-                zone_scene = torch.zeros(zones.shape[0], dtype=torch.long, device=zones.device)
-            inside = zone_weights(rows, scene, is_object, zones, zone_scene).to(base.dtype)  # (N, Nz)
-            words = words + self.relation_zone(inside @ self._row_words(zones)[0])
-        return tokens + words[:, None, :]
-
-    def _row_words(self, rows: torch.Tensor, slot: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, D) embeddings of each row's colour, shape / "zone" (size, referral) words; (N,) whether a row is an object."""
-        n_col, n_kind = len(COLOR_NAMES), len(SHAPE_NAMES) + 1  # object shapes, then the zone kind
-        color = rows[:, _COLOR_COL].round().long().clamp(0, n_col - 1)
-        shape = rows[:, _SHAPE_COL].round().long().clamp(0, n_kind - 1)
-        is_object = shape < n_kind - 1
-        mix = self.obj_word_mix[color] + self.obj_word_mix[n_col + shape]  # (N, vocab)
-        if self.config.obj_size_words:
-            large = (rows[:, _SIZE_COL] >= _SIZE_SPLIT).long()  # index into SIZE_NAMES ("small", "large")
-            mix = mix + is_object.to(mix.dtype)[:, None] * self.obj_word_mix[n_col + n_kind + large]  # zones: no size word
-        if self.config.obj_referral_words and slot is not None:
-            first = n_col + n_kind + (len(SIZE_NAMES) if self.config.obj_size_words else 0)  # the row of "1"
-            named = (slot > 0).to(mix.dtype)[:, None]  # zone rows (slot 0) have no number
-            mix = mix + named * self.obj_word_mix[first + (slot - 1).clamp(0, MAX_OBJECTS - 1)]
-        emb = self.llm.get_input_embeddings().weight
-        return mix.to(emb.dtype) @ emb, is_object
+        self.feature_context = feature_context(cfg.state.features)  # observation keys the object features read
+        self._slots = {self.placeholder_ids[p]: (t, i) for t in self.token_types for i, p in enumerate(t.placeholders)}
+        self.n_tokens = {t.name: t.n_tokens(self.encoders[t.name]) for t in self.token_types}  # LM tokens per placeholder
+        self.stage = ""
+        self.set_stage("lora" if cfg.lora.enabled else "full")
 
     @classmethod
     def build(
@@ -238,56 +130,55 @@ class PalmE(nn.Module):
 
     @property
     def prompt_builder(self) -> PromptBuilder:
-        """The PromptBuilder with the flags this model is trained and run with."""
-        return PromptBuilder(**self.config.prompt_flags())
+        """The PromptBuilder this model is trained and run with."""
+        return prompt_builder(self.config)
 
     def _apply_lora(self) -> None:
         from peft import LoraConfig, get_peft_model
 
-        c = self.config
-        lora = LoraConfig(
-            r=c.lora_r,
-            lora_alpha=c.lora_alpha,
-            lora_dropout=c.lora_dropout,
-            target_modules=list(c.lora_targets),
-        )
-        self.llm = get_peft_model(self.llm, lora)
-        c.lora = True
+        c = self.config.lora
+        lora = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=list(c.targets))
+        self.llm = with_role(get_peft_model(self.llm, lora), "llm")
+        c.enabled = True
 
     # -----------------------------------------------------------------------------------------
     # training stages
 
     def set_stage(self, stage: str) -> None:
-        """Choose what trains: full | frozen_llm (encoders + projector) | projector_only | lora.
+        """Choose what trains, by module role (config.STAGE_ROLES): full | frozen_llm (the encoders, features and
+        projector) | projector_only (the projector and the state encoders and features) | lora.
 
-        projector_only trains the image projector and the state MLPs (the state modality's projectors);
-        with LoRA applied, "full" trains the adapters, never the base LLM weights.
+        Every parameter belongs to the nearest enclosing module that declares a role (`parameter_roles`);
+        with LoRA applied, the LM trains only its adapters, never its base weights. Raises ValueError
+        for an unknown stage or a parameter of no role.
         """
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
-        if stage == "lora" and not self.config.lora:
+        if stage not in STAGE_ROLES:
+            raise ValueError(f"stage must be one of {list(STAGE_ROLES)}, got {stage!r}")
+        if stage == "lora" and not self.config.lora.enabled:
             self._apply_lora()
-        self.requires_grad_(False)
-        parts = [self.projector, self.object_encoder, self.robot_encoder]
-        if self.config.obj_relations:  # part of the state encoder
-            parts += [self.relation_above, self.relation_below]
-        if self.config.zone_relations:
-            parts.append(self.relation_zone)
-        if stage != "projector_only":
-            parts.append(self.image_encoder)
-        for part in parts:
-            part.requires_grad_(True)
-        if stage in ("full", "lora"):
-            for name, p in self.llm.named_parameters():
-                p.requires_grad_(not self.config.lora or "lora_" in name)
-        self.config.stage = stage
+        train = STAGE_ROLES[stage]
+        for name, role in self.parameter_roles().items():
+            adapter_only = role == "llm" and self.config.lora.enabled
+            self.get_parameter(name).requires_grad_(role in train and (not adapter_only or "lora_" in name))
+        self.stage = stage
         counts = self.parameter_counts()
-        log.info(
-            "PalmE stage %s: %s trainable / %s parameters",
-            stage,
-            f"{counts['trainable']:,}",
-            f"{counts['total']:,}",
-        )
+        log.info("PalmE stage %s: %s trainable / %s parameters", stage, f"{counts['trainable']:,}",
+                 f"{counts['total']:,}")
+
+    def parameter_roles(self) -> dict[str, str]:
+        """Parameter name -> the role of the nearest enclosing module that declares one ("llm", "vision",
+        "projector", "state"); ValueError naming the parameters of no role."""
+        roles: dict[str, str] = {}
+        for prefix, module in self.named_modules():  # parents before children: the nearest role wins
+            role = role_of(module)
+            if role is not None:
+                roles.update(dict.fromkeys((n for n, _ in module.named_parameters(prefix=prefix)), role))
+        names = [n for n, _ in self.named_parameters()]
+        missing = [n for n in names if n not in roles]
+        if missing:
+            raise ValueError(f"parameters {missing[:3]} belong to no module with a role; give their module a `role` "
+                             f"(parts.with_role) so training stages know when it trains")
+        return {n: roles[n] for n in names}
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable and total parameters (tied weights counted once)."""
@@ -298,18 +189,10 @@ class PalmE(nn.Module):
         }
 
     def fit_state_stats(self, examples: Sequence[Example]) -> None:
-        """Set the object/robot normalisation from data (present object and zone rows only); saved with the weights."""
-        objs = [np.asarray(rows, np.float32) for e in examples for rows in (e.objects, e.zones) if rows is not None]
-        rows = np.concatenate(objs) if objs else np.zeros((0, OBJ_DIM), np.float32)
-        rows = rows[rows[:, -1] > 0.5]
-        robots = np.stack(
-            [np.asarray(e.robot, np.float32) for e in examples if e.robot is not None]
-            or [np.zeros(ROBOT_DIM, np.float32)]
-        )
-        if len(rows) > 1:
-            self.object_encoder.set_stats(torch.from_numpy(rows).to(self.device))
-        if len(robots) > 1:
-            self.robot_encoder.set_stats(torch.from_numpy(robots).to(self.device))
+        """Each token type's encoder normalisation from data (object and robot rows: present rows only); saved with
+        the weights."""
+        for t in self.token_types:
+            t.fit(self.encoders[t.name], examples)
 
     # -----------------------------------------------------------------------------------------
     # batches
@@ -337,24 +220,14 @@ class PalmE(nn.Module):
             input_ids[b, start:] = torch.tensor(e.ids)
             mask[b, start:] = 1
             labels[b, start + e.n_prompt :] = torch.tensor(e.ids[e.n_prompt :], dtype=torch.long)
-        with_image = [(ex.image, e.n_img) for ex, e in zip(examples, enc) if e.n_img]
         batch = {
             "input_ids": input_ids,
             "attention_mask": mask,
             "position_ids": (mask.cumsum(1) - 1).clamp_min(0),  # (B, T): left padding shifts nothing
-            "pixel_values": self.image_encoder.preprocess([im for im, _ in with_image]),  # (Ni, 3, S, S)
-            "image_index": torch.tensor(  # (n_img_placeholders,): which image each <img> shows
-                [i for i, (_, n) in enumerate(with_image) for _ in range(n)], dtype=torch.long
-            ),
-            "object_rows": _stack([r for e in enc for r in e.objects], OBJ_DIM),  # (No, OBJ_DIM)
-            "object_scene": torch.tensor([b for b, e in enumerate(enc) for _ in e.objects], dtype=torch.long),  # (No,)
-            "object_slot": torch.tensor([j for e in enc for j in e.slots], dtype=torch.long),  # (No,)
-            "robot_rows": _stack([r for e in enc for r in e.robots], ROBOT_DIM),  # (Nr, ROBOT_DIM)
         }
-        if self.config.zone_relations:  # every present zone of each example, named in the text or not
-            zones = [(b, r) for b, ex in enumerate(examples) for r in _present_rows(ex.zones)]
-            batch["zone_rows"] = _stack([r for _, r in zones], OBJ_DIM)  # (Nz, OBJ_DIM)
-            batch["zone_scene"] = torch.tensor([b for b, _ in zones], dtype=torch.long)  # (Nz,)
+        for t in self.token_types:
+            items: list[Item] = [(b, i, array) for b, e in enumerate(enc) for i, array in e.items[t.name]]
+            batch.update({f"{t.name}.{k}": v for k, v in t.collate(self, items, examples).items()})
         if train:
             batch["labels"] = labels
             text = _text_labels(input_ids, mask, labels, self._placeholder_ids())
@@ -368,8 +241,10 @@ class PalmE(nn.Module):
         limit = getattr(self.llm.config, "max_position_embeddings", None)
         return int(limit) if limit is not None else None
 
-    def _placeholder_ids(self) -> torch.Tensor:
-        return torch.tensor([self.img_id, self.robot_id, *self.obj_ids, *self.zone_ids])
+    def _placeholder_ids(self, names: Sequence[str] | None = None) -> torch.Tensor:
+        """The ids of the placeholders of the model's token types (of those `names`)."""
+        types = self.token_types if names is None else [t for t in self.token_types if t.name in names]
+        return torch.tensor([self.placeholder_ids[p] for t in types for p in t.placeholders], dtype=torch.long)
 
     def _text_ids(self, text: str) -> list[int]:
         """Token ids of plain text (user or file text): never a placeholder, padding or EOS id.
@@ -388,44 +263,33 @@ class PalmE(nn.Module):
 
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt, placeholders not expanded: one id per placeholder the `Prompt` holds,
-        its text parts as plain text (a plain str prompt is all text)."""
+        its text parts as plain text (a plain str prompt is all text). ValueError for a placeholder of a
+        token type this model does not read."""
         ids: list[int] = []
         for i, part in enumerate(prompt_parts(prompt)):
             if i % 2:
-                ids.append(self._placeholder_id(part))
+                if part not in self.placeholder_ids:
+                    raise ValueError(f"the prompt holds {part}, a placeholder of a token type this model does not "
+                                     f"read (its token types: {self.config.prompt.tokens})")
+                ids.append(self.placeholder_ids[part])
             elif part:
                 ids += self._text_ids(part)
         return ids
-
-    def _placeholder_id(self, token: str) -> int:
-        return int(self.tokenizer.convert_tokens_to_ids(token))
 
     def _encode(self, ex: Example, train: bool) -> _Encoded:
         """One example's ids with placeholders expanded, and the arrays its placeholders stand for."""
         prompt = self.prompt_ids(ex.prompt)
         if not prompt:
             raise ValueError("an example needs a non-empty prompt")
-        obj_slot = {t: j for j, t in enumerate(self.obj_ids, start=1)}
-        zone_slot = {t: k for k, t in enumerate(self.zone_ids, start=1)}
-        out = _Encoded([], 0, 0, [], [], [])
-        for t in prompt:
-            if t == self.img_id:
-                _check_image_present(ex)
-                out.ids.extend([t] * self.n_image_tokens)
-                out.n_img += 1
-            elif t in obj_slot:
-                out.objects.append(_object_row(ex, obj_slot[t]))
-                out.slots.append(obj_slot[t])
-                out.ids.extend([t] * self.config.obj_tokens)
-            elif t in zone_slot:  # zones are state rows too: same encoder, same place in the row list (text order)
-                out.objects.append(_zone_row(ex, zone_slot[t]))
-                out.slots.append(0)
-                out.ids.extend([t] * self.config.obj_tokens)
-            elif t == self.robot_id:
-                out.robots.append(_robot_row(ex))
-                out.ids.append(t)
-            else:
-                out.ids.append(t)
+        out = _Encoded([], 0, {t.name: [] for t in self.token_types})
+        for tok in prompt:
+            slot = self._slots.get(tok)
+            if slot is None:
+                out.ids.append(tok)
+                continue
+            t, i = slot
+            out.items[t.name].append((i, t.item(ex, i)))
+            out.ids.extend([tok] * self.n_tokens[t.name])
         out.n_prompt = len(out.ids)
         if train:
             out.ids.extend(self.answer_ids(ex.answer))
@@ -447,26 +311,15 @@ class PalmE(nn.Module):
     # forward
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The multimodal sentence (B, T, D): token embeddings, encoder outputs at placeholders."""
+        """The multimodal sentence (B, T, D): token embeddings, each token type's encoder outputs at its placeholders."""
         ids = batch["input_ids"]
-        obj_ids = torch.tensor([*self.obj_ids, *self.zone_ids], device=ids.device)
-        img_mask, robot_mask = ids == self.img_id, ids == self.robot_id
-        obj_mask = torch.isin(ids, obj_ids)
-        special = img_mask | robot_mask | obj_mask
-        x = self.llm.get_input_embeddings()(
-            ids.masked_fill(special, 0)
-        )  # (B, T, D); placeholder rows replaced next
-        if batch["image_index"].numel():
-            tokens = self.projector(self.image_encoder(batch["pixel_values"]))  # (Ni, n_img, D)
-            x = _place(x, img_mask, tokens[batch["image_index"]], IMG_TOKEN)
-        if batch["object_rows"].numel():
-            tokens = self.object_tokens(  # (No, k, D)
-                batch["object_rows"], batch.get("object_scene"), batch.get("zone_rows"), batch.get("zone_scene"),
-                batch.get("object_slot"),
-            )
-            x = _place(x, obj_mask, tokens, "<obj_j>")
-        if batch["robot_rows"].numel():
-            x = _place(x, robot_mask, self.robot_encoder(batch["robot_rows"]), ROBOT_TOKEN)  # (Nr, 1, D) in
+        special = torch.isin(ids, self._placeholder_ids().to(ids.device))
+        x = self.llm.get_input_embeddings()(ids.masked_fill(special, 0))  # (B, T, D); placeholder rows replaced next
+        for t in self.token_types:
+            prefix = f"{t.name}."
+            tokens = t.encode(self, {k.removeprefix(prefix): v for k, v in batch.items() if k.startswith(prefix)})
+            if tokens is not None:  # (N, n, D)
+                x = _place(x, torch.isin(ids, self._placeholder_ids([t.name]).to(ids.device)), tokens, t.name)
         return x
 
     def forward(self, batch: dict[str, torch.Tensor], prompt_weight: float = 0.0) -> torch.Tensor:
@@ -503,6 +356,13 @@ class PalmE(nn.Module):
     # -----------------------------------------------------------------------------------------
     # generation
 
+    def banned_ids(self) -> list[int]:
+        """Ids generation never emits: every special token of the tokenizer (placeholders, padding, and any it
+        keeps from elsewhere) except EOS and the placeholders of token types that `may_generate`."""
+        vocab = self.llm.get_input_embeddings().num_embeddings
+        allowed = {self.placeholder_ids[p] for t in self.token_types if t.may_generate for p in t.placeholders}
+        return sorted(t for t in reserved_ids(self.tokenizer) if t != self.eos_id and t < vocab and t not in allowed)
+
     @torch.no_grad()
     def generate(
         self,
@@ -534,12 +394,6 @@ class PalmE(nn.Module):
             max_new_tokens, min_new_tokens = self._fit_budget(
                 batch["input_ids"].shape[1], max_new_tokens, min_new_tokens, tries
             )
-            vocab = self.llm.get_input_embeddings().num_embeddings
-            banned = [
-                t
-                for t in {self.img_id, self.robot_id, *self.obj_ids, *self.zone_ids, self.tokenizer.pad_token_id}
-                if t != self.eos_id and t < vocab
-            ]
             new = greedy_decode(
                 self.llm,
                 self.llm.get_input_embeddings(),
@@ -548,7 +402,7 @@ class PalmE(nn.Module):
                 batch["position_ids"],
                 max_new_tokens,
                 self.eos_id,
-                banned,
+                self.banned_ids(),
                 tries,
                 min_new_tokens,
             )
@@ -587,15 +441,14 @@ class PalmE(nn.Module):
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        base = self.llm.get_base_model() if self.config.lora else self.llm
+        base = self.llm.get_base_model() if self.config.lora.enabled else self.llm
+        local_vision = self.config.vision.backbone != "scratch" and "image" in self.encoders
         meta = {
             "schema_version": SCHEMA_VERSION,
             "prompt_format_version": PROMPT_FORMAT_VERSION,
             "palme": self.config.to_dict(),
             "llm_config": llm_config_dict(base),
-            "vision_config": None
-            if self.config.vision == "scratch"
-            else self.image_encoder.backbone.config.to_dict(),
+            "vision_config": self.encoders["image"].vision.backbone.config.to_dict() if local_vision else None,
         }
         (path / "config.json").write_text(json.dumps(meta, indent=2))
         save_model(self, str(path / "model.safetensors"))  # handles tied (shared) tensors
@@ -618,14 +471,16 @@ class PalmE(nn.Module):
         of trained size (`checkpoint_checks.check_weights`). Raises ValueError, one line naming the
         file and the key or the tensor, for every checkpoint it refuses: a plain file or empty folder,
         a missing file, broken JSON, a field of the wrong type, a truncated safetensors file, a tensor
-        of another shape or dtype, NaN weights, code to run, ...
+        of another shape or dtype, NaN weights, code to run, a checkpoint of an older schema (the
+        message names the conversion command, `python -m agent.model.convert`), ...
         """
         folder = checks.check_folder(path, CHECKPOINT_FILES, "checkpoint")
         meta, cfg = checks.read_checkpoint_config(folder)
         config, weights = str(folder / "config.json"), str(folder / "model.safetensors")
         header = checks.read_header(weights)
         checks.check_layer_counts(meta, header, config, weights)
-        tokenizer = load_tokenizer(folder)
+        own = cfg.llm.backbone == "scratch"  # another LM's tokenizer (llm local, smollm2) keeps its pipeline
+        tokenizer = load_tokenizer(folder, placeholders_of(cfg.prompt.tokens), own=own)
         _check_token_ids(tokenizer, meta["llm_config"].get("vocab_size"), folder)
         budget = checks.allocation_budget(header)  # about the weights' bytes: a config that claims more stops there
         try:
@@ -649,11 +504,9 @@ class PalmE(nn.Module):
 def make_model(
     preset: str | PalmEConfig = "palme-tiny", tokenizer_texts: Sequence[str] | None = None, **overrides: Any
 ) -> PalmE:
-    """A fresh PalmE from a preset name (configs/model/) or a config, with field overrides."""
-    if isinstance(preset, str):
-        cfg = PalmEConfig.from_preset(preset, **overrides)
-    else:
-        cfg = PalmEConfig.from_dict({**preset.to_dict(), **overrides})
+    """A fresh PalmE from a preset name (configs/model/) or a config, with overrides (`llm={"hidden": 64}`
+    changes that field of the llm section only; see `PalmEConfig.replace`)."""
+    cfg = PalmEConfig.from_preset(preset, **overrides) if isinstance(preset, str) else preset.replace(**overrides)
     return PalmE(cfg, tokenizer_texts=tokenizer_texts)
 
 
@@ -684,7 +537,12 @@ def _check_token_ids(tokenizer: Any, rows: Any, folder: Path) -> None:
 
 
 def _check_versions(meta: dict[str, Any], path: Path) -> None:
-    """The checkpoint's schema and prompt format versions are the ones this code reads; ValueError naming both."""
+    """The checkpoint's schema and prompt format versions are the ones this code reads; ValueError naming both
+    (and, for an older schema, the command that converts the checkpoint)."""
+    if type(meta.get("schema_version")) is int and 1 <= meta["schema_version"] < SCHEMA_VERSION:
+        raise ValueError(f"checkpoint {path} has schema_version {meta['schema_version']} and this code reads "
+                         f"{SCHEMA_VERSION}: convert it once with `{CONVERT_COMMAND} {path} NEW_FOLDER` "
+                         f"(same weights, the new layout)")
     expected = {"schema_version": SCHEMA_VERSION, "prompt_format_version": PROMPT_FORMAT_VERSION}
     diffs = [
         f"{k}: checkpoint has {meta.get(k)!r}, this code expects {v!r}"
@@ -693,55 +551,6 @@ def _check_versions(meta: dict[str, Any], path: Path) -> None:
     ]
     if diffs:
         raise ValueError(f"checkpoint {path} does not match this code: " + "; ".join(diffs))
-
-
-def support_weights(rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
-    """(N, N) soft "cube j is above cube i in a stack" weights (row i, column j) among the object rows of one scene.
-
-    Computed from the rows' positions and edge lengths only: j counts as above i as far as their
-    footprints overlap (1 when centred, 0 when their centres are half their summed edges apart)
-    times a smooth step on j's centre being higher than i's by more than half that distance.
-    Pairs from different scenes, zone rows and an object with itself weigh 0.
-    """
-    pos, size = rows[:, :3], rows[:, _SIZE_COL]
-    d = pos[None, :, :] - pos[:, None, :]  # (N, N, 3): j's position relative to i
-    reach = (size[:, None] + size[None, :]) / 2  # (N, N): centre distance of touching cubes
-    overlap = (1 - d[..., :2].norm(dim=-1) / reach.clamp_min(1e-6)).clamp_min(0)
-    higher = torch.sigmoid((d[..., 2] - reach / 2) / 0.0025)
-    same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]
-    same &= ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
-    return overlap * higher * same
-
-
-def zone_weights(
-    rows: torch.Tensor, scene: torch.Tensor, is_object: torch.Tensor, zones: torch.Tensor, zone_scene: torch.Tensor
-) -> torch.Tensor:
-    """(N, Nz) soft "object i lies in zone k" weights (row i, column k), from positions and the zone's side only.
-
-    The object's centre must lie inside the zone's square (as `PickPlaceEnv.in_zone` asks): a
-    smooth step of 5 mm width on each axis. Whether the cube rests or is held is not looked at
-    (a held cube counts for the zone under it). Zone rows among `rows`, and pairs from different
-    scenes, weigh 0.
-    """
-    half = zones[:, _SIZE_COL] / 2  # (Nz,)
-    d = (rows[:, None, :2] - zones[None, :, :2]).abs()  # (N, Nz, 2)
-    inside = torch.sigmoid((half[None, :, None] - d) / 0.005).prod(-1)
-    same = (scene[:, None] == zone_scene[None, :]) & is_object[:, None]
-    return inside * same
-
-
-def _present_rows(rows: np.ndarray | None) -> list[np.ndarray]:
-    """The present rows (last column set) of a zone array, checked; none for None."""
-    if rows is None:
-        return []
-    rows = np.asarray(rows, dtype=np.float32)
-    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
-        raise ValueError(f"zone rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
-    present = [r for r in rows if r[-1] > 0.5]
-    for k, r in enumerate(present, start=1):
-        if not np.isfinite(r).all():
-            raise ValueError(f"zone row {k} holds NaN/inf: {r}")
-    return present
 
 
 def _text_labels(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, placeholders: torch.Tensor) -> torch.Tensor:
@@ -759,45 +568,3 @@ def _place(x: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor, what: str)
     if rows.numel() != flat.shape[0]:
         raise ValueError(f"{what}: {rows.numel()} placeholder positions but {flat.shape[0]} encoder tokens")
     return x.index_put((rows, cols), flat.to(x.dtype))  # out of place; its backward is a cheap gather
-
-
-def _stack(rows: list[np.ndarray], dim: int) -> torch.Tensor:
-    return torch.from_numpy(np.stack(rows)) if rows else torch.zeros(0, dim)
-
-
-def _check_image_present(ex: Example) -> None:
-    if ex.image is None:
-        raise ValueError(f"the prompt has {IMG_TOKEN} but the example has no image")
-
-
-def _object_row(ex: Example, j: int) -> np.ndarray:
-    """Row of object j (1-based) of an example, checked: the placeholder must name a present object."""
-    return _state_row(ex.objects, j, obj_token(j), "object")
-
-
-def _zone_row(ex: Example, k: int) -> np.ndarray:
-    """Row of zone k (1-based) of an example, checked: the placeholder must name a present zone."""
-    return _state_row(ex.zones, k, zone_token(k), "zone")
-
-
-def _state_row(rows: np.ndarray | None, j: int, token: str, what: str) -> np.ndarray:
-    if rows is None:
-        raise ValueError(f"the prompt has {token} but the example has no {what} rows")
-    rows = np.asarray(rows, dtype=np.float32)
-    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
-        raise ValueError(f"{what} rows must have shape (n, {OBJ_DIM}), got {rows.shape}")
-    present = int((rows[:, -1] > 0.5).sum())
-    if j > rows.shape[0] or rows[j - 1, -1] <= 0.5:
-        raise ValueError(f"the prompt has {token} but the example has {present} present {what} rows")
-    if not np.isfinite(rows[j - 1]).all():
-        raise ValueError(f"{what} row {j} holds NaN/inf: {rows[j - 1]}")
-    return rows[j - 1]
-
-
-def _robot_row(ex: Example) -> np.ndarray:
-    if ex.robot is None:
-        raise ValueError(f"the prompt has {ROBOT_TOKEN} but the example has no robot vector")
-    row = np.asarray(ex.robot, dtype=np.float32)
-    if row.shape != (ROBOT_DIM,) or not np.isfinite(row).all():
-        raise ValueError(f"robot vector must be finite with shape ({ROBOT_DIM},), got shape {row.shape}")
-    return row

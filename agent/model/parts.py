@@ -28,20 +28,39 @@ from agent.model.checkpoint_checks import (
 from envs.catalogue import COLOR_NAMES, OBJ_DIM, OBJ_FIELDS, ROBOT_DIM, ROBOT_FIELDS, SHAPE_NAMES
 
 SAFE = {"trust_remote_code": False, "local_files_only": True}  # every transformers loader: no code, no network
+ROLES = ("llm", "vision", "projector", "state")  # what a module is to training stages (config.STAGE_ROLES)
+
+
+def with_role(module: nn.Module, role: str) -> nn.Module:
+    """`module`, marked as a part of `role` (ROLES): `PalmE.set_stage` trains or freezes it with its role.
+
+    Our own module classes declare a class attribute `role` instead; a library's module gets it here.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown module role {role!r}; known roles: {list(ROLES)}")
+    module.role = role
+    return module
+
+
+def role_of(module: nn.Module) -> str | None:
+    """The role a module declares (None: its parameters belong to an enclosing module's role)."""
+    role = getattr(module, "role", None)
+    return role if isinstance(role, str) else None
+
 
 # ---------------------------------------------------------------------------------------------
 # vision
 
 
 def _scratch_vit(cfg: Any, saved: dict | None) -> nn.Module:
-    """A small ViT trained from scratch (its shape comes entirely from the PalmEConfig)."""
+    """A small ViT trained from scratch (its shape comes entirely from the VisionConfig)."""
     vcfg = ViTConfig(
         image_size=cfg.image_size,
         patch_size=cfg.patch_size,
-        hidden_size=cfg.vision_hidden,
-        num_hidden_layers=cfg.vision_layers,
-        num_attention_heads=cfg.vision_heads,
-        intermediate_size=cfg.vision_intermediate,
+        hidden_size=cfg.hidden,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.intermediate,
     )
     return ViTModel(vcfg, add_pooling_layer=False)
 
@@ -64,7 +83,7 @@ def _local_vision(cfg: Any, saved: dict | None) -> nn.Module:
     """A pretrained vision tower from a local dir; from `saved` (its config) when reloading ours."""
     if saved is not None:  # checked by checkpoint_checks.read_checkpoint_config
         return AutoModel.from_config(AutoConfig.for_model(**saved), trust_remote_code=False)
-    return AutoModel.from_pretrained(cfg.vision_path, config=_vision_config(cfg.vision_path), **SAFE)
+    return AutoModel.from_pretrained(cfg.path, config=_vision_config(cfg.path), **SAFE)
 
 
 VISION_BACKBONES: dict[str, Callable[[Any, dict | None], nn.Module]] = {
@@ -74,10 +93,10 @@ VISION_BACKBONES: dict[str, Callable[[Any, dict | None], nn.Module]] = {
 
 
 def make_vision(cfg: Any, saved: dict | None = None) -> nn.Module:
-    """The vision backbone named by cfg.vision."""
-    if cfg.vision not in VISION_BACKBONES:
-        raise ValueError(f"unknown vision backbone {cfg.vision!r}; known: {sorted(VISION_BACKBONES)}")
-    return VISION_BACKBONES[cfg.vision](cfg, saved)
+    """The vision backbone named by `cfg.backbone` (cfg: a VisionConfig); `saved`: a checkpoint's vision_config."""
+    if cfg.backbone not in VISION_BACKBONES:
+        raise ValueError(f"unknown vision backbone {cfg.backbone!r}; known: {sorted(VISION_BACKBONES)}")
+    return VISION_BACKBONES[cfg.backbone](cfg, saved)
 
 
 def local_image_settings(path: str) -> dict[str, Any]:
@@ -119,6 +138,8 @@ def check_image(image: Any) -> np.ndarray:
 
 class ImageEncoder(nn.Module):
     """Frames -> vision tokens: resize and normalise inside the model, then the backbone."""
+
+    role = "vision"
 
     def __init__(self, backbone: nn.Module, image_size: int, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
@@ -187,6 +208,8 @@ def _default_stats(fields: Sequence[str]) -> tuple[list[float], list[float]]:
 class VectorEncoder(nn.Module):
     """Normalised vectors (categorical columns one-hot) -> MLP -> `n_tokens` LLM tokens each."""
 
+    role = "state"
+
     def __init__(
         self, fields: Sequence[str], categorical: dict[str, int], hidden: int, width: int, n_tokens: int
     ):
@@ -219,6 +242,19 @@ class VectorEncoder(nn.Module):
         num = rows[:, self.num_cols].double()
         self.mean.copy_(num.mean(0).to(self.mean.dtype))
         self.std.copy_(num.std(0, correction=0).clamp_min(1e-3).to(self.std.dtype))
+
+
+class ImageTokens(nn.Module):
+    """Frames -> LM tokens: the vision backbone (role "vision"), then the projector (role "projector")."""
+
+    def __init__(self, vision: ImageEncoder, projector: nn.Module) -> None:
+        super().__init__()
+        self.vision = vision
+        self.projector = with_role(projector, "projector")
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, n, D)."""
+        return self.projector(self.vision(pixels))
 
 
 def object_encoder(hidden: int, width: int, n_tokens: int) -> VectorEncoder:

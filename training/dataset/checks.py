@@ -17,10 +17,13 @@ exactly that episode; episode problems are skippable (`on_error="skip"`), folder
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import math
+import os
 import re
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ from envs.catalogue import (
     SIZE_EDGES,
     ObjectDesc,
 )
-from envs.vocab import object_names
+from envs.vocab import SkillCall, object_names, world_skills
 from training.dataset.episode import STYLE_ORDER, decode_png, memory_text
 from training.dataset.schema import (
     _SCALAR_TYPES,
@@ -174,11 +177,66 @@ def _num_list(v: Any, n: int | None = None) -> bool:
     return isinstance(v, list) and (n is None or len(v) == n) and all(_is_num(x) for x in v)
 
 
+MAX_LISTED_LINKS = 20  # link_problems names this many entries, then counts the rest
+
+
+def _kind_of(mode: int) -> str:
+    """What a file of st_mode `mode` is, in words."""
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def link_problems(root: str | Path) -> list[Problem]:
+    """An error for every symbolic link, FIFO, device or socket inside the dataset folder (links not followed).
+
+    A dataset folder holds its own files: the writer writes and deletes only inside it, and a
+    link (`data/chunk-000 -> /elsewhere`) would take its deletions elsewhere; a FIFO or a device
+    would block or never end a read. The folder `root` itself may be a link.
+    """
+    found = []
+    for parent, dirs, files in os.walk(root):  # followlinks=False: a linked folder is listed, not entered
+        for name in sorted(dirs + files):
+            path = Path(parent) / name
+            try:
+                mode = path.lstat().st_mode
+            except OSError:
+                continue  # removed meanwhile
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                target = f" to {os.readlink(path)!r:.80}" if stat.S_ISLNK(mode) else ""
+                found.append((path.relative_to(root).as_posix(), f"is {_kind_of(mode)}{target}"))
+    problems = [Problem("error", f"{why}: a dataset folder holds regular files and folders only (links are not "
+                        "followed; copy the files in, e.g. cp -rL)", None, rel) for rel, why in found[:MAX_LISTED_LINKS]]
+    if len(found) > MAX_LISTED_LINKS:
+        problems.append(Problem("error", f"and {len(found) - MAX_LISTED_LINKS} more links or special files", None, None))
+    return problems
+
+
+def read_plain_file(path: Path) -> bytes:
+    """The bytes of a regular file that is not a symbolic link (opened with O_NOFOLLOW, non-blocking).
+
+    Raises FileNotFoundError when missing, OSError (its strerror says why: "is a symbolic link",
+    "is a FIFO (named pipe)", ...) for anything else: a link is not followed, a FIFO or device not read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW on a link
+            raise OSError(errno.ELOOP, "is a symbolic link (not followed)", str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"is {'a folder' if stat.S_ISDIR(mode) else _kind_of(mode)}", str(path))
+        return f.read()
+
+
 def read_parquet(root: Path, rel: str, columns: list[str] | None = None) -> tuple[pa.Table | None, str | None, str]:
-    """(table, None, sha256 of the bytes) or (None, why it could not be read: missing, truncated, corrupt, "")."""
+    """(table, None, sha256 of the bytes) or (None, why it could not be read: missing, a link or special file,
+    truncated, corrupt, "")."""
     path = root / rel
     try:
-        data = path.read_bytes()
+        data = read_plain_file(path)
     except FileNotFoundError:
         return None, "file is missing", ""
     except OSError as err:
@@ -396,7 +454,7 @@ def check_stats_file(root: Path, info: dict[str, Any]) -> list[Problem]:
         return [Problem("error", msg, None, STATS_PATH)]
 
     try:
-        stats = parse_json((root / STATS_PATH).read_bytes())
+        stats = parse_json(read_plain_file(root / STATS_PATH))
     except FileNotFoundError:
         return bad("file is missing")
     except OSError as err:
@@ -485,6 +543,26 @@ def _steps_problem(v: Any) -> str | None:
         return "overlap: a step starts before the previous one ended"
     if len({s["label"] is None for s in v}) > 1:
         return "label some steps and not others (a model-acted episode labels every step)"
+    return None
+
+
+def _call_problem(call: dict[str, Any], n_objects: int, world: str) -> str | None:
+    """Why a plan step's `call` is not a call of the plan vocabulary in this episode, or None.
+
+    It must build a `SkillCall` (known skill, one of its forms, known zone / location / relation
+    words; no other key), name a skill of the folder's world, and give `obj` / `target` as indices
+    of the episode's `n_objects` objects.
+    """
+    try:
+        c = SkillCall(**call)
+    except (TypeError, ValueError) as err:  # an unknown key, an unknown skill, not one of its forms
+        return one_line(err)[:200]
+    for slot in ("obj", "target"):
+        value = getattr(c, slot)
+        if value is not None and not (_is_int(value) and 0 <= value < n_objects):
+            return f"{slot} is {value!r:.20}, expected the index of one of the episode's {n_objects} objects"
+    if c.skill not in world_skills(world):
+        return f"skill {c.skill!r} is not a skill of the {world} world {list(world_skills(world))}"
     return None
 
 
@@ -581,6 +659,12 @@ def check_episode_row(root: Path, info: dict[str, Any], ep: int) -> tuple[Episod
             problems.append(f"frame_t holds {len(frame_t)} control steps for {n} frames")
         elif row["control_steps"] != frame_t[-1]:
             problems.append(f"control_steps is {row['control_steps']}, expected the last frame's {frame_t[-1]}")
+    if steps is not None and objects is not None:
+        for k, step in enumerate(steps):
+            why = None if step["call"] is None else _call_problem(step["call"], len(objects), world)
+            if why:
+                problems.append(f"plan_steps[{k}].call: {why}")
+                break
     if steps is not None:
         if row["n_steps"] != len(steps):
             problems.append(f"n_steps is {row['n_steps']}, plan_steps holds {len(steps)}")
@@ -804,7 +888,7 @@ def scan(root: str | Path, images: bool = True, keep: Keep | None = None) -> tup
     """
     root = Path(root)
     info = load_info(root)
-    problems = check_info(info, root)
+    problems = link_problems(root) + check_info(info, root)
     if errors_of(problems):
         return info, problems
     total, chunks = info["total_episodes"], info["chunks_size"]

@@ -9,6 +9,7 @@ interrupted write; the next writer removes them and readers ignore them. Episode
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -25,7 +27,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from training.dataset.checks import DatasetError, check_episode_row, check_info, one_line, read_tasks
+from training.dataset.checks import (
+    DatasetError,
+    check_episode_row,
+    check_info,
+    link_problems,
+    one_line,
+    read_tasks,
+)
 from training.dataset.episode import EncodedEpisode
 from training.dataset.schema import (
     CHUNKS_SIZE,
@@ -118,10 +127,11 @@ class WriterConflictError(ValueError):
     """Another process is appending to the dataset folder (the message names the folder and that writer)."""
 
 
-def _holder(lock_path: Path) -> str:
-    """Who holds a writer lock, in words, from the lock file's JSON (pid, host, start time, command)."""
+def _holder(lock: Any) -> str:
+    """Who holds a writer lock, in words, from the open lock file's JSON (pid, host, start time, command)."""
     try:
-        who = parse_json(lock_path.read_bytes()[:4096])
+        lock.seek(0)
+        who = parse_json(lock.read(4096))
     except (OSError, ValueError):
         who = None
     if not isinstance(who, dict):
@@ -129,6 +139,27 @@ def _holder(lock_path: Path) -> str:
     argv = " ".join(str(a) for a in who.get("argv", [])) if isinstance(who.get("argv"), list) else "?"
     return one_line(f"pid {str(who.get('pid', '?'))[:20]} on {str(who.get('host', '?'))[:80]}, since "
                     f"{str(who.get('started', '?'))[:40]} ({argv[:200]})")
+
+
+def _open_lock(path: Path) -> Any:
+    """The writer lock file, opened read-write (created if absent; its content kept for `_holder`).
+
+    Never through a symbolic link (O_NOFOLLOW: a link planted as `.writer.lock` would otherwise have
+    the writer overwrite its target) and only a regular file. Raises DatasetError (one line) otherwise.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise DatasetError(f"{path} is a symbolic link; the writer lock must be a regular file of the dataset "
+                           "folder (remove the link)") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DatasetError(f"{path} is not a regular file (st_mode {stat.filemode(mode)}); the writer lock must be "
+                           "a regular file of the dataset folder (remove it)")
+    return os.fdopen(fd, "r+")
 
 
 def _lock_record() -> str:
@@ -152,14 +183,14 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        lock_path = self.root / LOCK_NAME
-        self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the writer's lifetime; "a+": keep the holder's record
+        self._lock = _open_lock(self.root / LOCK_NAME)  # held for the writer's lifetime
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
+            holder = _holder(self._lock)
             self._lock.close()
             raise WriterConflictError(f"{self.root}: another writer is appending to this dataset: "
-                                      f"{_holder(lock_path)}; wait for it to finish or stop it") from err
+                                      f"{holder}; wait for it to finish or stop it") from err
         self._lock.truncate(0)
         self._lock.write(_lock_record())
         self._lock.flush()
@@ -170,6 +201,9 @@ class DatasetWriter:
             raise
 
     def _open(self, features, fps, robot_type, palme, chunks_size) -> None:
+        links = link_problems(self.root)  # nothing is written or deleted through a link out of the folder
+        if links:
+            raise DatasetError(f"{self.root}: cannot append: {links[0]}")
         if (self.root / INFO_PATH).exists():
             self.info = load_info(self.root)
             errors = [p for p in check_info(self.info, self.root) if p.level == "error"]

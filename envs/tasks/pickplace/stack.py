@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.geometry import ALIGN_FRACTION, REST_TOL
 from envs.language import LIST_SEP, ObjectList
 from envs.tasks.base import register_task
 from envs.tasks.pickplace.base import PickPlaceTask
@@ -44,8 +45,9 @@ class StackTask(PickPlaceTask):
         "i want a tower where {chain_resting}",
     )
     success_doc = (
-        "each cube of the order rests on the previous one: flat, its bottom within 1 cm of the top of the "
-        "one below and their centres closer than 0.85 x the mean edge; not held. "
+        "each cube of the order rests on the previous one: flat, its bottom within "
+        f"{REST_TOL * 100:g} cm of the top of the one below and their centres closer than {ALIGN_FRACTION:g} "
+        "x the mean edge; not held. "
         "The bottom cube may rest anywhere."
     )
     grammar = CUBE_GRAMMAR.extend(

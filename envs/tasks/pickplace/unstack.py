@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.geometry import REST_TOL
 from envs.tasks.base import register_task
 from envs.tasks.pickplace.base import PickPlaceTask
 from envs.tasks.pickplace.planning import Blocks
@@ -30,7 +31,8 @@ class UnstackTask(PickPlaceTask):
     )
     heldout_templates = ("dismantle the stack", "spread the cubes out so that each one rests on the table")
     success_doc = (
-        "every cube rests directly on the table: flat, bottom within 1 cm of the table top, not held."
+        f"every cube rests directly on the table: flat, bottom within {REST_TOL * 100:g} cm of the table top, "
+        "not held."
     )
 
     def draw_scene(self, rng, split):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envs.pickplace import ZONE_SIDE
 from envs.tasks.base import register_task
 from envs.tasks.pickplace.base import PickPlaceTask
 from envs.tasks.pickplace.planning import Blocks
@@ -74,7 +75,7 @@ class PutInZoneTask(ZoneGoalMixin, PickPlaceTask):
         "the {zone} zone should end up holding {blocks}",
     )
     success_doc = (
-        "every goal cube lies in the zone: its centre within the zone's 15 cm square, flat and resting "
+        f"every goal cube lies in the zone: its centre within the zone's {ZONE_SIDE * 100:g} cm square, flat and resting "
         "(on the table or on a cube), not held."
     )
 
@@ -124,7 +125,7 @@ class SortByColorTask(ZoneGoalMixin, PickPlaceTask):
     )
     success_doc = (
         "every cube lies in the zone of its own colour "
-        "(centre within the 15 cm square, flat, resting, not held)."
+        f"(centre within the {ZONE_SIDE * 100:g} cm square, flat, resting, not held)."
     )
 
     def draw_scene(self, rng, split):

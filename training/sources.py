@@ -1,0 +1,332 @@
+"""Training example sources: one registry of what a mixture draws from, and how held-out evaluation scores it.
+
+A source writes examples about moments of a logged episode. It declares, once, in an `ExampleSource`:
+- `name`: the key of a mixture's weights (`data.weights`) and of its held-out metric (`<name>_acc`);
+- `kind`: what its answers are: "plan" (plan steps; capped by `data.max_plan_examples`), "vqa",
+  "caption", "success" (success detection), "goal";
+- `frames`: which moments of an episode it is asked about, as (frame index, step index or None) pairs
+  (`step_starts`, `step_ends`, `first_frame`, `question_frames`, `success_frames`, or any function of
+  the episode);
+- `build(moment, rng) -> Draft | None`: the prompt and answer about one `Moment` (None: nothing to ask
+  there); the moment gives the episode, the frame's `scene`, and `question(text)`, a question's prompt;
+- `every_episode`: also failed episodes (the negatives of success detection) instead of those to learn
+  from (successful ones, failed ones with `data.include_failed`, and every labelled DAgger one);
+- `vqa`: whether held-out evaluation counts it in `vqa_acc`; `metric`: how a held-out generation is
+  scored (a key of `METRICS`); `long_answer`: held-out generation gets `eval.max_long_tokens`;
+  `headline`: another name its held-out accuracy is reported under (plan: `plan_exact`).
+
+Random draws: a source's `rng` at a moment is a numpy Generator seeded by (base seed, crc32 of the
+source's name, episode index, frame[, step]) (`source_rng`), never shared with another source and never
+Python's salted `hash`: adding, removing or reordering sources cannot change another source's examples.
+
+Add a source with one build function and `register_source(ExampleSource(...))`; nothing else lists it.
+The built-in sources are registered at the bottom of this module:
+- `plan`: the frame at the start of step k + instruction + steps 1..k-1 with their feedback -> step k;
+- `plan_full`: the first frame + instruction -> the whole plan (PaLM-E p1/p2 style);
+- `vqa_color` (q1), `vqa_table` (q2), `vqa_relation` (q3), `vqa_feasibility` (q4), `vqa_count`, `vqa_zone`,
+  `caption`, `vqa_support`: questions about a question frame, answered from its logged object states
+  (training/vqa.py);
+- `success`: "was the task completed?" on every frame a planner sees (the first one too);
+- `skill_success`: "was <step> successful?" on the frame where the step ended;
+- `goal`: "where should the <X> go? Task: <instruction>" -> "on the red cube" / "in the blue zone" /
+  "anywhere", answered from the goal the instruction means (`Task.goal_places`).
+Question frames are the ones a planner sees: every step start and the final frame.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.planners import first_step
+from agent.prompts import format_feedback, render_whole_plan, split_whole_plan, success_question
+from envs import load_world
+from envs.catalogue import ObjectDesc
+from envs.tasks.base import make_task
+from training.vqa import (
+    QA,
+    Scene,
+    goal_question,
+    q_caption,
+    q_color,
+    q_count,
+    q_feasibility,
+    q_relation,
+    q_support,
+    q_table,
+    q_zone,
+    skill_question,
+)
+
+if TYPE_CHECKING:
+    from training.dataset.reader import EpisodeLog
+    from training.examples import ExampleBuilder
+
+KINDS = ("plan", "vqa", "caption", "success", "goal")
+
+# ---- held-out scoring -------------------------------------------------------------------------
+
+
+def normalize(text: str) -> str:
+    """Case, whitespace and trailing punctuation do not count in exact match."""
+    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(" .").strip()
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    """The generation is the answer (up to `normalize`)."""
+    return normalize(prediction) == normalize(answer)
+
+
+def first_step_match(prediction: str, answer: str) -> bool:
+    """A next-step prediction is cut at its first step (as the planner does), then matched exactly."""
+    return exact_match(first_step(prediction), answer)
+
+
+METRICS: dict[str, Callable[[str, str], bool]] = {"exact": exact_match, "first_step": first_step_match}
+
+
+# ---- moments of an episode --------------------------------------------------------------------
+Anchors = Iterable[tuple[int, int | None]]  # (frame index, step index or None)
+
+
+def step_starts(ep: EpisodeLog) -> Anchors:
+    """The frame where each step starts, with the step."""
+    return [(ep.frame_at(s["start_t"]), k) for k, s in enumerate(ep.steps)]
+
+
+def step_ends(ep: EpisodeLog) -> Anchors:
+    """The frame where each step other than "done" ended, with the step."""
+    return [(ep.frame_at(s["end_t"]), k) for k, s in enumerate(ep.steps) if s["text"] != "done"]
+
+
+def first_frame(ep: EpisodeLog) -> Anchors:
+    return [(0, None)]
+
+
+def question_frame_indices(ep: EpisodeLog) -> list[int]:
+    """Frames a planner sees: every step start and the last frame, in order."""
+    return sorted({ep.frame_at(s["start_t"]) for s in ep.steps} | {ep.length - 1})
+
+
+def question_frames(ep: EpisodeLog) -> Anchors:
+    return [(i, None) for i in question_frame_indices(ep)]
+
+
+def success_frames(ep: EpisodeLog) -> Anchors:
+    """The question frames and the first frame (success detection also learns "nothing done yet")."""
+    return [(i, None) for i in sorted({0, *question_frame_indices(ep)})]
+
+
+def source_rng(seed: int, name: str, episode: int, frame: int, step: int | None = None) -> np.random.Generator:
+    """The Generator of source `name` at one moment: seeded by (seed, crc32(name), episode index, frame[, step])."""
+    key = [seed, zlib.crc32(name.encode()), episode, frame]
+    return np.random.default_rng(np.random.SeedSequence(key if step is None else [*key, step]))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a source writes about a moment: the prompt (from the PromptBuilder) and the answer."""
+
+    prompt: str
+    answer: str
+    prompt_loss: bool = True  # False: the prompt's history has steps the oracle would not take (no prompt loss)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One moment a source is asked about: frame `index` of the episode at position `pos` (and a step)."""
+
+    builder: ExampleBuilder
+    pos: int  # position in the dataset's episodes
+    index: int  # frame index within the episode
+    step: int | None = None  # index into the episode's steps, for step-anchored moments
+
+    @property
+    def episode(self) -> EpisodeLog:
+        return self.builder.ds.episodes[self.pos]
+
+    @property
+    def prompts(self) -> Any:
+        """The run's PromptBuilder (every prompt is written by it)."""
+        return self.builder.prompts
+
+    @property
+    def scene(self) -> Scene:
+        """The frame's objects and their relations (built once per frame)."""
+        return self.builder.scene(self.pos, self.index)
+
+    def counts(self) -> tuple[int, int]:
+        """(objects, zones) in this frame: the scene a prompt is written for."""
+        return self.builder.scene_counts(self.pos, self.index)
+
+    def question(self, text: str) -> str:
+        """The prompt of a question about this frame."""
+        return self.prompts.question(text, *self.counts())
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        """A value computed once per builder (e.g. an episode's goal), keyed by `key`."""
+        return self.builder.memo(key, make)
+
+
+Build = Callable[[Moment, np.random.Generator], Draft | None]
+
+
+@dataclass(frozen=True)
+class ExampleSource:
+    """A registered example source (see the module docstring for each field)."""
+
+    name: str
+    kind: str
+    build: Build
+    frames: Callable[[EpisodeLog], Anchors] = question_frames
+    every_episode: bool = False
+    vqa: bool = False
+    metric: str = "exact"
+    long_answer: bool = False
+    headline: str | None = None
+
+    def score(self, prediction: str, answer: str) -> bool:
+        """Whether a held-out generation counts as right."""
+        return METRICS[self.metric](prediction, answer)
+
+
+SOURCES: dict[str, ExampleSource] = {}
+
+
+def register_source(source: ExampleSource) -> ExampleSource:
+    """Add a source to the registry; ValueError for a taken name, an unknown kind or metric."""
+    if source.name in SOURCES:
+        raise ValueError(f"example source {source.name!r} is already registered; registered: {sorted(SOURCES)}")
+    if source.kind not in KINDS:
+        raise ValueError(f"example source {source.name!r}: unknown kind {source.kind!r}; expected one of {list(KINDS)}")
+    if source.metric not in METRICS:
+        raise ValueError(f"example source {source.name!r}: unknown metric {source.metric!r}; "
+                         f"expected one of {sorted(METRICS)}")
+    SOURCES[source.name] = source
+    return source
+
+
+def get_source(name: str) -> ExampleSource:
+    """The registered source `name`; ValueError listing the registered names."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown example source {name!r}; registered: {sorted(SOURCES)}")
+    return SOURCES[name]
+
+
+def source_names() -> list[str]:
+    """Every registered source, in registration order."""
+    return list(SOURCES)
+
+
+# ---- the built-in sources ---------------------------------------------------------------------
+
+
+def build_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Next step at step k's start, after steps 1..k-1 with their results (failures included).
+
+    The target is the executed step, or its oracle `label` when another planner acted (DAgger logs:
+    the history is what the model did, the answer what the oracle would do there). Once the history
+    shown holds a step that differs from its label, the prompt is no longer oracle behaviour: it gets
+    no auxiliary prompt loss (train.prompt_loss). A step labelled "" (no oracle step there) gives none.
+    """
+    ep, k = f.episode, f.step
+    assert k is not None, "plan examples are anchored at step starts"
+    label = ep.steps[k].get("label")
+    target = ep.steps[k]["text"] if label is None else label
+    if not target:
+        return None
+    before = ep.steps[:k]
+    history = [(s["text"], format_feedback(s["success"], s["reason"])) for s in before]
+    off = [s.get("label") is not None and s["label"] != s["text"] for s in before]
+    window = f.prompts.config.history_window
+    shown = off[-window:] if window else off
+    return Draft(f.prompts.planning(ep.instruction, history, *f.counts()), target, prompt_loss=not any(shown))
+
+
+def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """The whole plan from the first frame, for episodes whose plan ran without a failed step."""
+    ep = f.episode
+    plans = ep.plans()
+    if not plans or not all(s["success"] for s in ep.steps):
+        return None
+    steps = split_whole_plan(plans[0][1])
+    return Draft(f.prompts.whole_plan(ep.instruction, *f.counts()), render_whole_plan(steps))
+
+
+def build_success(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Was the task completed? labelled with the logged per-frame success (step starts part-way are "not yet")."""
+    ep = f.episode
+    return Draft(f.question(success_question(ep.instruction)), "yes" if ep.frame_success[f.index] else "no")
+
+
+def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Was <step> successful? on the frame where it ended."""
+    assert f.step is not None, "skill_success examples are anchored at step ends"
+    step = f.episode.steps[f.step]
+    return Draft(f.question(skill_question(step["text"])), "yes" if step["success"] else "no")
+
+
+def _goal_places(f: Moment) -> dict[int, str]:
+    """Where the episode's goal wants each cube it places ({} when the task says nothing of places)."""
+    ep = f.episode
+    world = f.builder.ds.info.get("palme", {}).get("world")
+    if world is None:
+        return {}
+    load_world(world)
+    task = f.memo(("task", world, ep.task_name), lambda: make_task(world, ep.task_name))
+    goal = task.parse_instruction(ep.instruction, [ObjectDesc(**o) for o in ep.objects])
+    return task.goal_places(goal, ep.names) if goal is not None else {}
+
+
+def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Where should X go? X drawn per frame: a cube the goal places (its place in words) or, a quarter of the
+    time when there is one, a cube the goal leaves free ("anywhere"). None when the goal places nothing
+    (the pushing world) or the instruction does not parse."""
+    ep = f.episode
+    places = f.memo(("goal_places", f.pos), lambda: _goal_places(f))
+    if not places:
+        return None
+    placed, free = sorted(places), [k for k in range(len(ep.names)) if k not in places]
+    if free and rng.random() < 0.25:
+        k, answer = free[int(rng.integers(len(free)))], "anywhere"
+    else:
+        k = placed[int(rng.integers(len(placed)))]
+        answer = places[k]
+    return Draft(f.question(goal_question(ep.names[k], ep.instruction)), answer)
+
+
+def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:
+    """The build function of a question about the frame's scene (`camera`: it needs the camera matrices)."""
+
+    def build(f: Moment, rng: np.random.Generator) -> Draft | None:
+        scene = f.scene
+        if camera and scene.camera is None:
+            return None
+        qa = question(scene, rng)
+        return None if qa is None else Draft(f.question(qa[0]), qa[1])
+
+    build.__doc__ = question.__doc__
+    return build
+
+
+register_source(ExampleSource("plan", "plan", build_plan, frames=step_starts, metric="first_step",
+                              headline="plan_exact"))
+register_source(ExampleSource("plan_full", "plan", build_whole_plan, frames=first_frame, long_answer=True))
+register_source(ExampleSource("vqa_color", "vqa", asks(q_color), vqa=True))
+register_source(ExampleSource("vqa_table", "vqa", asks(q_table, camera=True), vqa=True))
+register_source(ExampleSource("vqa_relation", "vqa", asks(q_relation), vqa=True))
+register_source(ExampleSource("vqa_feasibility", "vqa", asks(q_feasibility), vqa=True))
+register_source(ExampleSource("vqa_count", "vqa", asks(q_count), vqa=True))
+register_source(ExampleSource("vqa_zone", "vqa", asks(q_zone), vqa=True))
+register_source(ExampleSource("caption", "caption", asks(q_caption), vqa=True, long_answer=True))
+register_source(ExampleSource("vqa_support", "vqa", asks(q_support), vqa=True))
+register_source(ExampleSource("success", "success", build_success, frames=success_frames, every_episode=True,
+                              vqa=True))
+register_source(ExampleSource("skill_success", "success", build_skill_success, frames=step_ends,
+                              every_episode=True, vqa=True))
+register_source(ExampleSource("goal", "goal", build_goal, vqa=True))
