@@ -7,11 +7,13 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup demo test bench palme-tiny clean
 
+# A failed set-up (e.g. PY is too old, or an install fails) removes .venv again, so the next `make` starts clean.
 $(BIN)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test]"
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "palme-tabletop needs Python >= 3.11, $(PY) is " + sys.version.split()[0] + ": choose one with make PY=python3.11 ...")'
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		echo ".venv holds an older Python: removing it"; rm -rf $(VENV); fi
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q "$(TORCH_SPEC)" \
+		&& $(BIN)/pip install -q -e ".[test]" || { rm -rf $(VENV); echo "set-up failed: .venv removed"; exit 1; }
 	touch $@
 
 setup: $(BIN)/.installed

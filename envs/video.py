@@ -40,8 +40,16 @@ def _wrap(text: str, width: int, scale: float, thick: int) -> list[str]:
     return lines or [""]
 
 
+MIN_VIDEO_WIDTH = 256  # px: smaller camera frames are upscaled (nearest) so the caption band stays a strip
+
+
 class VideoRecorder:
-    """Attach to an env: renders a frame every `control_hz / fps` control steps; `text` is written on it."""
+    """Attach to an env: renders a frame every `control_hz / fps` control steps; `text` is written on it.
+
+    `size` (H, W) resizes every frame; without it, frames narrower than MIN_VIDEO_WIDTH are
+    upscaled by the smallest integer factor that reaches it (a 64 px camera gives 256 px videos),
+    so the caption covers a strip of the frame rather than half of it.
+    """
 
     def __init__(self, env: TabletopEnv, fps: int | None = None, size: tuple[int, int] | None = None) -> None:
         self.env = env
@@ -64,6 +72,9 @@ class VideoRecorder:
         frame = self.env.camera_image()
         if self.size is not None and frame.shape[:2] != self.size:
             frame = cv2.resize(frame, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+        elif self.size is None and frame.shape[1] < MIN_VIDEO_WIDTH:
+            k = -(-MIN_VIDEO_WIDTH // frame.shape[1])
+            frame = cv2.resize(frame, (frame.shape[1] * k, frame.shape[0] * k), interpolation=cv2.INTER_NEAREST)
         return frame
 
     def detach(self) -> None:

@@ -193,6 +193,7 @@ def test_palme_run_writes_trace_and_video(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "step 1: pick up the" in proc.stdout and str(out) in proc.stdout
+    assert "build time" not in proc.stdout + proc.stderr  # #22: no PyBullet banner from any CLI
     trace = json.loads((out / "trace.json").read_text())
     assert trace["success"] is True and trace["success_known"] is True and trace["task"] == "grasp"
     assert trace["instruction"] and trace["steps"][-1]["step"] == "done"
@@ -241,7 +242,7 @@ def test_interactive_session_runs_instructions_on_the_same_scene(tmp_path):
     assert eps[0]["success"] is True and eps[1]["success_known"] is False and eps[1]["outcome"] == "success unknown"
     assert result["success_known"] is False
     assert json.loads((tmp_path / "trace.json").read_text()) == result
-    assert "SUCCESS UNKNOWN" in out.getvalue()
+    assert "UNKNOWN: success unknown:" in out.getvalue() and "SUCCESS UNKNOWN" not in out.getvalue()
 
 
 # ---- the model planners (an untrained tiny PalmE: its text is untrusted input) ------------------------------
@@ -365,3 +366,22 @@ def test_default_palme_run_plans_with_the_shipped_model(tmp_path):
     assert result["planner"] == "palme" and "palme-tiny" in str(result["checkpoint"])
     assert 1 <= len(result["steps"]) <= 2 and result["steps"][0]["step"]  # the model wrote a step
     assert isinstance(result["success"], bool) and result["reason"]
+
+
+def test_small_camera_frames_give_videos_whose_caption_is_a_strip():
+    """#22: a 64 px episode's video is upscaled, so the caption band covers a strip, not half the frame."""
+    from envs import make_env
+    from envs.video import VideoRecorder
+
+    env = make_env("pickplace", task="grasp", image_size=(64, 64))
+    try:
+        env.reset(seed=1)
+        rec = VideoRecorder(env.unwrapped)
+        rec.text = "place the small cyan cube on the large yellow cube"
+        rec.capture()
+        frame, plain = rec.frames[0], rec._frame()
+        assert frame.shape[:2] == plain.shape[:2] == (256, 256)
+        changed = np.flatnonzero((frame != plain).any(axis=(1, 2)))  # rows the caption band covers
+        assert changed.size and changed.min() >= 256 * 3 // 4 and changed.max() == 255
+    finally:
+        env.close()

@@ -84,7 +84,7 @@ def outcome_line(trace: EpisodeTrace) -> str:
     if trace.success:
         head = "SUCCESS"
     elif trace.success is None:
-        head = "SUCCESS UNKNOWN"
+        head = "UNKNOWN"  # the reason says why: "success unknown: the task could not parse ..."
     else:
         head = f"FAILURE ({trace.failure})"
     return f"{head}: {trace.reason} [{len(trace.steps)} steps, {trace.control_steps} control steps, {trace.wall_s:.1f} s]"
