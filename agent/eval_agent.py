@@ -64,7 +64,7 @@ def play_episode(
 def _save_video(recorder: VideoRecorder, trace: EpisodeTrace, path: Path) -> None:
     """Write the episode's mp4 (ending on the verdict) and its first frame as the report's poster."""
     verdict = "success" if trace.success else f"failed: {trace.failure}"
-    last = caption(recorder.env.camera_image(), verdict)
+    last = caption(recorder.frame(), verdict)  # the same size as the recorded frames
     recorder.frames.extend([last] * max(1, round(FINAL_FRAMES_S * recorder.fps)))
     recorder.save(path)
     imageio.imwrite(path.with_suffix(".jpg"), recorder.frames[0], quality=85)

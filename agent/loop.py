@@ -152,8 +152,14 @@ class Agent:
         return self.run(env, seed=seed)
 
     def run(self, env: Any, seed: int | None = None) -> EpisodeTrace:
-        """Run the loop on the env's current scene and instruction (no reset)."""
+        """Run the loop on the env's current scene and instruction (no reset; `seed` is only recorded in the trace).
+
+        Raises ValueError when `env` was never reset (use `episode(env, seed=...)`, which resets it).
+        """
         u = env.unwrapped
+        if getattr(u, "instance", None) is None:
+            raise ValueError("env was never reset: call env.reset(seed=...) first, or use Agent.episode(env, "
+                             "seed=...), which resets it and runs the loop")
         trace = EpisodeTrace(
             instruction=u.task_description, seed=seed, task=u.task_name, world=u.world,
             planner=getattr(self.planner, "name", type(self.planner).__name__),

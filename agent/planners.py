@@ -204,6 +204,8 @@ class PalmEPlanner(Planner):
         if mode not in MODES:
             raise ValueError(f"mode must be 'closed' (next step) or 'open' (whole plan), got {mode!r}")
         self.model = model if model is not None else _load_model(checkpoint, device)
+        if self.text_only:
+            _check_text_only(self.model, "the given model" if model is not None else f"checkpoint {model_dir(checkpoint)}")
         self.mode = mode
         self.constrained = constrained
         self.check_done = check_done
@@ -275,6 +277,20 @@ class TextOnlyPlanner(PalmEPlanner):
 
     name = "text_only"
     text_only = True
+
+
+def _check_text_only(model: Any, where: str) -> None:
+    """Refuse, for planner=text_only, a model that reads observation tokens (it was not trained on text alone).
+
+    Raises ValueError (one line naming `where` the model came from and the token types it reads) when
+    the model's config lists any token type in `model.prompt.tokens`; a model without a PalmE config passes.
+    """
+    cfg = getattr(model, "config", None)
+    tokens = list(cfg.prompt.tokens) if isinstance(cfg, PalmEConfig) else []
+    if tokens:
+        raise ValueError(f"{where} reads {', '.join(tokens)} tokens (model.prompt.tokens={tokens}); "
+                         f"planner=text_only needs a model trained with model.prompt.tokens=[] (text alone; "
+                         f"none is shipped: palme-train model.prompt.tokens=[] ...), or use planner=palme")
 
 
 def model_dir(checkpoint: str | Path | None) -> Path:

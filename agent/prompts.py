@@ -227,6 +227,8 @@ class PromptBuilder:
         n, z = count_objects(obs["objects"]), count_zones(obs)
         answer = kwargs.pop("answer", "")
         meta = kwargs.pop("meta", {})
+        if kind in ("plan", "plan_full") and self.reads("instruction"):  # `<instr>` reads the planner's instruction
+            obs = {**obs, "instruction": kwargs["instruction"]}
         if kind == "plan":
             prompt = self.planning(kwargs["instruction"], kwargs.get("history", ()), n, z)
         elif kind == "plan_full":

@@ -68,6 +68,10 @@ class VideoRecorder:
         """Add a frame now (e.g. at the start of a step)."""
         self.frames.append(caption(self._frame(), self.text))
 
+    def frame(self) -> np.ndarray:
+        """The camera's current frame at this recorder's video size (H', W', 3) uint8, uncaptioned."""
+        return self._frame()
+
     def _frame(self) -> np.ndarray:
         frame = self.env.camera_image()
         if self.size is not None and frame.shape[:2] != self.size:

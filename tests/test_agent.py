@@ -379,7 +379,7 @@ def test_small_camera_frames_give_videos_whose_caption_is_a_strip():
         rec = VideoRecorder(env.unwrapped)
         rec.text = "place the small cyan cube on the large yellow cube"
         rec.capture()
-        frame, plain = rec.frames[0], rec._frame()
+        frame, plain = rec.frames[0], rec.frame()
         assert frame.shape[:2] == plain.shape[:2] == (256, 256)
         changed = np.flatnonzero((frame != plain).any(axis=(1, 2)))  # rows the caption band covers
         assert changed.size and changed.min() >= 256 * 3 // 4 and changed.max() == 255

@@ -152,7 +152,7 @@ def test_every_cli_that_loads_a_model_refuses_the_planted_code_and_asks_nothing(
     procs = {}
     for prog, (module, args) in CLIS.items():  # started together: each spends seconds importing
         where = tmp_path / prog
-        extra = {"palme-collect": [f"out={where / 'data'}"], "palme-train": [f"output_dir={where}"]}.get(prog, [])
+        extra = {"palme-collect": [f"out={where / 'data'}"]}.get(prog, [])  # palme-train: hydra.run.dir is its run folder
         checkpoint = f"init_from={ckpt}" if prog == "palme-train" else f"checkpoint={ckpt}"
         procs[prog] = subprocess.Popen(
             [sys.executable, "-m", module, *args, checkpoint, *extra, f"hydra.run.dir={where / 'run'}"],
@@ -285,7 +285,7 @@ BROKEN_FILES = {  # case: (file, edit of the parsed JSON or of the file, what th
     "unknown-feature": ("config.json", lambda c: c["palme"]["state"].update(features=["words", "zone_tokens"]),
                         ["palme.state.features[1] 'zone_tokens' is not one of ['size_word', 'words'"]),
     "unknown-token-type": ("config.json", lambda c: c["palme"]["prompt"].update(tokens=["image", "zone"]),
-                           ["palme.prompt.tokens[1] 'zone' is not one of ['image', 'object', 'robot']"]),
+                           ["palme.prompt.tokens[1] 'zone' is not one of ['image', 'instruction', 'object', 'robot']"]),
     "feature-order": ("config.json", lambda c: c["palme"]["state"].update(features=["size_word", "words"]),
                       ["object feature 'size_word' needs ['words'] before it"]),
     "llm-model-type": ("config.json", lambda c: c["llm_config"].update(model_type="evil_lm"),

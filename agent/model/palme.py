@@ -7,6 +7,7 @@ config lists (`prompt.tokens`; agent.model.tokens):
                        (`state.features`: the LM's embeddings of its colour / shape / size words,
                        the words of the cubes above / below it, of the zone it lies in; agent.model.features)
     robot   `<robot>`  robot vector -> MLP                               1 token
+    instruction `<instr>` instruction -> frozen MiniLM (cached per string) -> projector   1 per word piece (varies)
     causal LM (AutoModelForCausalLM) reads the sequence, writes the answer
 
 Batch layout (`collate`), B examples padded on the LEFT to length T:
@@ -18,6 +19,7 @@ Batch layout (`collate`), B examples padded on the LEFT to length T:
         object.rows (No, OBJ_DIM), object.scene (No,): one row per `<obj_j>` in text order, its example;
             object.zones (Nz, OBJ_DIM), object.zones_scene (Nz,): every present zone row, when a feature reads them
         robot.rows (Nr, ROBOT_DIM)
+        instruction.states (M, 384), instruction.lengths (Ni,): each `<instr>`'s frozen encoder states, one after another
 """
 
 from __future__ import annotations
@@ -288,8 +290,9 @@ class PalmE(nn.Module):
                 out.ids.append(tok)
                 continue
             t, i = slot
-            out.items[t.name].append((i, t.item(ex, i)))
-            out.ids.extend([tok] * self.n_tokens[t.name])
+            item = t.item(ex, i)
+            out.items[t.name].append((i, item))
+            out.ids.extend([tok] * t.count(self, item))
         out.n_prompt = len(out.ids)
         if train:
             out.ids.extend(self.answer_ids(ex.answer))

@@ -19,7 +19,9 @@ the methods that build, collate and encode import what they need.
 Shapes: `collate` gets `items`, one `(example index b, placeholder index i, array)` per placeholder
 occurrence in text order over the batch, and returns a dict of tensors (`PalmE.collate` stores them as
 `"<name>.<key>"`); `encode` gets that dict back (keys without the prefix) and returns (N, n, D): n =
-`n_tokens(encoder)` LM tokens for each of the N occurrences, in the same order, or None when N is 0.
+`n_tokens(encoder)` LM tokens for each of the N occurrences, in the same order, or None when N is 0. A token
+type whose count varies per item (`<instr>`: one LM token per word piece of the instruction) overrides `count`
+and returns (M, D) from `encode`: each item's `count` tokens one after another, M their sum.
 """
 
 from __future__ import annotations
@@ -81,8 +83,13 @@ class TokenType:
         raise NotImplementedError
 
     def n_tokens(self, encoder: nn.Module) -> int:
-        """LM tokens per placeholder (default: the encoder's `n_tokens`)."""
+        """LM tokens per placeholder (default: the encoder's `n_tokens`; the most, for a type whose count varies)."""
         return int(encoder.n_tokens)
+
+    def count(self, model: PalmE, item: Any) -> int:
+        """LM tokens the placeholder standing for `item` (what `item` returned) becomes: by default
+        `model.n_tokens[name]` for every item; a type whose count varies overrides it (see the module docstring)."""
+        return model.n_tokens[self.name]
 
     def item(self, example: Any, index: int) -> Any:
         """The array placeholder `index` (0-based) of `example` stands for, checked; ValueError naming what is wrong."""
@@ -315,3 +322,6 @@ class Robot(TokenType):
                           or [np.zeros(ROBOT_DIM, np.float32)])
         if len(robots) > 1:
             encoder.set_stats(stack_rows(list(robots), ROBOT_DIM).to(encoder.mean.device))
+
+
+from agent.model import text_encoder  # noqa: F401 - registers `instruction` (<instr>), which builds on this module

