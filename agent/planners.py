@@ -6,11 +6,13 @@
   grammar-constrained decoding to the steps valid in the scene.
 - `text_only`: the same model class trained without image/state tokens (PaLM-E's "LLM only").
 - `random`: uniform over the valid steps of the scene (a floor for every success rate).
+- `human`: a person types each step (teaching by hand); every line is checked by the parser first.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from agent.model.config import PalmEConfig, PromptConfig
-from agent.parser import SceneContext, valid_steps
+from agent.parser import PlanError, PlanParser, SceneContext, valid_steps
 from agent.prompts import Example, PromptBuilder, is_yes, split_whole_plan, success_question
 from envs.vocab import render_step
 
@@ -166,6 +168,68 @@ class RandomValidPlanner(Planner):
     def next_step(self, ctx: PlanContext) -> str:
         steps = valid_steps(ctx.scene)
         return steps[int(self.rng.integers(len(steps)))]
+
+
+@register_planner
+class HumanPlanner(Planner):
+    """A person types each step: the instruction and the scene's objects are shown once per episode,
+    then one line is read per step and checked by the parser against the current scene.
+
+    An invalid line prints the parser's reason and asks again; `?` or `help` lists the valid steps of
+    the scene, numbered, and a number (1..N) picks that step; an empty line or end of input means "done".
+    `stdin` (anything with `readline()`) and `stdout` (anything with `write()`) default to sys.stdin /
+    sys.stdout, looked up at each use. All shown text goes through `agent.loop.printable`.
+    """
+
+    name = "human"
+
+    def __init__(self, stdin: Any = None, stdout: Any = None) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self._intro = True
+
+    def reset(self, env: TabletopEnv, instruction: str) -> None:
+        self._intro = True
+
+    def _say(self, text: str = "", end: str = "\n") -> None:
+        out = self.stdout if self.stdout is not None else sys.stdout
+        out.write(text + end)
+        out.flush()
+
+    def next_step(self, ctx: PlanContext) -> str:
+        from agent.loop import printable  # agent.loop imports this module
+
+        if self._intro:
+            self._intro = False
+            self._say(f"instruction: {printable(ctx.instruction)}")
+            self._say(f"objects: {printable(', '.join(ctx.scene.names)) or 'none'}")
+            self._say("type one step per line; ? lists the valid steps (pick one by number); empty line or EOF: done")
+        parser = PlanParser(ctx.scene)
+        steps = valid_steps(ctx.scene)
+        while True:
+            self._say(f"step {ctx.step_index + 1}> ", end="")
+            stream = self.stdin if self.stdin is not None else sys.stdin
+            raw = stream.readline()
+            line = raw.strip()
+            if not line:
+                if not raw:
+                    self._say()  # end of input: finish the prompt line
+                return "done"
+            if line.lower() in ("?", "help"):
+                for i, text in enumerate(steps, 1):
+                    self._say(f"  {i}. {printable(text)}")
+                continue
+            if line.isascii() and line.isdigit():
+                k = int(line)
+                if 1 <= k <= len(steps):
+                    return steps[k - 1]
+                self._say(f"no step number {k}: pick 1..{len(steps)} (? lists them)")
+                continue
+            out = parser.parse(line)
+            if isinstance(out, PlanError):
+                self._say(f"not a valid step: {printable(out.reason)} (? lists the valid steps)")
+                continue
+            return line
 
 
 _CUT = re.compile(r"\bresult\s*:|\bstep\s*\d+\s*[.:)]", re.IGNORECASE)
