@@ -13,6 +13,17 @@ every slot accepting only the phrases of its type (as an anchored regex), and re
 A task says which slot values put its goal into a template and which goal matched values mean
 (`TemplatePhrasing.slots_for` / `goal_from_slots`); the rest (choosing a template per split,
 rendering, parsing) is shared. Nothing here evaluates text.
+
+Beyond slots, one surface layer is shared by both worlds (issue #19: "instructions in the user's own words"):
+
+- alternatives in a template's literal text, `"(put|place) the {obj}( down|)"` (no nesting; an empty
+  alternative makes words optional: keep the spaces inside the group), and shared synonym sets by name,
+  `"<take> the {obj}"` (`SYNONYMS`: verbs, prepositions, ...);
+- sentence frames around an imperative template (`FRAMES`: polite and question forms, "please ...",
+  "could you ...?", "go ahead and ..."), while a task's `goal_templates` state the goal first and take none;
+- capitalisation and end punctuation (`surface`), which `normalize` folds away again.
+
+Rendering draws every choice with the generator; parsing reads every alternative back.
 """
 
 from __future__ import annotations
@@ -30,6 +41,35 @@ from envs.catalogue import ObjectDesc
 
 Objects = Sequence[ObjectDesc]
 SLOT = re.compile(r"\{(\w+)\}")
+GROUP = re.compile(r"\(([^()]*)\)")  # literal alternatives: "(put|place)"; an empty one makes words optional
+MACRO = re.compile(r"<(\w+)>")  # a shared synonym set by name: "<take>"
+_PIECE = re.compile(r"\{(\w+)\}|\(([^()]*)\)")
+
+# Shared synonym sets (first = canonical). Both worlds' templates name them as <key>.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "take": ("pick up", "grab", "lift", "take", "get", "grasp", "lift up", "pick"),
+    "place": ("put", "place", "set", "move", "drop", "lay"),
+    "bring": ("put", "move", "bring", "take", "carry", "place", "get"),
+    "on": ("on", "onto", "on top of", "atop"),
+    "into": ("in", "into", "inside", "to", "inside of"),
+    "every": ("all the", "every", "all", "each", "all of the"),
+    "make": ("build", "make", "create", "form", "assemble"),
+    "should": ("should", "must"),
+    "want": ("i want", "i'd like", "i would like", "i need", "we want", "we need"),
+}
+# Sentence frames of an imperative template `{s}`: polite and question forms. `(?)` marks a question.
+FRAMES: tuple[str, ...] = (
+    "{s}",
+    "please {s}",
+    "{s}( please|, please)",
+    "(could|can|would|will) you( please|) {s}(?)",
+    "(i want|i'd like|i would like) you to {s}",
+    "(go ahead and |now |next, |next |okay, |ok |first, |){s}",
+    "(you should|you need to|try to|your task is to|the task is to) {s}",
+    "(how do i|how can i|how to|how would you|how do you) {s}(?)",
+    "(let's|let us) {s}",
+    "{s}( for me| now|, thanks| thanks| right away|)",
+)
 # Between the items of a list once normalised: "a, b", "a, and b", "a, then b", "a and b", "a then b".
 LIST_SEP = r", (?:and |then )?| and | then "
 
@@ -49,6 +89,37 @@ def _draw(options: Sequence[str], rng: np.random.Generator | None) -> str:
 def _alternation(phrases: Sequence[str]) -> str:
     """Regex matching any of the phrases, longest first."""
     return "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+
+
+def expand(template: str) -> str:
+    """The template with each `<name>` replaced by its synonym group; ValueError for an unknown name."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m[1] not in SYNONYMS:
+            raise ValueError(f"template {template!r}: no synonym set <{m[1]}>; known: {sorted(SYNONYMS)}")
+        return "(" + "|".join(SYNONYMS[m[1]]) + ")"
+
+    return MACRO.sub(sub, template)
+
+
+def literal_regex(text: str) -> str:
+    """Regex of a template's literal text: escaped, each `(a|b)` group an alternation (longest first)."""
+    parts = GROUP.split(text)
+    return "".join(re.escape(p) if k % 2 == 0 else f"(?:{_alternation(p.split('|'))})" for k, p in enumerate(parts))
+
+
+def surface(text: str, rng: np.random.Generator | None, question: bool = False) -> str:
+    """Capitalisation and end punctuation of a rendered instruction (none without `rng`).
+
+    With `rng`: first letter capitalised half of the time; a question ends in "?" (most often) or nothing,
+    anything else in ".", nothing or "!". `normalize` undoes all of it.
+    """
+    if rng is None or not text:
+        return text
+    if rng.random() < 0.5:
+        text = text[0].upper() + text[1:]
+    ends = ("?", "?", "?", "") if question else (".", ".", "", "", "!")
+    return text + ends[int(rng.integers(len(ends)))]
 
 
 @dataclass(frozen=True)
@@ -153,11 +224,11 @@ class ObjectList(Slot):
 def _parts(template: str) -> tuple[tuple[str, ...], re.Pattern[str]]:
     """The normalised template split into literal text (even positions) and slot names (odd positions), and
     its skeleton: a regex with any text for each slot (a cheap test that the typed regex may match)."""
-    parts = tuple(SLOT.split(normalize(template)))
+    parts = tuple(SLOT.split(normalize(expand(template))))
     names = parts[1::2]
     if len(set(names)) != len(names):
         raise ValueError(f"template {template!r} uses a slot twice")
-    return parts, re.compile("".join(re.escape(p) if k % 2 == 0 else ".*" for k, p in enumerate(parts)))
+    return parts, re.compile("".join(literal_regex(p) if k % 2 == 0 else ".*" for k, p in enumerate(parts)))
 
 
 class Grammar:
@@ -186,15 +257,18 @@ class Grammar:
         objects: Objects,
         rng: np.random.Generator | None = None,
     ) -> str:
-        """The template with each slot said: its canonical phrase, or one drawn with `rng` (left to right).
+        """The template with each slot said and each `(a|b)` group chosen: the canonical (first) phrase and
+        alternative, or ones drawn with `rng` (left to right); runs of spaces folded.
 
-        ValueError if the template has a slot this grammar has no type for.
+        ValueError if the template has a slot this grammar has no type for, or an unknown `<name>`.
         """
 
         def fill(m: re.Match[str]) -> str:
-            return self._slot(m[1], template).say(values[m[1]], objects, rng)
+            if m[1] is not None:
+                return self._slot(m[1], template).say(values[m[1]], objects, rng)
+            return _draw(m[2].split("|"), rng)
 
-        return SLOT.sub(fill, template)
+        return re.sub(r" {2,}", " ", _PIECE.sub(fill, expand(template))).strip()
 
     def parse(
         self, templates: Sequence[str], text: str, objects: Objects
@@ -210,7 +284,7 @@ class Grammar:
                 if name not in readers:
                     readers[name] = self._slot(name, template).reader(objects)
             regex = "".join(
-                re.escape(p) if k % 2 == 0 else f"(?P<{p}>{readers[p].pattern})" for k, p in enumerate(parts)
+                literal_regex(p) if k % 2 == 0 else f"(?P<{p}>{readers[p].pattern})" for k, p in enumerate(parts)
             )
             m = re.fullmatch(regex, text)
             if m is None:
@@ -220,18 +294,53 @@ class Grammar:
                 yield template, values
 
 
+MAX_DRAWS = 20  # renderings drawn before giving up on one that no held-out template reads
+
+
+def choose(text: str, rng: np.random.Generator | None) -> str:
+    """`text` with each `(a|b)` group replaced by one alternative (the first without `rng`)."""
+    return GROUP.sub(lambda m: _draw(m[1].split("|"), rng), text)
+
+
+def frame_text(frame: str, clause: str, rng: np.random.Generator | None) -> tuple[str, bool]:
+    """(`clause` said in `frame`, whether the frame is a question); the frame's groups drawn with `rng`."""
+    question = frame.endswith("(?)")
+    before, after = frame.removesuffix("(?)").split("{s}")
+    text = choose(before, rng) + clause + choose(after, rng)
+    return re.sub(r" {2,}", " ", text).strip(), question
+
+
+@cache
+def _frame_regex(frame: str) -> re.Pattern[str]:
+    before, after = normalize(frame.removesuffix("(?)")).split("{s}")
+    return re.compile(f"{literal_regex(before)}(?P<s>.+?){literal_regex(after)}")
+
+
+def unframe(text: str, frames: Sequence[str]) -> Iterator[str]:
+    """The clauses that `frames` (other than the bare `{s}`) could have wrapped normalised `text` in."""
+    for frame in frames:
+        if frame != "{s}":
+            m = _frame_regex(frame).fullmatch(text)
+            if m:
+                yield m["s"]
+
+
 class TemplatePhrasing:
     """Instruction text <-> goal through a grammar's templates; a mixin for `Task` classes.
 
-    A task sets `grammar` and its `templates` / `heldout_templates`, and implements `goal_from_slots`
-    (and `slots_for` when its templates have slots). `random_phrases`: draw a phrase per slot when
-    sampling (else the canonical one).
+    A task sets `grammar` and its `templates` (imperative clauses, said inside one of the shared
+    `FRAMES`), `goal_templates` (goal-first statements, said as they are) and `heldout_templates`
+    (L4 only, never trained on), and implements `goal_from_slots` (and `slots_for` when its templates
+    have slots). `random_phrases`: draw a phrase per slot when sampling (else the canonical one).
+    L4 draws from the held-out templates and the independent test set (`envs.tasks.independent_instructions`).
     """
 
     grammar: ClassVar[Grammar]
     templates: ClassVar[tuple[str, ...]]
+    goal_templates: ClassVar[tuple[str, ...]] = ()
     heldout_templates: ClassVar[tuple[str, ...]]
-    random_phrases: ClassVar[bool] = False
+    frames: ClassVar[tuple[str, ...]] = FRAMES
+    random_phrases: ClassVar[bool] = True
 
     def slots_for(self, template: str, goal: Any, objects: Objects) -> dict[str, Any] | None:
         """Slot values that say `goal` in `template`, or None when the template cannot say it (default {})."""
@@ -241,33 +350,81 @@ class TemplatePhrasing:
     def goal_from_slots(self, template: str, slots: dict[str, Any], objects: Objects) -> Any | None:
         """The goal that a matched template's slot values mean for these objects, or None if inconsistent."""
 
+    def training_templates(self) -> tuple[str, ...]:
+        """Every template training says: the imperative ones, then the goal-first ones."""
+        return (*self.templates, *self.goal_templates)
+
     def templates_of(self, split: str) -> tuple[str, ...]:
-        """Phrasings an instance of `split` may use: the held-out ones in L4 (if any), else training ones."""
-        return self.heldout_templates if split == "L4" and self.heldout_templates else self.templates
+        """The project's templates an instance of `split` may use: held-out ones in L4 (if any), else training ones."""
+        return self.heldout_templates if split == "L4" and self.heldout_templates else self.training_templates()
 
     def say(self, rng: np.random.Generator, goal: Any, objects: Objects, split: str) -> tuple[str, str]:
-        """(template, instruction text) for `goal`: a template of the split that can say it, drawn with `rng`.
+        """(template, instruction text) for `goal`, drawn with ONE `rng.integers` call whatever is said.
 
-        ValueError if none can (a task bug)."""
-        usable = [t for t in self.templates_of(split) if self.slots_for(t, goal, objects) is not None]
+        Training phrasings (every split but L4): a template that can say the goal, its phrases, an
+        imperative template's frame and the surface (`surface`), redrawn while a held-out template reads the
+        text. L4: one of the held-out templates or of the independent set's templates for this task
+        (template "independent: <text>"). ValueError if nothing can say the goal (a task bug).
+        """
+        sub = np.random.default_rng(int(rng.integers(2**63)))  # the scene's draws do not depend on the wording
+        if split == "L4":
+            return self._say_heldout(sub, goal, objects)
+        usable = [t for t in self.training_templates() if self.slots_for(t, goal, objects) is not None]
         if not usable:
             raise ValueError(f"no {split} template of {type(self).__name__} can express goal {goal!r}")
-        template = usable[int(rng.integers(len(usable)))]
-        return template, self.render(template, goal, objects, rng if self.random_phrases else None)
+        for _ in range(MAX_DRAWS):
+            template = usable[int(sub.integers(len(usable)))]
+            text = self.render(template, goal, objects, sub if self.random_phrases else None)
+            question = False
+            if template in self.templates:
+                text, question = frame_text(self.frames[int(sub.integers(len(self.frames)))], text, sub)
+            if not self._heldout_reads(text, objects):
+                break
+        else:
+            text, question = self.render(template, goal, objects), False  # the canonical phrase
+        return template, surface(text, sub, question)
+
+    def _heldout_reads(self, text: str, objects: Objects) -> bool:
+        return any(True for _ in self.grammar.parse(self.heldout_templates, text, objects))
+
+    def _say_heldout(self, rng: np.random.Generator, goal: Any, objects: Objects) -> tuple[str, str]:
+        from envs.tasks.independent_instructions import independent_set
+
+        held = [t for t in self.heldout_templates if self.slots_for(t, goal, objects) is not None]
+        ind = independent_set().usable(self.name, goal, objects) if self.name in independent_set().tasks else []
+        if not held and not ind:
+            raise ValueError(f"no L4 template of {type(self).__name__} can express goal {goal!r}")
+        k = int(rng.integers(len(held) + len(ind)))
+        if k < len(held):
+            return held[k], self.render(held[k], goal, objects, rng if self.random_phrases else None)
+        template, values = ind[k - len(held)]
+        return f"independent: {template.text}", independent_set().fill(template, values, objects, rng)
 
     def render(
         self, template: str, goal: Any, objects: Objects, rng: np.random.Generator | None = None
     ) -> str:
-        """The instruction text of `goal` in `template`; ValueError if the template cannot say it."""
+        """The instruction text of `goal` in `template` (no frame); ValueError if the template cannot say it."""
         slots = self.slots_for(template, goal, objects)
         if slots is None:
             raise ValueError(f"template {template!r} cannot express goal {goal!r}")
         return self.grammar.render(template, slots, objects, rng)
 
-    def parse_instruction(self, text: str, objects: list[ObjectDesc]) -> Any | None:
-        """The goal of the first template (training, then held-out) matched consistently, or None."""
-        for template, slots in self.grammar.parse((*self.templates, *self.heldout_templates), text, objects):
-            goal = self.goal_from_slots(template, slots, objects)
-            if goal is not None:
-                return goal
+    def read(self, text: str, objects: Objects, heldout: bool = True) -> Any | None:
+        """The goal of the first template matched consistently, or None: the whole text against every template
+        (training, then held-out unless `heldout` is False), then each frame's clause against the imperative ones.
+
+        With `heldout=False` this reads exactly what training can say (see `say`), modulo `normalize`."""
+        held = self.heldout_templates if heldout else ()
+        text = normalize(text)
+        attempts = [(text, (*self.training_templates(), *held))]
+        attempts += [(clause, (*self.templates, *held)) for clause in unframe(text, self.frames)]
+        for clause, templates in attempts:
+            for template, slots in self.grammar.parse(templates, clause, objects):
+                goal = self.goal_from_slots(template, slots, objects)
+                if goal is not None:
+                    return goal
         return None
+
+    def parse_instruction(self, text: str, objects: list[ObjectDesc]) -> Any | None:
+        """The goal of `text` (see `read`), held-out templates included, or None."""
+        return self.read(text, objects)

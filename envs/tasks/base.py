@@ -21,7 +21,8 @@ SPLITS: dict[str, str] = {
     "L1": "new placements: the training distribution on held-out seeds",
     "L2": "held-out combinations of colour / size / shape",
     "L3": "more objects than in training (6-8) and longer towers",
-    "L4": "held-out instruction phrasings",
+    "L4": "held-out instruction phrasings: the independent set (tests/data/independent_instructions.json) and each "
+          "task's held-out templates, never trained on",
 }
 # Seeds: training episodes draw from [0, TEST_SEED_START), evaluation from [TEST_SEED_START, ...).
 TEST_SEED_START = 1_000_000
@@ -74,7 +75,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     world: ClassVar[str]  # "pickplace" or "push"
-    templates: ClassVar[tuple[str, ...]]  # training phrasings of the instruction
+    templates: ClassVar[tuple[str, ...]]  # training phrasings of the instruction (see envs.language.TemplatePhrasing)
     heldout_templates: ClassVar[tuple[str, ...]] = ()  # phrasings kept for the L4 split
     success_doc: ClassVar[str] = ""  # the success predicate in one sentence, with its thresholds
 

@@ -19,6 +19,7 @@ only for a goal that is exactly every cube of one colour) and `distance` "near" 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -237,19 +238,67 @@ class IndependentInstructions:
         return out
 
 
+@functools.cache
+def independent_set() -> IndependentInstructions:
+    """The committed set (`DEFAULT_PATH`), loaded once per process: what split L4 says besides the held-out templates."""
+    return IndependentInstructions.load()
+
+
 def training_goal(task: TemplatePhrasing, text: str, objects: Sequence[ObjectDesc]) -> Any | None:
-    """The goal `text` means under the task's TRAINING templates only (`task.templates`), or None.
+    """The goal `text` means in the task's TRAINING language (its templates, goal templates and frames), or None.
 
     None means the training grammar cannot generate `text` for any goal in this scene: every text it
-    renders parses back to its goal through the same templates.
+    renders parses back to its goal (`TemplatePhrasing.read` with `heldout=False`).
     """
-    for template, slots in task.grammar.parse(task.templates, text, objects):
-        goal = task.goal_from_slots(template, slots, objects)
-        if goal is not None:
-            return goal
-    return None
+    return task.read(text, objects, heldout=False)
 
 
 def training_says(task: TemplatePhrasing, objects: Sequence[ObjectDesc]) -> Callable[[str], bool]:
     """A `render(exclude=...)` predicate: whether the task's training grammar can generate the text here."""
     return lambda text: training_goal(task, text, objects) is not None
+
+
+def collisions(ii: IndependentInstructions, task: TemplatePhrasing, seeds: Sequence[int]) -> dict[str, str]:
+    """Template text -> one of its renderings that `task`'s training language reads (`training_goal`), over the
+    L1 instances of `seeds`; empty when training can say none of the set's texts for these scenes."""
+    found: dict[str, str] = {}
+    for seed in seeds:
+        inst = task.sample(np.random.default_rng(seed), "L1")  # type: ignore[attr-defined]
+        for template, values in ii.usable(task.name, inst.goal, inst.objects):  # type: ignore[attr-defined]
+            if template.text in found:
+                continue
+            for text in ii._texts(template, values, inst.objects):
+                if training_goal(task, text, inst.objects) is not None:
+                    found[template.text] = text
+                    break
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m envs.tasks.independent_instructions [FILE] [--seeds N]`: list the file's templates that the
+    training grammar can say (on N L1 scenes per task); exit 1 if there are any."""
+    import argparse
+
+    from envs import load_world
+    from envs.tasks.base import TASK_REGISTRY, make_task, seed_range
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("file", nargs="?", default=str(DEFAULT_PATH))
+    ap.add_argument("--seeds", type=int, default=50)
+    args = ap.parse_args(argv)
+    ii = IndependentInstructions.load(args.file)
+    lo, _ = seed_range("L1")
+    total = 0
+    for world in ("pickplace", "push"):
+        load_world(world)
+        for name in sorted(TASK_REGISTRY[world]):
+            found = collisions(ii, make_task(world, name), range(lo, lo + args.seeds))
+            total += len(found)
+            for template, text in found.items():
+                print(f"{name}: {template!r} -- training can say {text!r}")
+    print(f"{total} templates the training grammar can say")
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

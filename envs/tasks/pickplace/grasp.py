@@ -25,11 +25,17 @@ class GraspTask(PickPlaceTask):
     name = "grasp"
     templates = (
         "pick up the {obj}",
+        "<take> the {obj}",
         "grasp the {obj}",
-        "how to grasp the {obj}?",
-        "lift the {obj} off the table",
-        "get the {obj} into the gripper",
-        "hold the {obj} in the gripper",
+        "(lift|raise|pick up) the {obj}( off the table| up| into the air| from the table|)",
+        "get the {obj} (into|in) (the|your) (gripper|hand)",
+        "hold the {obj}( in the gripper| in your gripper| in the hand| up|)",
+        "(go and |go |)(grab|get|fetch|pick up) the {obj}",
+    )
+    goal_templates = (
+        "the {obj} <should> be (in the gripper|held|lifted|in your hand|off the table)",
+        "<want> the {obj}( in the gripper| lifted| held| in your hand| picked up|)",
+        "(the goal is|your goal is) to (hold|lift|pick up|grasp) the {obj}",
     )
     heldout_templates = ("take hold of the {obj} and keep it up", "i need you to grab the {obj}")
     success_doc = (

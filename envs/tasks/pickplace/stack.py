@@ -34,11 +34,17 @@ class StackTask(PickPlaceTask):
     name = "stack"
     templates = (
         "stack {chain_on}",
-        "put {chain_on}",
-        "place {chain_onto}",
-        "build a tower with {bottom} at the bottom, {rest_then}",
-        "make a stack of {bu_list}, from bottom to top",
-        "how to stack {chain_ontop}?",
+        "(put|place|set|stack|move) {chain_onto}",
+        "<place> {chain_on}",
+        "(put|place|set|stack) {chain_ontop}",
+        "<make> a (tower|stack|pile) with {bottom} at the bottom, {rest_then}",
+        "<make> a (tower|stack|pile) (of|from|out of|using) {bu_list}, (from bottom to top|bottom to top|bottom first|"
+        "starting from the bottom)",
+    )
+    goal_templates = (
+        "<want> {chain_on}",
+        "{chain_ontop} (is the goal|is what i want)",
+        "(i want|i'd like|i need) a (tower|stack) of {bu_list}, (from bottom to top|bottom first)",
     )
     heldout_templates = (
         "pile up {bu_list} in that order, starting at the bottom",

@@ -23,11 +23,19 @@ class UnstackTask(PickPlaceTask):
     name = "unstack"
     templates = (
         "unstack the tower",
-        "take the tower apart",
-        "put every block on the table",
-        "unstack all the blocks",
-        "make sure no block is on top of another block",
-        "how to unstack the blocks?",
+        "unstack (the tower|the towers|the stack|the stacks|all the blocks|all the cubes|everything|the blocks|the cubes)",
+        "take the (tower|towers|stack|stacks) apart",
+        "(put|place|set) (every|each) (block|cube) (on|onto|down on) the table",
+        "(put|place|set) all the (blocks|cubes) (on|onto|down on) the table",
+        "make sure no (block|cube) is (on top of|on) another (block|cube)",
+        "(break up|take down|undo) the (tower|towers|stack|stacks)",
+    )
+    goal_templates = (
+        "(every|each) (block|cube) <should> (be|rest|sit|lie) (on|directly on) the table",
+        "(all the|all) (blocks|cubes) <should> be on the table",
+        "no (block|cube) <should> (be|rest|sit) on (another|another block|another cube|top of another)",
+        "<want> (every|each) (block|cube) on the table",
+        "<want> (no towers|no stacks)( left|)",
     )
     heldout_templates = ("dismantle the stack", "spread the cubes out so that each one rests on the table")
     success_doc = (

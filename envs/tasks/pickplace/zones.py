@@ -65,10 +65,17 @@ class PutInZoneTask(ZoneGoalMixin, PickPlaceTask):
     templates = (
         "put all the {color} blocks in the {zone} zone",
         "move every {color} cube into the {zone} zone",
+        "<bring> (all the|all|all of the) {color} (blocks|cubes|ones) <into> the {zone} (zone|area|region)",
+        "<bring> (every|each) {color} (block|cube) <into> the {zone} (zone|area|region)",
         "put {blocks} in the {zone} zone",
-        "move {blocks} into the {zone} zone",
+        "<bring> {blocks} <into> the {zone} (zone|area|region)",
         "place {blocks} inside the {zone} area",
-        "how to put the {color} cubes in the {zone} zone?",
+    )
+    goal_templates = (
+        "{blocks} <should> (be|end up|go) in the {zone} (zone|area)",
+        "the {zone} zone <should> (hold|contain|have) {blocks}",
+        "<want> {blocks} in the {zone} (zone|area)",
+        "(all the|the) {color} (blocks|cubes) <should> (be|go) in the {zone} zone",
     )
     heldout_templates = (
         "gather all {color} cubes in the {zone} square",
@@ -114,10 +121,16 @@ class SortByColorTask(ZoneGoalMixin, PickPlaceTask):
     name = "sort_by_color"
     templates = (
         "sort the blocks by color",
-        "put every block in the zone of its color",
-        "sort the cubes into the zones matching their colors",
+        "sort the (blocks|cubes) (by color|by their color|into the zones by color|by color into the zones)",
+        "put (every|each) (block|cube) in the zone of its color",
+        "<bring> (every|each) (block|cube) (to|into) the zone (of its color|of the same color|that matches its color)",
+        "sort the (cubes|blocks) into the zones (matching|that match) their colors",
         "place each cube in the zone with the same color",
-        "how to sort the blocks by color into the zones?",
+    )
+    goal_templates = (
+        "(every|each) (block|cube) <should> (be|end up|go) in the zone of its( own|) color",
+        "<want> (every|each) (block|cube) in the zone of its( own|) color",
+        "(all the |the |)(blocks|cubes) <should> be sorted by color",
     )
     heldout_templates = (
         "match every cube to the zone painted like it",

@@ -72,8 +72,8 @@ class PushTask(TemplatePhrasing, Task):
             goal = self.draw_goal(rng, objects, xy)
             if goal is None:
                 continue
-            _, text = self.say(rng, goal, objects, split)
-            return TaskInstance(text, goal, objects, layout, {"block_set": self.block_set})
+            template, text = self.say(rng, goal, objects, split)
+            return TaskInstance(text, goal, objects, layout, {"block_set": self.block_set, "template": template})
         raise RuntimeError(f"{self.name}: could not sample a valid scene from block set {self.block_set!r}")
 
     @abstractmethod
