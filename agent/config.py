@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
 from agent.planners import PlannerOptions
 
+VIEWS = ("auto", "window", "file", "none")  # palme-run's live view (agent.cli.live_view)
+
 
 @dataclass
 class RunConfig(PlannerOptions):
@@ -16,7 +18,7 @@ class RunConfig(PlannerOptions):
     device, planner_seed) are agent.planners.PlannerOptions', shared with palme-eval and palme-collect.
     """
 
-    planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random
+    planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random | human (you type each step)
     env: str = "pickplace"  # world: pickplace | push
     task: str = "stack"  # task of the world (unknown names list the known ones)
     seed: int | None = None  # scene seed (inside the split's seed range); None: the range's first seed (train: 0)
@@ -29,6 +31,10 @@ class RunConfig(PlannerOptions):
     video: bool = True  # write episode.mp4 (rendering frames costs time; false for speed)
     fps: int = 10  # video frames per second of simulated time
     video_scale: int = 2  # video frames are the camera frames upscaled by this factor (readable captions)
+    record: str | None = None  # dataset folder each finished episode is appended to (palme-collect's format; palme-train data.dirs=[DIR])
+    keep_failures: bool = False  # with record: also record failed episodes (success=false); unknown success is never recorded
+    record_fps: int | None = None  # with record: frames per simulated second (+ each step start); None: the folder's, 2 when new
+    view: str = "auto"  # live view after each step: auto (interactive/human: a window if a display works, else live.png) | window | file | none
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,6 +44,14 @@ class RunConfig(PlannerOptions):
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         if self.image_size is not None and len(self.image_size) != 2:
             raise ValueError(f"image_size must be [height, width], got {self.image_size}")
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {list(VIEWS)}, got {self.view!r}")
+        if self.record_fps is not None and self.record_fps < 1:
+            raise ValueError(f"record_fps must be >= 1 or None (the folder's own), got {self.record_fps}")
+        if self.record == "":
+            raise ValueError("record must be a folder path (or null: nothing recorded), got ''")
+        if self.record is None and (self.keep_failures or self.record_fps is not None):
+            raise ValueError("keep_failures and record_fps shape what record=DIR keeps; pass record=DIR with them")
 
 
 def register_configs() -> None:

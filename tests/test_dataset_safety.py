@@ -171,7 +171,7 @@ def test_plan_steps_that_disagree_with_the_language_rows_are_refused(ds, capsys)
     steps = json.loads(row(ds, 1)["plan_steps"])
     steps[0]["text"] = "push the red moon to the top left corner"  # a valid step, but not what ran
     edit_row(ds, 1, "plan_steps", json.dumps(steps))
-    assert_gate(ds, capsys, "plan_steps disagree with the language_persistent rows", 1)
+    assert_gate(ds, capsys, "plan_steps disagree with the language_persistent_json rows", 1)
 
 
 def test_a_scene_recorded_twice_is_refused_so_no_held_out_twin_is_trained_on(ds, base, tmp_path, capsys):
@@ -259,12 +259,12 @@ def test_second_writer_is_refused_naming_the_folder_and_the_other_writer(ds, cap
 def test_a_lerobot_folder_not_written_by_palme_collect_says_what_is_missing(ds, capsys):
     ours = ["task_name", "seed", "split", "success", "failure", "reason", "instruction", "n_steps", "control_steps",
             "objects", "names", "plan_steps", "frame_t", "wall_s", "data/sha256"]
-    edit_info(ds, lambda i: (i.pop("palme"), i["features"].pop("language_persistent")))
+    edit_info(ds, lambda i: (i.pop("palme"), i["features"].pop("language_persistent_json")))
     for ep in (0, 1):
         path = ds / episodes_path(ep)
         pq.write_table(pq.read_table(path).drop_columns(ours), path)
     for cmd in ("validate", "info"):
-        err = assert_refused([cmd, str(ds)], capsys, 'has no "palme" block', "features lack ['language_persistent']",
+        err = assert_refused([cmd, str(ds)], capsys, 'has no "palme" block', "features lack ['language_persistent_json']",
                              "meta/episodes rows lack the columns ['task_name', 'seed'", "'frame_t'")
         assert "schema_version None" not in err
     with pytest.raises(DataValidationError, match='no "palme" block'):

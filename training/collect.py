@@ -21,7 +21,8 @@ turned inside out. A process pool (forkserver context: PyBullet clients must not
 parent that already touched them) gives each worker a whole episode at a time.
 
 Set-up is checked in the parent before the first episode: the task, the seeds (both ends of the
-seeds the run may try inside the split's range), the `out` folder (writable), the env and, with
+seeds the run may try inside the split's range), the `out` folder (writable; new, empty or a dataset, never
+a folder of other files: training.recorder.check_dataset_folder), the env and, with
 `planner=palme`, the model (loaded once with the loader, whose message stops the run). A worker
 that still cannot set itself up stops the run with its message (exit 2), and workers end when the
 parent dies (agent.workers).
@@ -40,8 +41,16 @@ from typing import Any
 from agent.planners import PlannerOptions, planner_from_options
 from agent.workers import exit_with_parent, parent_watch, setup_error
 from envs.tasks.base import SPLITS, check_seeds, seed_range
+from training.recorder import (
+    ROBOT_TYPES,
+    check_dataset_folder,
+    dataset_features,
+    open_dataset_writer,
+    palme_block,
+)
 
-ROBOT_TYPES = {"pickplace": "franka_panda", "push": "planar_pusher"}  # info.json robot_type per world
+__all__ = ["ROBOT_TYPES", "CollectConfig", "collect", "dataset_features", "dataset_palme_block", "main"]
+
 _WORKER: dict[str, Any] = {}  # per-process env, agent and recorder (set by _init_worker)
 COLLECT_PLANNERS = ("oracle", "palme")
 
@@ -147,40 +156,9 @@ def _run_episode(seed: int) -> tuple[int, bool, Any, str]:
     return seed, ok, enc, "" if ok else f"{trace.failure}: {trace.reason}"
 
 
-def dataset_features(env: Any) -> dict[str, dict[str, Any]]:
-    """info.json features for this env's image size and action space."""
-    from training.dataset.schema import make_features
-
-    u = env.unwrapped
-    dim = int(env.action_space.shape[0])
-    names = list(getattr(u, "action_names", None) or [f"action_{i}" for i in range(dim)])
-    return make_features(tuple(u.image_size), names)
-
-
 def dataset_palme_block(cfg: CollectConfig, env: Any) -> dict[str, Any]:
-    """Our own info.json keys: world, tasks, seed ranges, camera (for image-frame VQA), table and workspace."""
-    from envs.catalogue import MAX_OBJECTS, OBJ_FIELDS
-
-    u = env.unwrapped
-    world_mod = sys.modules[type(u).__module__]
-    low, high = getattr(world_mod, "WORKSPACE_LOW", None), getattr(world_mod, "WORKSPACE_HIGH", None)
-    center, half = getattr(world_mod, "TABLE_CENTER", None), getattr(world_mod, "TABLE_HALF", None)
-    table_z = float(center[2] + half[2]) if center is not None and half is not None else 0.0
-    return {
-        "world": cfg.env,
-        "tasks": [cfg.task],
-        "control_hz": int(u.control_hz),
-        "frame_policy": f"every {max(1, round(u.control_hz / cfg.fps))} control steps + every plan step start + last",
-        "seed_ranges": {"train": list(seed_range("train")), "test": list(seed_range("L1"))},
-        "collected_splits": [cfg.split],
-        "keep_failures": bool(cfg.keep_failures),
-        "planners": [cfg.planner],  # who acted (palme: steps carry the oracle's label)
-        "object_rows": {"fields": list(OBJ_FIELDS), "max_objects": MAX_OBJECTS},
-        "camera": {"view": [float(x) for x in u._view], "proj": [float(x) for x in u._proj],
-                   "image_size": list(u.image_size)},
-        "table_z": table_z,
-        "workspace": [list(map(float, low)), list(map(float, high))] if low is not None and high is not None else None,
-    }
+    """Our own info.json keys for this run (training.recorder.palme_block): world, tasks, seed ranges, camera, ..."""
+    return palme_block(env, cfg.task, cfg.fps, cfg.split, cfg.keep_failures, cfg.planner)
 
 
 def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
@@ -191,7 +169,6 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     """
     from tqdm import tqdm
 
-    from agent.cli.common import check_writable
     from envs import load_world, make_env
     from envs.tasks.base import task_names
 
@@ -205,16 +182,14 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
         raise ValueError(f"max_attempts must be >= 1 or None (3x episodes), got {cfg.max_attempts}")
     # Both ends of the seeds the run may try (more when seeds already in `out` are skipped; then the range's end stops it).
     check_seeds(cfg.split, first, max_attempts, given=f"seed_start={first} with max_attempts={max_attempts}")
-    check_writable(cfg.out, "out folder")
-    probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
-    features, palme = dataset_features(probe), dataset_palme_block(cfg, probe)
-    robot_type = getattr(probe.unwrapped, "robot_type", None) or ROBOT_TYPES.get(cfg.env, cfg.env)
-    probe.close()
+    check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
     if cfg.planner != "oracle":
         _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
-    from training.dataset.writer import DatasetWriter
-
-    writer = DatasetWriter(cfg.out, features, fps=cfg.fps, robot_type=robot_type, palme=palme)
+    probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
+    try:  # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
+        writer = open_dataset_writer(cfg.out, probe, cfg.task, cfg.fps, cfg.split, cfg.keep_failures, cfg.planner)
+    finally:
+        probe.close()
     seeds = (s for s in range(first, hi) if not writer.has(cfg.task, s))
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.episodes, unit="ep", disable=not cfg.progress, dynamic_ncols=True)

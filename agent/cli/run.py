@@ -4,6 +4,7 @@
     palme-run env=push task=sort_corners seed=0
     palme-run planner=palme checkpoint=PATH instruction="stack the red cube on the blue cube"
     palme-run interactive=true            # instructions from stdin, one after another, same scene
+    palme-run planner=human record=data/mine   # you type each step; the episode is appended to a dataset
     palme-run ... hydra.run.dir=DIR       # chooses the output folder
 
 Set-up errors (names, a seed outside the split's range, an output folder that cannot be written,
@@ -11,6 +12,15 @@ a checkpoint the loader refuses, an instruction the env refuses) stop it before 
 with one line and exit status 2. In an interactive session a line the env refuses is answered
 with `refused: ...` and the session goes on; trace.json (and the video) are rewritten after every
 episode, so an interrupted session keeps the episodes it finished.
+
+Teaching by hand: `record=DIR` appends each finished episode (any planner; in an interactive session
+one per instruction) to a dataset folder in palme-collect's format, through palme-collect's recorder
+and writer with its checks (training.recorder.RunRecording: the folder is probed, locked, and refused
+in one line when it is foreign or does not match); `palme-dataset validate DIR` checks it and
+`palme-train data.dirs=[DIR]` trains on it. As in palme-collect, a failed episode is kept only with
+`keep_failures=true`; an episode of unknown success (an instruction the task cannot parse) is not
+recorded, and a line says so. The live view (`view`, agent.cli.live_view) shows the scene after every
+step: a window where a display works, else live.png in the run folder.
 """
 
 from __future__ import annotations
@@ -18,14 +28,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from agent.cli.common import check_writable, run_cli, user_errors
 from agent.config import RunConfig, register_configs
 from agent.loop import Agent, EpisodeTrace, StepRecord, StepStart, printable
-from agent.planners import planner_from_options, planner_names
+from agent.planners import HumanPlanner, planner_from_options, planner_names
 from envs.fileio import write_atomic
 
 
@@ -95,7 +105,9 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
 
     Everything is checked before the first episode (ValueError): names, the seed (`cfg.seed` is set
     to the one used), `out_dir` writable, the planner (a model planner loads its checkpoint), the
-    env and the given instruction. trace.json and episode.mp4 are rewritten after every episode.
+    env and the given instruction, the live view, the `record` folder. trace.json and episode.mp4 are
+    rewritten, and a recorded episode appended, after every episode. `stdin` (default sys.stdin) gives
+    the instructions of an interactive session and the `human` planner's steps, from one stream.
     """
     from envs import make_env
 
@@ -103,27 +115,39 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
     cfg.seed = check_seed(cfg)
     out_dir = check_writable(out_dir, "output folder")
     planner = planner_from_options(cfg.planner, cfg.planner_options())
+    lines = Lines(stdin if stdin is not None else sys.stdin)
+    if isinstance(planner, HumanPlanner):  # its steps come from the same stream as the instructions
+        planner.stdin, planner.stdout = lines, out
     kwargs: dict[str, Any] = {"split": cfg.split}
     if cfg.image_size is not None:
         kwargs["image_size"] = tuple(cfg.image_size)
     env = make_env(cfg.env, cfg.task, **kwargs)
-    recorder = None
+    video = view = recording = None
     traces: list[EpisodeTrace] = []
     try:
         options = {"instruction": cfg.instruction} if cfg.instruction is not None else None
         env.reset(seed=cfg.seed, options=options)
         u = env.unwrapped
+        from agent.cli.live_view import open_live_view, resolve_view
+
+        mode = resolve_view(cfg.view, cfg.interactive or cfg.planner == "human")  # window without a display: refused
+        if cfg.record is not None:
+            recording = _open_recording(cfg, env)
+        view = open_live_view(mode, env, out_dir, out)
         if cfg.video:
             from envs.video import VideoRecorder
 
             h, w = u.image_size
-            recorder = VideoRecorder(u, fps=cfg.fps, size=(h * cfg.video_scale, w * cfg.video_scale))
-        printer = LivePrinter(out, recorder)
+            video = VideoRecorder(u, fps=cfg.fps, size=(h * cfg.video_scale, w * cfg.video_scale))
+        printer = LivePrinter(out, video)
+        hooks = recording.hooks() if recording is not None else {}
         agent = Agent(
             planner, max_steps=cfg.max_steps, max_consecutive_failures=cfg.max_consecutive_failures,
-            on_step_start=printer.start, on_step_end=printer.end,
+            on_step_start=_chain(printer.start, hooks.get("on_step_start")),
+            on_step_end=_chain(printer.end, hooks.get("on_step_end"), _view_step(view)),
+            on_control=hooks.get("on_control"),
         )
-        for instruction in _instructions(cfg, u, stdin, out):
+        for instruction in _instructions(cfg, u, lines, out):
             print(f"instruction: {shown(instruction, limit=None)}", file=out, flush=True)
             try:
                 parsed = u.set_instruction(instruction)
@@ -135,27 +159,95 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
             if not parsed:
                 print("(the task cannot parse this instruction: success unknown; the planner's `done` ends it)",
                       file=out, flush=True)
+            if view is not None:
+                view.show(f"instruction: {shown(instruction, limit=120)}")
+            if recording is not None:
+                recording.begin()
             trace = agent.run(env, seed=cfg.seed)
             traces.append(trace)
             print(shown(outcome_line(trace), limit=None), file=out, flush=True)
-            if recorder is not None:
-                recorder.text = shown(outcome_line(trace).split(" [")[0], limit=80)
+            if recording is not None:
+                print(shown(recording.add(trace), limit=None), file=out, flush=True)
+            if view is not None:
+                view.show(shown(outcome_line(trace).split(" [")[0], limit=120))
+            if video is not None:
+                video.text = shown(outcome_line(trace).split(" [")[0], limit=80)
                 for _ in range(max(1, cfg.fps)):  # hold the outcome on screen for a second
-                    recorder.capture()
-            result = _save(cfg, traces, out_dir, recorder)  # after every episode: a crash loses none
+                    video.capture()
+            result = _save(cfg, traces, out_dir, video, recording)  # after every episode: a crash loses none
         if not traces:
-            result = _save(cfg, traces, out_dir, recorder)
+            result = _save(cfg, traces, out_dir, video, recording)
     finally:
-        if recorder is not None:
-            recorder.detach()
+        if video is not None:
+            video.detach()
+        if view is not None:
+            view.close()
+        if recording is not None:
+            recording.close()
         env.close()
     print(f"outputs in {out_dir} (trace.json{', episode.mp4' if cfg.video else ''})", file=out, flush=True)
+    if recording is not None:
+        print(f"recorded {len(recording.recorded)} episode(s) into {recording.root} (check: palme-dataset validate "
+              f"{recording.root}; fine-tune: palme-train init_from=... data.dirs=[{recording.root}])", file=out, flush=True)
     return result
 
 
-def _save(cfg: RunConfig, traces: list[EpisodeTrace], out_dir: Path, recorder: Any) -> dict[str, Any]:
+class Lines:
+    """One stream of input lines read two ways: iterated (instructions) and by `readline()` (the human
+    planner's steps; "" at the end), so both take their lines in order from the same source."""
+
+    def __init__(self, source: Iterable[str]) -> None:
+        self._it = iter(source)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._it)
+
+    def readline(self) -> str:
+        return next(self._it, "")
+
+
+def _chain(*hooks: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    """One agent hook that calls each given hook in order."""
+    todo = [h for h in hooks if h is not None]
+
+    def call(arg: Any) -> None:
+        for h in todo:
+            h(arg)
+
+    return call
+
+
+def _view_step(view: Any) -> Callable[[StepRecord], None] | None:
+    """The live view's step-end hook: the scene with the step and its result."""
+    if view is None:
+        return None
+
+    def show(r: StepRecord) -> None:
+        view.show(f"step {r.index + 1}: {shown(r.step, limit=80)}: {shown(r.feedback, limit=80)}")
+
+    return show
+
+
+def _open_recording(cfg: RunConfig, env: Any) -> Any:
+    """`record=DIR`: palme-collect's recorder and writer on the folder (training.recorder.RunRecording), which
+    probes, locks and checks it; one-line ValueError when it is refused.
+
+    The CLI is the application layer: this is where palme-run reaches down into `training/`, only with
+    `record` set (agent's library code never imports training)."""
+    from training.recorder import RunRecording
+
+    return RunRecording(cfg.record, env, task=cfg.task, split=cfg.split, seed=cfg.seed, planner=cfg.planner,
+                        keep_failures=cfg.keep_failures, fps=cfg.record_fps)
+
+
+def _save(cfg: RunConfig, traces: list[EpisodeTrace], out_dir: Path, recorder: Any, recording: Any = None) -> dict[str, Any]:
     """Write trace.json and (with frames) episode.mp4 for the episodes so far, each replaced whole; returns the trace."""
     result = _trace_file(cfg, traces)
+    if recording is not None:  # where the episodes went: the dataset folder and the indices written there
+        result["record"] = {"folder": str(recording.root), "episodes": list(recording.recorded)}
     write_atomic(out_dir / "trace.json", json.dumps(result, indent=2), fsync=False)
     if recorder is not None:
         partial = out_dir / ".episode.partial.mp4"
@@ -164,15 +256,14 @@ def _save(cfg: RunConfig, traces: list[EpisodeTrace], out_dir: Path, recorder: A
     return result
 
 
-def _instructions(cfg: RunConfig, u: Any, stdin: Iterable[str] | None, out: TextIO) -> Iterator[str]:
-    """The sampled (or given) instruction; in interactive mode, then every line read from stdin."""
+def _instructions(cfg: RunConfig, u: Any, lines: Iterable[str], out: TextIO) -> Iterator[str]:
+    """The sampled (or given) instruction; in interactive mode, then every line read from `lines`."""
     if not cfg.interactive:
         yield u.task_description
         return
     if cfg.instruction is not None:
         yield cfg.instruction
     print(f"scene: {', '.join(u.names)}. Type an instruction per line (empty line or EOF ends).", file=out, flush=True)
-    lines = stdin if stdin is not None else sys.stdin
     for line in lines:
         text = line.strip()
         if not text or text.lower() in ("quit", "exit"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from training.dataset.checks_files import (
     check_images,
     read_parquet,
 )
-from training.dataset.episode import STYLE_ORDER, memory_text
+from training.dataset.episode import STYLE_ORDER, memory_text, read_language
 from training.dataset.schema import (
     ENV_STATE_KEY,
     INDEX_KEYS,
@@ -51,6 +51,7 @@ from training.dataset.schema import (
     data_path,
     episode_schema,
     episodes_path,
+    language_key,
     parse_json,
     stats_keys,
 )
@@ -68,6 +69,7 @@ class EpisodeRow:
     names: list[str]
     steps: list[dict[str, Any]]
     frame_t: list[int]
+    language: list[dict[str, Any]] = field(default_factory=list)  # the language rows, set by check_episode_data
 
 
 def _json_column(row: dict[str, Any], key: str, check: Callable[[Any], str | None]) -> tuple[Any, str | None]:
@@ -307,13 +309,15 @@ def _object_rows_problem(env: np.ndarray, objects: list[dict[str, Any]]) -> str 
     return None
 
 
-def _language_problem(lang: list[dict[str, Any]], steps: list[dict[str, Any]], hz: int) -> str | None:
-    """Why the language rows disagree with plan_steps (subtask at each start, memory with the result at each end)."""
+def _language_problem(lang: list[dict[str, Any]], steps: list[dict[str, Any]], hz: int,
+                      key: str = LANGUAGE_KEY) -> str | None:
+    """Why the language rows (of column `key`) disagree with plan_steps (subtask at each start, memory with the
+    result at each end)."""
     if any(r is None or r.get("style") not in STYLE_ORDER or not isinstance(r.get("content"), str)
            or not _is_num(r.get("timestamp")) for r in lang):
-        return f"{LANGUAGE_KEY} has a row without a known style ({list(STYLE_ORDER)}), a content or a finite timestamp"
+        return f"{key} has a row without a known style ({list(STYLE_ORDER)}), a content or a finite timestamp"
     if not any(r["style"] == "plan" for r in lang):
-        return f"{LANGUAGE_KEY} has no plan row"
+        return f"{key} has no plan row"
 
     def ts(t: int) -> float:
         return float(np.float32(t / hz))
@@ -326,7 +330,7 @@ def _language_problem(lang: list[dict[str, Any]], steps: list[dict[str, Any]], h
     stored = [(float(r["timestamp"]), r["style"], r["content"]) for r in lang if r["style"] != "plan"]
     if stored != expected:
         first = next((k for k, (a, b) in enumerate(zip(stored, expected)) if a != b), min(len(stored), len(expected)))
-        return (f"plan_steps disagree with the {LANGUAGE_KEY} rows (subtask/memory row {first}: stored "
+        return (f"plan_steps disagree with the {key} rows (subtask/memory row {first}: stored "
                 f"{stored[first] if first < len(stored) else None!r:.80}, plan_steps give "
                 f"{expected[first] if first < len(expected) else None!r:.80})")
     return None
@@ -402,14 +406,16 @@ def check_episode_data(
     why = _object_rows_problem(values[ENV_STATE_KEY].reshape(n, MAX_OBJECTS + MAX_ZONES, OBJ_DIM), er.objects)
     if why:
         err(why)
-    lang = table.column(LANGUAGE_KEY)
-    first = lang[0].as_py() or []
-    if any(lang[i].as_py() != first for i in range(1, n)):
-        err(f"{LANGUAGE_KEY} differs between frames (it is the episode's list, the same on every frame)")
+    lang_key = language_key(info["features"])  # JSON text, or LeRobot 0.6's row structs in folders written before
+    lang, why = read_language(table.column(lang_key), lang_key)
+    if lang is None:
+        err(why)
     else:
-        why = _language_problem(first, er.steps, info["palme"]["control_hz"])
+        why = _language_problem(lang, er.steps, info["palme"]["control_hz"], lang_key)
         if why:
             err(why)
+        else:
+            er.language = lang
     if images:
         problems += check_images(table, info, ep, rel)
     return table, problems

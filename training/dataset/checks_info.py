@@ -41,7 +41,7 @@ from training.dataset.schema import (
     IMAGE_KEY,
     INDEX_KEYS,
     INFO_PATH,
-    LANGUAGE_KEY,
+    LEGACY_LANGUAGE_KEY,
     PALME_COLUMNS,
     SCHEMA_VERSION,
     STAT_NAMES,
@@ -50,6 +50,7 @@ from training.dataset.schema import (
     TASKS_PATH,
     VIDEO_PATH,
     env_state_names,
+    language_key,
     parse_json,
 )
 
@@ -58,8 +59,11 @@ from training.dataset.schema import (
 
 
 def _expected_features(info: dict[str, Any]) -> dict[str, tuple[str, list[int] | None, list[str] | None]]:
-    """feature -> (dtype, shape or None = checked apart, names or None = free) that palme-train reads."""
+    """feature -> (dtype, shape or None = checked apart, names or None = free) that palme-train reads. The language
+    column: JSON text (dtype string), or in a folder written before, LeRobot 0.6's `language_persistent` (language)."""
     scalar = [1]
+    feats = info.get("features") if isinstance(info.get("features"), dict) else {}
+    lang = language_key(feats)
     return {
         IMAGE_KEY: ("image", None, None),
         STATE_KEY: ("float32", [ROBOT_DIM], list(ROBOT_FIELDS)),
@@ -69,7 +73,7 @@ def _expected_features(info: dict[str, Any]) -> dict[str, tuple[str, list[int] |
         "next.done": ("bool", scalar, None),
         "timestamp": ("float32", scalar, None),
         **{k: ("int64", scalar, None) for k in INDEX_KEYS},
-        LANGUAGE_KEY: ("language", scalar, None),
+        lang: ("language" if lang == LEGACY_LANGUAGE_KEY else "string", scalar, None),
     }
 
 

@@ -8,6 +8,7 @@ indices (episode, frame, task) and writes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,8 +22,12 @@ from training.dataset.schema import (
     ENV_STATE_KEY,
     IMAGE_KEY,
     LANGUAGE_KEY,
+    LANGUAGE_ROW_TYPE,
+    LEGACY_LANGUAGE_KEY,
     STATE_KEY,
     arrow_schema,
+    language_key,
+    parse_json,
 )
 
 
@@ -121,6 +126,86 @@ def language_rows(ep: EpisodeData) -> list[dict[str, Any]]:
     return rows
 
 
+LANGUAGE_ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in LANGUAGE_ROW_TYPE)  # role, content, style, timestamp, ...
+
+
+def language_text(rows: list[dict[str, Any]]) -> str:
+    """The LANGUAGE_KEY value of every frame: the rows as compact JSON (fields in LANGUAGE_ROW_FIELDS order)."""
+    return json.dumps([{k: r[k] for k in LANGUAGE_ROW_FIELDS} for r in rows], separators=(",", ":"))
+
+
+def parse_language_text(text: str) -> list[dict[str, Any]]:
+    """Rows from a LANGUAGE_KEY value (untrusted text): a JSON list of objects with exactly the LANGUAGE_ROW_FIELDS,
+    `role`/`content`/`style` strings, `timestamp` a finite number (s, returned as float), `camera` a string or null,
+    `tool_calls` a list of strings or null. Returns them as LEGACY_LANGUAGE_KEY's rows read back (same fields,
+    same order); ValueError (one line) saying what is wrong otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"is {text!r:.40}, expected JSON text")  # noqa: TRY004 - bad file content is a ValueError
+    try:
+        rows = parse_json(text)
+    except ValueError as err:
+        raise ValueError(f"is not valid JSON ({err})") from err
+    if not isinstance(rows, list):
+        raise ValueError(f"is {type(rows).__name__}, expected a JSON list of rows")  # noqa: TRY004 - as above
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or sorted(r) != sorted(LANGUAGE_ROW_FIELDS):
+            raise ValueError(f"row {i} is {r!r:.80}, expected an object with the keys {list(LANGUAGE_ROW_FIELDS)}")
+        ts = r["timestamp"]
+        if (not all(isinstance(r[k], str) for k in ("role", "content", "style"))
+                or not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts)
+                or not (r["camera"] is None or isinstance(r["camera"], str))
+                or not (r["tool_calls"] is None or (isinstance(r["tool_calls"], list)
+                                                    and all(isinstance(c, str) for c in r["tool_calls"])))):
+            raise ValueError(f"row {i} is {r!r:.80}, expected role/content/style strings, a finite timestamp, "
+                             "camera a string or null, tool_calls a list of strings or null")
+        out.append({k: float(ts) if k == "timestamp" else r[k] for k in LANGUAGE_ROW_FIELDS})
+    return out
+
+
+def language_column(rows: list[dict[str, Any]], n: int, key: str) -> pa.Array:
+    """The language column of an n-frame episode (the same rows on every frame): JSON text for LANGUAGE_KEY,
+    a list of row structs for LEGACY_LANGUAGE_KEY."""
+    if key == LEGACY_LANGUAGE_KEY:
+        return pa.array([rows] * n, type=pa.list_(LANGUAGE_ROW_TYPE))
+    return pa.array([language_text(rows)] * n, type=pa.string())
+
+
+def read_language(column: pa.ChunkedArray, key: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """(rows, None) from an episode's language column `key` (in either form), or (None, why not, one line):
+    every frame must hold the same rows, and JSON text must parse (`parse_language_text`); the rows' content is
+    checked against plan_steps by `checks_episode._language_problem`. An empty column gives []."""
+    if len(column) == 0:
+        return [], None
+    if key == LEGACY_LANGUAGE_KEY:
+        first = column[0].as_py() or []
+        if any(column[i].as_py() != first for i in range(1, len(column))):
+            return None, f"{key} differs between frames (it is the episode's list, the same on every frame)"
+        return first, None
+    values = column.unique()
+    if len(values) != 1:
+        return None, f"{key} differs between frames (it is the episode's list, the same on every frame)"
+    try:
+        return parse_language_text(values[0].as_py()), None
+    except ValueError as err:
+        return None, f"{key} {err}"
+
+
+def with_language_form(table: pa.Table, features: dict[str, dict[str, Any]]) -> pa.Table:
+    """`table` with its language column in the form `features` declare (`language_key`), converted from the
+    other form when needed (appending new episodes to a folder written before keeps that folder's form).
+    ValueError when the column it has cannot be read (`read_language`)."""
+    want = language_key(features)
+    have = LANGUAGE_KEY if LANGUAGE_KEY in table.column_names else LEGACY_LANGUAGE_KEY
+    if want == have or have not in table.column_names:
+        return table
+    rows, why = read_language(table.column(have), have)
+    if rows is None:
+        raise ValueError(why)
+    col = language_column(rows, table.num_rows, want)
+    return table.set_column(table.schema.get_field_index(have), pa.field(want, col.type), col)
+
+
 def _vector_stats(x: np.ndarray) -> dict[str, np.ndarray]:
     x = x.astype(np.float64).reshape(len(x), -1)
     return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": np.array([len(x)])}
@@ -169,10 +254,12 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
         "episode_index": np.zeros(n, np.int64),
         "index": np.zeros(n, np.int64),
         "task_index": np.zeros(n, np.int64),
-        LANGUAGE_KEY: [lang] * n,
     }
+    lang_key = language_key(features)
     schema = arrow_schema(features)
-    table = pa.Table.from_arrays([pa.array(columns[k], type=schema.field(k).type) for k in schema.names], schema=schema)
+    arrays = [language_column(lang, n, k) if k == lang_key else pa.array(columns[k], type=schema.field(k).type)
+              for k in schema.names]
+    table = pa.Table.from_arrays(arrays, schema=schema)
     stats = {
         IMAGE_KEY: _image_stats(ep.frames),
         STATE_KEY: _vector_stats(robot),

@@ -32,7 +32,6 @@ from training.dataset.schema import (
     DATA_PATH,
     ENV_STATE_KEY,
     IMAGE_KEY,
-    LANGUAGE_KEY,
     STATE_KEY,
     TASKS_PATH,
 )
@@ -59,7 +58,7 @@ class EpisodeLog:
     action: np.ndarray  # (N, A)
     timestamp: np.ndarray  # (N,)
     frame_success: np.ndarray  # (N,) bool
-    language: list[dict[str, Any]]  # language_persistent rows
+    language: list[dict[str, Any]]  # language rows {role, content, style, timestamp (s), camera, tool_calls}
     file: str
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -135,7 +134,7 @@ class LogDataset:
             zones=env[:, MAX_OBJECTS * OBJ_DIM :].reshape(n, MAX_ZONES, OBJ_DIM),
             action=mat("action").astype(np.float32), timestamp=table.column("timestamp").to_numpy(),
             frame_success=table.column("next.success").to_numpy(zero_copy_only=False).astype(bool),
-            language=table.column(LANGUAGE_KEY)[0].as_py() or [],
+            language=er.language,
             file=DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
             meta={k: v for k, v in row.items() if not k.startswith("stats/")},
         ))

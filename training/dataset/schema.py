@@ -24,7 +24,13 @@ CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's default)
 IMAGE_KEY = "observation.images.front"
 STATE_KEY = "observation.state"
 ENV_STATE_KEY = "observation.environment_state"
-LANGUAGE_KEY = "language_persistent"
+# The language rows (LeRobot 0.6's `language_persistent` rows: role, content, style, timestamp, camera, tool_calls)
+# as JSON text, dtype "string": LeRobot 0.4.x maps that to a plain string column (it has no "language" dtype) and
+# LeRobot >= 0.6 too (it claims only the names `language_persistent` / `language_events`), so both open the folder.
+LANGUAGE_KEY = "language_persistent_json"
+# Folders written before: the rows as LeRobot >= 0.6 stores them (dtype "language", a list of row structs);
+# read, validated and appended to in that form, but LeRobot 0.4.x cannot open them.
+LEGACY_LANGUAGE_KEY = "language_persistent"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -62,13 +68,19 @@ def make_features(image_size: tuple[int, int], action_names: list[str]) -> dict[
         "episode_index": scalar("int64"),
         "index": scalar("int64"),
         "task_index": scalar("int64"),
-        LANGUAGE_KEY: {"dtype": "language", "shape": [1], "names": None},
+        LANGUAGE_KEY: {"dtype": "string", "shape": [1], "names": None},
     }
 
 
-_SCALAR_TYPES = {"float32": pa.float32(), "int64": pa.int64(), "bool": pa.bool_()}
+def language_key(features: dict[str, Any]) -> str:
+    """The language column a folder declares: LANGUAGE_KEY (JSON text), or LEGACY_LANGUAGE_KEY in a folder
+    written before (and only that one); LANGUAGE_KEY when neither is there."""
+    return LEGACY_LANGUAGE_KEY if LEGACY_LANGUAGE_KEY in features and LANGUAGE_KEY not in features else LANGUAGE_KEY
+
+
+_SCALAR_TYPES = {"float32": pa.float32(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string()}
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # HF `datasets.Image` storage
-LANGUAGE_ROW_TYPE = pa.struct(
+LANGUAGE_ROW_TYPE = pa.struct(  # one row of LEGACY_LANGUAGE_KEY (LeRobot >= 0.6's language_persistent row)
     [
         ("role", pa.string()),
         ("content", pa.string()),
@@ -187,8 +199,8 @@ PALME_COLUMNS: tuple[str, ...] = tuple(n for n, _ in EPISODE_COLUMNS[EPISODE_COL
 
 
 def stats_keys(features: dict[str, dict[str, Any]]) -> list[str]:
-    """Features that get statistics (everything numeric or image; not language)."""
-    return [k for k, ft in features.items() if ft["dtype"] != "language"]
+    """Features that get statistics (everything numeric or image; not language or other text)."""
+    return [k for k, ft in features.items() if ft["dtype"] not in ("language", "string")]
 
 
 def episode_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:

@@ -35,13 +35,15 @@ from training.dataset.checks import (
     one_line,
     read_tasks,
 )
-from training.dataset.episode import EncodedEpisode
+from training.dataset.episode import EncodedEpisode, with_language_form
 from training.dataset.schema import (
     CHUNKS_SIZE,
     CODEBASE_VERSION,
     DATA_PATH,
     EPISODE_COLUMNS,  # noqa: F401 - re-exported (the columns of meta/episodes rows)
     INFO_PATH,
+    LANGUAGE_KEY,
+    LEGACY_LANGUAGE_KEY,
     SCHEMA_VERSION,
     STAT_NAMES,
     STATS_PATH,
@@ -251,7 +253,7 @@ class DatasetWriter:
         else:
             new_task = False
         task_index = self.tasks.index(enc.instruction)
-        table = self._with_indices(enc.table, ep, start, task_index)
+        table = self._with_indices(with_language_form(enc.table, self.features), ep, start, task_index)
         data = _parquet_bytes(table)
         atomic_write_bytes(self.root / data_path(ep, self.chunks_size), data)
         stats = dict(enc.stats)
@@ -320,8 +322,8 @@ class DatasetWriter:
     def _check_compatible(self, features, fps) -> None:
         if fps is not None and int(fps) != int(self.info["fps"]):
             raise ValueError(f"{self.root}: dataset records at fps={self.info['fps']}, this run asks for fps={fps}")
-        if features is not None:
-            theirs = self.info["features"]
+        if features is not None:  # the language column may be in either form (`add` writes the folder's)
+            features, theirs = _one_language_form(features), _one_language_form(self.info["features"])
             for key in sorted(set(features) | set(theirs)):
                 a, b = features.get(key), theirs.get(key)
                 if a is None or b is None or a["dtype"] != b["dtype"] or list(a["shape"]) != list(b["shape"]):
@@ -397,6 +399,14 @@ class DatasetWriter:
         self.info["total_tasks"] = len(self.tasks)
         self.info["splits"] = _contiguous_splits([r["split"] for r in self.rows])
         atomic_write_json(self.root / INFO_PATH, self.info)
+
+
+def _one_language_form(features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`features` with a LEGACY_LANGUAGE_KEY feature (LeRobot 0.6's form) shown as the LANGUAGE_KEY one, to compare."""
+    if LEGACY_LANGUAGE_KEY not in features or LANGUAGE_KEY in features:
+        return features
+    return {LANGUAGE_KEY if k == LEGACY_LANGUAGE_KEY else k: ({**ft, "dtype": "string"} if k == LEGACY_LANGUAGE_KEY else ft)
+            for k, ft in features.items()}
 
 
 def _const_stats(value: float, n: int) -> dict[str, np.ndarray]:
