@@ -162,15 +162,19 @@ class TabletopEnv(gym.Env):
             self.set_instruction(options["instruction"])
         return self.observe(), self._info()
 
-    def set_instruction(self, text: str) -> bool:
-        """Replace the instruction on the current scene; returns whether the task could parse it into a goal.
+    def set_instruction(self, text: str, keep_goal: bool = False) -> bool:
+        """Replace the instruction on the current scene; returns whether the episode has a goal.
 
+        The task parses `text` into a goal; with `keep_goal`, `text` is taken as another wording of the
+        sampled goal, which stays (how a paraphrase set the parser cannot read is measured).
         Raises ValueError (see `check_instruction`) for text the observation space does not hold.
         """
         check_instruction(text)
-        assert self.instance is not None, "call reset() first"
+        if self.instance is None:
+            raise ValueError("call reset() before set_instruction()")
         self.instance.instruction = text
-        self.goal = self.task.parse_instruction(text, self.instance.objects)
+        if not keep_goal:
+            self.goal = self.task.parse_instruction(text, self.instance.objects)
         return self.goal is not None
 
     def step(self, action):

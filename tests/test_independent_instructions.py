@@ -114,3 +114,16 @@ def test_load_errors(tmp_path):
         IndependentInstructions.load(bad)
     with pytest.raises(ValueError, match="no independent templates"):
         IndependentInstructions({}, {}).usable("grasp", None, [])
+
+
+def test_a_paraphrase_keeps_the_sampled_goal_only_when_asked(ii):
+    from envs import make_env
+
+    env = make_env("pickplace", "grasp", split="L1", obs_type="state")
+    env.reset(seed=seed_range("L1")[0])
+    u = env.unwrapped
+    goal = u.goal
+    text = ii.render("grasp", goal, u.instance.objects, np.random.default_rng(0))
+    assert u.set_instruction(text, keep_goal=True) and u.goal == goal and u.task_description == text
+    assert not u.set_instruction("juggle it") and u.goal is None  # parsed: nothing to measure
+    env.close()
