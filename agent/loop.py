@@ -89,6 +89,7 @@ class EpisodeTrace:
     task: str
     world: str
     planner: str
+    phrasing: str = ""  # the template the env said the goal in ("independent: ..." in L4), or "given" (user text)
     success: bool | None = None  # None when success is unknown (the task could not parse the instruction)
     success_known: bool = True
     failure: str | None = None  # see FAILURE_KINDS; None on success (or unknown success that ended cleanly)
@@ -162,6 +163,7 @@ class Agent:
                              "seed=...), which resets it and runs the loop")
         trace = EpisodeTrace(
             instruction=u.task_description, seed=seed, task=u.task_name, world=u.world,
+            phrasing=str(u.instance.extras.get("template", "")),
             planner=getattr(self.planner, "name", type(self.planner).__name__),
             success_known=u.goal is not None,
         )

@@ -173,6 +173,7 @@ class TabletopEnv(gym.Env):
         if self.instance is None:
             raise ValueError("call reset() before set_instruction()")
         self.instance.instruction = text
+        self.instance.extras["template"] = "given"  # no template of the task's: the caller's words
         if not keep_goal:
             self.goal = self.task.parse_instruction(text, self.instance.objects)
         return self.goal is not None

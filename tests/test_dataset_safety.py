@@ -29,7 +29,7 @@ from training.data import DataValidationError, load_data
 from training.dataset import DatasetWriter, LogDataset, validate
 from training.dataset.checks import DatasetError
 from training.dataset.schema import data_path, episodes_path
-from training.dataset.writer import WriterConflictError
+from training.dataset.writer import LOCK_NAME, WriterConflictError
 from training.dataset_cli import main as cli
 
 TINY = [
@@ -269,6 +269,10 @@ def test_a_lerobot_folder_not_written_by_palme_collect_says_what_is_missing(ds, 
         assert "schema_version None" not in err
     with pytest.raises(DataValidationError, match='no "palme" block'):
         training_data(ds)
+    (ds / LOCK_NAME).unlink(missing_ok=True)
+    with pytest.raises(DatasetError, match="cannot append"):  # a writer refuses it and leaves it as it was
+        DatasetWriter(ds)
+    assert not (ds / LOCK_NAME).exists()
 
 
 # ---- item 17: files respect the umask -------------------------------------------------------------

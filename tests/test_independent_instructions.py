@@ -127,3 +127,19 @@ def test_a_paraphrase_keeps_the_sampled_goal_only_when_asked(ii):
     assert u.set_instruction(text, keep_goal=True) and u.goal == goal and u.task_description == text
     assert not u.set_instruction("juggle it") and u.goal is None  # parsed: nothing to measure
     env.close()
+
+
+def test_traces_say_which_phrasing_an_episode_was_given():
+    from agent.loop import Agent
+    from agent.planners import OraclePlanner
+    from envs import make_env
+
+    env = make_env("pickplace", "unstack", split="L4", obs_type="state")
+    lo, _ = seed_range("L4")
+    kinds = {Agent(OraclePlanner()).episode(env, seed=lo + k).phrasing for k in range(12)}
+    held = set(make_task("pickplace", "unstack").heldout_templates)
+    assert kinds and all(p.startswith("independent: ") or p in held for p in kinds)
+    assert any(p.startswith("independent: ") for p in kinds)
+    trace = Agent(OraclePlanner()).episode(env, seed=lo, instruction="unstack the tower")
+    assert trace.phrasing == "given" and trace.success
+    env.close()

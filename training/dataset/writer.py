@@ -185,7 +185,9 @@ class DatasetWriter:
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = _open_lock(self.root / LOCK_NAME)  # held for the writer's lifetime
+        lock_path = self.root / LOCK_NAME
+        made_lock = not lock_path.exists() and not lock_path.is_symlink()
+        self._lock = _open_lock(lock_path)  # held for the writer's lifetime
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -199,6 +201,8 @@ class DatasetWriter:
         try:
             self._open(features, fps, robot_type, palme, chunks_size)
         except BaseException:
+            if made_lock:  # a refused folder (e.g. a foreign dataset) is left as it was
+                lock_path.unlink(missing_ok=True)
             self.close()
             raise
 
