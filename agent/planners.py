@@ -229,7 +229,7 @@ class HumanPlanner(Planner):
             if isinstance(out, PlanError):
                 self._say(f"not a valid step: {printable(out.reason)} (? lists the valid steps)")
                 continue
-            return line
+            return render_step(out, ctx.scene.names)  # the canonical text: what a recorded episode trains on
 
 
 _CUT = re.compile(r"\bresult\s*:|\bstep\s*\d+\s*[.:)]", re.IGNORECASE)

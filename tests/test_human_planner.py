@@ -67,3 +67,14 @@ def test_out_of_range_number_and_empty_line(grasp_env):
     trace = Agent(HumanPlanner(stdin=io.StringIO(f"{len(steps) + 1}\n\n"), stdout=out)).run(grasp_env, seed=SEED)
     assert f"no step number {len(steps) + 1}: pick 1..{len(steps)}" in out.getvalue()
     assert [s.step for s in trace.steps] == ["done"] and trace.success is False
+
+
+def test_a_typed_step_comes_back_in_its_canonical_words(grasp_env):
+    """What the person types may be any form the parser reads; the step the episode (and a recording) keeps is canonical."""
+    steps, plan = _start(grasp_env)
+    assert plan[0].startswith("pick up the ")
+    typed = f"Step 1: pick({plan[0].removeprefix('pick up the ')})"
+    out = io.StringIO()
+    planner = HumanPlanner(stdin=io.StringIO(typed + "\n"), stdout=out)
+    trace = Agent(planner, max_steps=1).run(grasp_env, seed=SEED)
+    assert trace.steps[0].step == plan[0]

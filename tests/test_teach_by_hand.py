@@ -144,6 +144,7 @@ def test_the_live_view_file_changes_after_each_step(tmp_path, monkeypatch):
     run(_cfg(view="auto"), tmp_path, stdin=lines(), out=out)  # the human planner: interactive use, no display
     text = out.getvalue()
     assert text.count("live view: ") == 1 and f"live view: {live}" in text
+    assert text.count("instruction: ") == 1  # said once: by the human planner, with the scene's objects
     assert len(shots) == 3 and shots[0] != shots[1] != shots[2]
     image = cv2.imread(str(live))
     assert image is not None and image.shape[1] >= 256 and image.shape[0] == image.shape[1]

@@ -148,7 +148,8 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
             on_control=hooks.get("on_control"),
         )
         for instruction in _instructions(cfg, u, lines, out):
-            print(f"instruction: {shown(instruction, limit=None)}", file=out, flush=True)
+            if cfg.planner != "human":  # the human planner shows it with the scene's objects
+                print(f"instruction: {shown(instruction, limit=None)}", file=out, flush=True)
             try:
                 parsed = u.set_instruction(instruction)
             except ValueError as err:  # a line the env refuses: said, and the session goes on
