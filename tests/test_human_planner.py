@@ -71,7 +71,7 @@ def test_out_of_range_number_and_empty_line(grasp_env):
 
 def test_a_typed_step_comes_back_in_its_canonical_words(grasp_env):
     """What the person types may be any form the parser reads; the step the episode (and a recording) keeps is canonical."""
-    steps, plan = _start(grasp_env)
+    _, plan = _start(grasp_env)
     assert plan[0].startswith("pick up the ")
     typed = f"Step 1: pick({plan[0].removeprefix('pick up the ')})"
     out = io.StringIO()
