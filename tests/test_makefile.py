@@ -1,4 +1,4 @@
-"""The quickstart's set-up (issue #22, item 1): a too-old Python is refused in one line and leaves no `.venv`.
+"""The quickstart's set-up and packaging (issue #22, items 1 and 8): a too-old Python is refused in one line and leaves no `.venv`.
 
 `make PY=python3.10 demo` used to leave a broken `.venv` that every later `make` kept using. The Makefile
 now checks the version first and removes `.venv` after a failed set-up; this runs its `setup` target in a
@@ -43,3 +43,15 @@ def test_a_failed_set_up_removes_the_half_made_venv(tmp_path):
                           timeout=60, check=False)
     assert proc.returncode != 0 and "set-up failed: .venv removed" in proc.stdout + proc.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+def test_the_package_metadata_reads_without_deprecation_warnings():
+    """#22 item 8: setuptools warned three times per install that a table `project.license` is deprecated."""
+    import warnings
+
+    setuptools_config = pytest.importorskip("setuptools.config.pyprojecttoml")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cfg = setuptools_config.read_configuration(REPO / "pyproject.toml", expand=True)
+    assert [str(w.message) for w in caught] == []
+    assert cfg["project"]["license"] == "Apache-2.0"  # an SPDX expression (PEP 639), not a table
