@@ -130,8 +130,16 @@ class SentenceStates:
                            ENCODER_TYPES)
         self.package, self.version, self.max_tokens = package, installed_version(package), max_tokens
         self.tokenizer = _tokenizer(folder / "tokenizer.json", max_tokens)
-        with torch.random.fork_rng(devices=[]):  # loading draws no random numbers of the caller's
-            self.model = AutoModel.from_pretrained(folder, **SAFE).eval()
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLIs' output
+        try:
+            with torch.random.fork_rng(devices=[]):  # loading draws no random numbers of the caller's
+                self.model = AutoModel.from_pretrained(folder, **SAFE).eval()
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.model.requires_grad_(False)
         check_weights(self.model.state_dict(), str(folder / "model.safetensors"))
         self.width = int(self.model.config.hidden_size)
