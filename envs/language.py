@@ -91,6 +91,11 @@ def _alternation(phrases: Sequence[str]) -> str:
     return "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
 
 
+def _tidy(text: str) -> str:
+    """Runs of spaces (left by empty alternatives) folded, ends stripped."""
+    return re.sub(r" {2,}", " ", text).strip()
+
+
 def expand(template: str) -> str:
     """The template with each `<name>` replaced by its synonym group; ValueError for an unknown name."""
 
@@ -268,7 +273,7 @@ class Grammar:
                 return self._slot(m[1], template).say(values[m[1]], objects, rng)
             return _draw(m[2].split("|"), rng)
 
-        return re.sub(r" {2,}", " ", _PIECE.sub(fill, expand(template))).strip()
+        return _tidy(_PIECE.sub(fill, expand(template)))
 
     def parse(
         self, templates: Sequence[str], text: str, objects: Objects
@@ -306,8 +311,7 @@ def frame_text(frame: str, clause: str, rng: np.random.Generator | None) -> tupl
     """(`clause` said in `frame`, whether the frame is a question); the frame's groups drawn with `rng`."""
     question = frame.endswith("(?)")
     before, after = frame.removesuffix("(?)").split("{s}")
-    text = choose(before, rng) + clause + choose(after, rng)
-    return re.sub(r" {2,}", " ", text).strip(), question
+    return _tidy(choose(before, rng) + clause + choose(after, rng)), question
 
 
 @cache
@@ -391,14 +395,15 @@ class TemplatePhrasing:
         from envs.tasks.independent_instructions import independent_set
 
         held = [t for t in self.heldout_templates if self.slots_for(t, goal, objects) is not None]
-        ind = independent_set().usable(self.name, goal, objects) if self.name in independent_set().tasks else []
+        ii = independent_set()
+        ind = ii.usable(self.name, goal, objects) if self.name in ii.tasks else []
         if not held and not ind:
             raise ValueError(f"no L4 template of {type(self).__name__} can express goal {goal!r}")
         k = int(rng.integers(len(held) + len(ind)))
         if k < len(held):
             return held[k], self.render(held[k], goal, objects, rng if self.random_phrases else None)
         template, values = ind[k - len(held)]
-        return f"independent: {template.text}", independent_set().fill(template, values, objects, rng)
+        return f"independent: {template.text}", ii.fill(template, values, objects, rng)
 
     def render(
         self, template: str, goal: Any, objects: Objects, rng: np.random.Generator | None = None
