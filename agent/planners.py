@@ -322,7 +322,7 @@ class PalmEPlanner(Planner):
     def task_done(self, ctx: PlanContext) -> bool:
         """PaLM-E's success detection: the model answers "Was the task completed?" about this observation."""
         assert self.prompts is not None
-        question = self.prompts.for_obs("vqa", ctx.obs, question=success_question(ctx.instruction))
+        question = self.prompts.for_obs("vqa", ctx.obs, question=success_question(self.prompts.task(ctx.instruction)))
         return is_yes(self.model.generate([question], max_new_tokens=4)[0])
 
     def _open_loop_step(self, ctx: PlanContext) -> str:

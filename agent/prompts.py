@@ -183,12 +183,17 @@ class PromptBuilder:
         scene = self.scene(n_objects, n_zones)
         return Prompt(scene, "\n", line) if scene else Prompt(line)
 
+    def task(self, instruction: str) -> str:
+        """The instruction as prompts say it after `Task: `: its words, or `the instruction` when
+        `prompt.instruction.in_text` is false (the LM then reads the words only through `<instr>`)."""
+        return instruction.strip() if self.config.instruction.in_text else "the instruction"
+
     def planning(self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0) -> Prompt:
         """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`.
 
         The instruction, steps and feedback are plain text (never placeholders), whatever they hold.
         """
-        lines: list[str] = [self._head(n_objects, n_zones, f"Task: {instruction.strip()}")]
+        lines: list[str] = [self._head(n_objects, n_zones, f"Task: {self.task(instruction)}")]
         window = self.config.history_window
         first = max(0, len(history) - window) if window else 0
         for i, (step, feedback) in enumerate(history[first:], start=first + 1):
@@ -198,7 +203,7 @@ class PromptBuilder:
 
     def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> Prompt:
         """Open-loop prompt: the whole plan is the answer (PaLM-E's p1/p2 style); the instruction is plain text."""
-        return Prompt(self._head(n_objects, n_zones, f"Task: {instruction.strip()}"), "\nPlan:")
+        return Prompt(self._head(n_objects, n_zones, f"Task: {self.task(instruction)}"), "\nPlan:")
 
     def question(self, question: str, n_objects: int, n_zones: int = 0) -> Prompt:
         """VQA / captioning / success-detection prompt; the question is plain text."""

@@ -7,7 +7,7 @@ training range that no collection uses (`VAL_SEED_START` + k), their sampled goa
 and checked to be outside the training grammar) and, on the same seeds, in the training grammar.
 The goal stays the sampled one (`set_instruction(..., keep_goal=True)`), so success is known.
 
-    python benchmarks/validate_phrasing.py CHECKPOINT [--episodes 40] [--out results.json]
+    python benchmarks/validate_phrasing.py CHECKPOINT [--episodes 40] [--out results.json] [--failures failed.jsonl]
 
 Prints per task: success with validation phrasings / with training phrasings (same scenes), with 95%
 Wilson intervals; one process, CPU.
@@ -35,8 +35,13 @@ VAL_FILE = ROOT / "benchmarks" / "data" / "validation_instructions.json"
 VAL_SEED_START = 950_000  # training range [0, 1e6); collections use seeds from 0, 100000 and 200000 up
 
 
-def run(checkpoint: str, episodes: int, image_size: int, tasks: list[str] | None = None) -> dict[str, dict[str, list[int]]]:
-    """task -> {"validation": successes, "training": successes} (0/1 per episode, same seeds)."""
+def run(checkpoint: str, episodes: int, image_size: int, tasks: list[str] | None = None,
+        failed: list[dict] | None = None) -> dict[str, dict[str, list[int]]]:
+    """task -> {"validation": successes, "training": successes} (0/1 per episode, same seeds).
+
+    `failed`, when given, receives the trace (EpisodeTrace.to_dict, plus "kind") of every failed episode: what the
+    recipe is diagnosed on, since these phrasings may steer it and the test set's may not.
+    """
     phrasings = IndependentInstructions.load(VAL_FILE)
     planner = make_planner("palme", checkpoint=checkpoint)
     agent = Agent(planner)
@@ -56,6 +61,8 @@ def run(checkpoint: str, episodes: int, image_size: int, tasks: list[str] | None
                     u.set_instruction(text, keep_goal=True)
                 trace = agent.run(env, seed=seed)
                 res[kind].append(int(bool(trace.success)))
+                if failed is not None and not trace.success:
+                    failed.append({"kind": kind, **trace.to_dict()})
         env.close()
     return out
 
@@ -67,9 +74,11 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--tasks", nargs="*", default=None, help="default: every task of the file")
     ap.add_argument("--out", type=Path, default=None, help="write the per-task counts here (JSON)")
+    ap.add_argument("--failures", type=Path, default=None, help="write the failed episodes' traces here (JSON lines)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    res = run(args.checkpoint, args.episodes, args.image_size, args.tasks)
+    failed: list[dict] | None = [] if args.failures else None
+    res = run(args.checkpoint, args.episodes, args.image_size, args.tasks, failed)
     rows = []
     for task, r in res.items():
         cells = []
@@ -84,6 +93,8 @@ def main() -> None:
     print(f"{time.perf_counter() - t0:.0f} s")
     if args.out:
         args.out.write_text(json.dumps({"checkpoint": args.checkpoint, "results": res}, indent=1))
+    if failed is not None:
+        args.failures.write_text("".join(json.dumps(t) + "\n" for t in failed))
 
 
 if __name__ == "__main__":

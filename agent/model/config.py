@@ -49,6 +49,9 @@ class InstructionConfig:
     version: str = ""  # its version the model was built with (set when built; a checkpoint needs the same one)
     max_tokens: int = 32  # encoder tokens kept per instruction ([CLS] and [SEP] included): LM tokens per <instr>
     projector: str = "mlp"  # linear | mlp: encoder width -> LLM width (role "projector")
+    # false: the LM reads the words only through <instr> (RT-1 and VIMA condition on the frozen encoder alone), so
+    # wordings the training grammar never produced reach the planner through the pretrained encoder's states.
+    in_text: bool = True  # prompts also hold the instruction as plain text (`Task: <its words>`); false: `Task: the instruction`
 
     def __post_init__(self) -> None:
         if not 3 <= self.max_tokens <= 512:
@@ -78,6 +81,9 @@ class PromptConfig:
 
         for name in self.tokens:
             token_type(name)
+        if not self.instruction.in_text and "instruction" not in self.tokens:
+            raise ValueError("prompt.instruction.in_text=false needs 'instruction' in prompt.tokens (else no prompt "
+                             f"would hold the instruction), got prompt.tokens={self.tokens}")
 
 
 @dataclass

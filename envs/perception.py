@@ -1,0 +1,782 @@
+"""Camera-based perception (issue #20): object and zone rows estimated from a rendered RGB-D frame.
+
+The estimator sees what a camera sees: the RGB image, PyBullet's depth buffer and the camera's known
+view / projection matrices. It never reads the segmentation mask, body ids, poses or the task instance
+(privileged state). What it may know is calibration: the catalogue colours and sizes, how the worlds
+paint the robot, table, board and zones, the table height, the push blocks' footprints.
+
+    perception = Perception("pickplace", image_size=(384, 384))
+    rgb, depth = render_for_perception(env, (384, 384))
+    est = perception.estimate(rgb, depth, env._view, env._proj)
+    est.objects   # (MAX_OBJECTS, OBJ_DIM) float32 rows in the OBJ_FIELDS layout, as env.object_rows()
+    est.zones     # (MAX_ZONES, OBJ_DIM) float32 zone rows, as env.zone_rows()
+
+Method, per frame:
+1. Back-projection: pixel (u, v) (column, row from the top) with depth-buffer value d is the world point
+   inv(proj @ view) (2u/W - 1, 1 - 2(v+1)/H, 2d - 1, 1), dehomogenised; that pixel convention is
+   TinyRenderer's (measured: the table top comes back at z = 0.0000 m, cube tops at their true height).
+   Depth-buffer values at the far plane are background. `linear_depth` gives metric depth from near/far.
+2. Colour: TinyRenderer shades a face by scaling its albedo (0.6-0.94 measured), which leaves hue and
+   saturation alone; each pixel takes the nearest class in the chroma plane (S cos H, S sin H) of
+   cv2's HSV, among the world's object colours and its distractors (robot paint: grey with a blue cast,
+   table, board), within a tolerance and a brightness range. Pixels above the table (z > 4 mm) are
+   classified against the object colours, pixels on it against the zones' pastel colours.
+3. Segmentation: per colour, connected components (cv2) of the pixel mask cut along depth
+   discontinuities (a pixel whose 3-D step to a neighbour exceeds 6 pixel footprints); components that
+   fit in one object are merged (an arm in front splits a cube's image), clusters too tall or too wide
+   for one object are split in two with cv2.kmeans (a small and a large cube of one colour stacked or
+   touching).
+4. Per-pixel surface normals from central differences of the world-point image (cv2.Sobel): top faces
+   (normal within ~25 degrees of up) and side faces (within ~17 degrees of horizontal).
+5. A cube: its top height is the median of its top-face pixels; its edge is the height of that top above
+   what it rests on (the table, or the highest cube top below it that it overlaps), else its own visible
+   vertical extent, snapped to the catalogue sizes; yaw is the circular mean (modulo 90 degrees) of the
+   side-face normals and the top face's cv2.minAreaRect; the centre, along each of the cube's axes,
+   comes from the side-face planes (plane offset minus half the edge) and the top face's extent (its
+   midpoint when the whole edge length is seen, else its far edge, away from the camera, plus half the
+   edge: occluders stand between the camera and the cube). z = top - edge / 2.
+6. A push block: the top face's outline (cv2.findContours), carried to the world plane through the
+   depth, filled on a 1 mm grid and matched by IoU against the catalogue footprints at every yaw
+   (shape and yaw at once); the centre is the area centroid of the outline, z = top - height / 2.
+7. A zone: the pastel pixels of one colour on the table; an axis-aligned square from their extent (an
+   edge hidden by cubes standing in the zone is taken from the side with the longer visible run).
+8. Support: `envs.geometry.support_graph` of the estimated rows (the one definition of resting).
+9. Confidence (0-1, a heuristic): how well the measured edge agrees with a catalogue size (push: the
+   footprint IoU), times how much of the object was seen (top face area over the expected area, or side
+   faces for a cube under another). Below ~0.5 the row is doubtful.
+
+Known limits: a tilted cube is reported flat (yaw only); a cube fully hidden behind a taller stack or the
+arm is missed; two touching cubes of one colour and one size are not split; a cube held in the gripper
+with its sides covered by the fingers gets a rough centre and a low confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from envs.catalogue import COLOR_NAMES, COLORS, MAX_OBJECTS, MAX_ZONES, OBJ_DIM, SHAPE_NAMES, SIZE_EDGES
+from envs.geometry import support_graph
+
+WORLDS = ("pickplace", "push")
+DEFAULT_SIZES: dict[str, tuple[int, int]] = {"pickplace": (384, 384), "push": (360, 640)}  # (H, W)
+
+MIN_HEIGHT = 0.004  # object pixels lie this far above the table top (m); zone pixels below it
+JUMP_FOOTPRINTS = 6.0  # a 3-D step to a neighbour pixel above this many pixel footprints is a depth discontinuity
+TOP_NZ = 0.9  # |normal z| above this: a horizontal (top) face
+SIDE_NZ = 0.3  # |normal z| below this: a vertical (side) face
+TOP_TOL = 0.0015  # top-face pixels lie within this of the top height (m)
+OCCLUDER_GAP = 0.01  # a neighbour this much nearer the camera (m) occludes the pixel's surface
+SIZE_TOL = 0.004  # a measured edge within this of a catalogue edge takes that size (m)
+SUPPORT_GAP = 0.03  # a support's top lies at least this far below the cube's top (m)
+ZONE_MIN_FRACTION = 0.03  # a zone needs this fraction of a whole zone's pixels
+GRID_MM = 1.0  # raster step of the push blocks' footprint matching (mm)
+GRID_N = 80  # footprint raster side (cells): 80 mm
+ANGLE_STEP = 3.0  # footprint template yaw step (degrees)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What one frame shows, in the observation's layout.
+
+    objects: (MAX_OBJECTS, OBJ_DIM) float32 rows (catalogue.OBJ_FIELDS): x, y, z of the body centre (m,
+        world), yaw-only quaternion (the yaw folded into the shape's symmetry period), size (m: the cube
+        edge; a push block's 2 x bounding radius), colour id, shape id, present; sorted by x then y,
+        absent rows zero.
+    zones: (MAX_ZONES, OBJ_DIM) float32 zone rows (catalogue.zone_row), sorted by x then y.
+    confidence: (MAX_OBJECTS,) float32 in [0, 1] per object row (0 for absent rows).
+    support: (upper, lower) object-row index pairs: row `upper` rests on row `lower` (geometry.support_graph
+        of the estimated rows); cubes on the table or on nothing are not listed.
+    """
+
+    objects: np.ndarray
+    zones: np.ndarray
+    confidence: np.ndarray
+    support: list[tuple[int, int]]
+
+    @property
+    def n_objects(self) -> int:
+        return int((self.objects[:, -1] > 0.5).sum())
+
+
+# ---- camera geometry ---------------------------------------------------------------------------------
+def _matrix(m: Any, name: str) -> np.ndarray:
+    a = np.asarray(m, dtype=np.float64).reshape(-1)
+    if a.shape != (16,):
+        raise ValueError(f"{name} must hold 16 numbers (PyBullet's column-major 4x4 matrix), got {a.size}")
+    return a.reshape(4, 4).T
+
+
+def near_far(proj: Any) -> tuple[float, float]:
+    """(near, far) clip distances (m) of a PyBullet (OpenGL) projection matrix."""
+    p = _matrix(proj, "proj")
+    return float(p[2, 3] / (p[2, 2] - 1.0)), float(p[2, 3] / (p[2, 2] + 1.0))
+
+
+def linear_depth(depth: np.ndarray, proj: Any) -> np.ndarray:
+    """Metric depth along the optical axis (m) of depth-buffer values in [0, 1]."""
+    n, f = near_far(proj)
+    return (n * f / (f - (f - n) * np.asarray(depth, np.float64))).astype(np.float32)
+
+
+def backproject(depth: np.ndarray, view: Any, proj: Any) -> np.ndarray:
+    """(H, W, 3) float32 world points (m) of a depth buffer (H, W) rendered with `view` and `proj`."""
+    h, w = depth.shape
+    inv = np.linalg.inv(_matrix(proj, "proj") @ _matrix(view, "view"))
+    x = 2.0 * np.arange(w, dtype=np.float64) / w - 1.0
+    y = 1.0 - 2.0 * (np.arange(h, dtype=np.float64) + 1.0) / h
+    z = 2.0 * np.asarray(depth, np.float64) - 1.0
+    # inv @ (x, y, z, 1), expanded so no (H, W, 4) homogeneous array is built per axis
+    out = [inv[i, 0] * x[None, :] + inv[i, 1] * y[:, None] + inv[i, 2] * z + inv[i, 3] for i in range(4)]
+    return (np.stack(out[:3], axis=-1) / out[3][..., None]).astype(np.float32)
+
+
+def camera_position(view: Any) -> np.ndarray:
+    """(3,) world position of the camera of a view matrix."""
+    return np.linalg.inv(_matrix(view, "view"))[:3, 3]
+
+
+# ---- colour classes ------------------------------------------------------------------------------------
+def _chroma(hsv: np.ndarray) -> np.ndarray:
+    """(..., 2) chroma vectors (S cos H, S sin H), S in [0, 1], of cv2 HSV_FULL pixels (..., 3) uint8."""
+    h = hsv[..., 0].astype(np.float32) * np.float32(2 * np.pi / 256)
+    s = hsv[..., 1].astype(np.float32) / np.float32(255)
+    return np.stack([s * np.cos(h), s * np.sin(h)], axis=-1)
+
+
+@dataclass(frozen=True)
+class _Palette:
+    """Colour classes: chroma prototypes, tolerances and brightness ranges; `labels[k] >= 0` are wanted."""
+
+    chroma: np.ndarray  # (K, 2)
+    tol: np.ndarray  # (K,) chroma distance accepted
+    vmax: np.ndarray  # (K,) brightness (0-255) of the unshaded albedo
+    shade: tuple[float, float]  # accepted V / vmax range
+    labels: np.ndarray  # (K,) int: the colour id a class stands for, -1 for distractors
+
+    @staticmethod
+    def build(classes: list[tuple[tuple[float, ...], int]], shade: tuple[float, float]) -> _Palette:
+        rgb = np.array([[c[:3] for c, _ in classes]], dtype=np.float64)  # (1, K, 3)
+        hsv = cv2.cvtColor(np.round(rgb * 255 * 0.8).astype(np.uint8), cv2.COLOR_RGB2HSV_FULL)
+        chroma = _chroma(hsv)[0]
+        d = np.linalg.norm(chroma[:, None] - chroma[None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        tol = np.minimum(0.4 * d.min(axis=1), 0.12).astype(np.float32)
+        return _Palette(chroma, tol, rgb[0].max(axis=1) * 255, shade, np.array([k for _, k in classes]))
+
+    @property
+    def lut(self) -> tuple[np.ndarray, np.ndarray]:
+        """(class (256, 256) int, accepted (256, 256) bool) per (hue, saturation) byte pair."""
+        if "_lut" not in self.__dict__:
+            hs = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).astype(np.uint8)
+            c = _chroma(np.concatenate([hs, np.zeros_like(hs[..., :1])], axis=-1))
+            d = np.linalg.norm(c[..., None, :] - self.chroma, axis=-1)  # (256, 256, K)
+            k = d.argmin(axis=-1)
+            ok = np.take_along_axis(d, k[..., None], -1)[..., 0] <= self.tol[k]
+            object.__setattr__(self, "_lut", (k, ok))
+        return self.__dict__["_lut"]
+
+    def classify(self, rgb: np.ndarray) -> np.ndarray:
+        """(N,) colour id of each pixel (N, 3) uint8 RGB, -1 for none or a distractor."""
+        if len(rgb) == 0:
+            return np.zeros(0, np.int64)
+        hsv = cv2.cvtColor(rgb.reshape(-1, 1, 3), cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3)
+        lut_k, lut_ok = self.lut
+        k = lut_k[hsv[:, 0], hsv[:, 1]]
+        shade = hsv[:, 2] / self.vmax[k]
+        ok = lut_ok[hsv[:, 0], hsv[:, 1]] & (shade >= self.shade[0]) & (shade <= self.shade[1])
+        return np.where(ok, self.labels[k], -1)
+
+
+@dataclass(frozen=True)
+class _World:
+    colors: tuple[str, ...]  # object colours that can appear
+    shapes: tuple[str, ...]  # object shapes
+    distractors: tuple[tuple[float, ...], ...]  # RGBA paints that are not objects
+    zones: bool
+    block_height: float | None  # push blocks: prism height (m); None: cubes of SIZE_EDGES
+    split_z: float  # a cluster taller than this holds two objects (m)
+    split_xy: float  # a cluster wider than this holds two objects (m)
+
+
+@cache
+def _world(world: str) -> _World:
+    if world == "pickplace":
+        from envs.pickplace import ROBOT_RGBA
+
+        table = (0.42, 0.40, 0.38, 1.0)  # envs.pickplace._build_world's table paint
+        return _World(COLOR_NAMES, ("cube",), (ROBOT_RGBA, table), True, None, 0.065, 0.08)
+    if world == "push":
+        from envs.push import BOARD_RGBA, EFFECTOR_RGBA, TABLE_RGBA
+        from envs.push_blocks import BLOCK_COLORS, BLOCK_HEIGHT, BLOCK_SHAPES
+
+        return _World(BLOCK_COLORS, BLOCK_SHAPES, (EFFECTOR_RGBA, BOARD_RGBA, TABLE_RGBA), False, BLOCK_HEIGHT,
+                      1.5 * BLOCK_HEIGHT + 0.01, 0.065)
+    raise ValueError(f"unknown world {world!r}; expected one of {list(WORLDS)}")
+
+
+@cache
+def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) float32, symmetry period)."""
+    from envs.push_blocks import BLOCK_SHAPES, convex_parts
+
+    periods = {"cube": np.pi / 2, "pentagon": 2 * np.pi / 5, "star": 2 * np.pi / 5, "moon": 2 * np.pi}
+    out = {}
+    for shape in BLOCK_SHAPES:
+        yaws = np.radians(np.arange(0.0, math.degrees(periods[shape]) - 1e-6, ANGLE_STEP))
+        masks = []
+        for a in yaws:
+            rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            img = np.zeros((GRID_N, GRID_N), np.uint8)
+            for part in convex_parts(shape):
+                pts = (part @ rot.T) * 1000 / GRID_MM + GRID_N / 2
+                cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
+            masks.append(img.reshape(-1).astype(np.float32))
+        out[shape] = (yaws, np.stack(masks), periods[shape])
+    return out
+
+
+def _yaw_quat(yaw: float) -> np.ndarray:
+    return np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)])
+
+
+def _fold(yaw: float, period: float) -> float:
+    """`yaw` folded into [-period / 2, period / 2)."""
+    return float((yaw + period / 2) % period - period / 2)
+
+
+# ---- the estimator -----------------------------------------------------------------------------------
+class Perception:
+    """Object and zone rows of one world, estimated from an RGB-D frame of the world's fixed camera.
+
+    world: "pickplace" or "push". image_size: (H, W) of the frames `estimate` takes (any size; the
+    accuracy and the cost grow with it, see benchmarks/perception_accuracy.py).
+    """
+
+    def __init__(self, world: str, image_size: tuple[int, int] | None = None) -> None:
+        self.world = world
+        self.cfg = _world(world)
+        size = DEFAULT_SIZES[world] if image_size is None else tuple(int(s) for s in image_size)
+        if len(size) != 2 or min(size) < 32:
+            raise ValueError(f"image_size must be (height, width) >= 32, got {image_size!r}")
+        self.image_size: tuple[int, int] = size  # type: ignore[assignment]
+        ids = [COLOR_NAMES.index(c) for c in self.cfg.colors]
+        self._objects = _Palette.build(
+            [(COLORS[c], i) for c, i in zip(self.cfg.colors, ids)] + [(d, -1) for d in self.cfg.distractors],
+            shade=(0.45, 1.05),
+        )
+        self._zones = None
+        if self.cfg.zones:
+            from envs.pickplace import zone_rgba
+
+            self._zones = _Palette.build(
+                [(zone_rgba(c), i) for i, c in enumerate(COLOR_NAMES)] + [(d, -1) for d in self.cfg.distractors],
+                shade=(0.8, 1.05),  # zones are flat and lit from above: no dark faces
+            )
+            self._zones.lut  # noqa: B018 - built once here, not in the first frame's time
+        self._objects.lut  # noqa: B018
+
+    # ---- public ------------------------------------------------------------------------------------
+    def estimate(self, rgb: np.ndarray, depth: np.ndarray, view: Any, proj: Any) -> Estimate:
+        """Rows of the objects and zones in one frame.
+
+        rgb: (H, W, 3) uint8 (an (H, W, 4) RGBA frame is accepted; alpha is ignored); depth: (H, W) PyBullet
+        depth-buffer values in [0, 1]; view, proj: the 16-number matrices the frame was rendered with.
+        Raises ValueError naming the expected shape for arrays of another shape or dtype.
+        """
+        h, w = self.image_size
+        rgb = np.asarray(rgb)
+        depth = np.asarray(depth)
+        if rgb.ndim == 3 and rgb.shape[2] == 4:
+            rgb = rgb[:, :, :3]
+        if rgb.shape != (h, w, 3):
+            raise ValueError(f"rgb must have shape ({h}, {w}, 3) (this Perception's image_size), got {rgb.shape}")
+        if rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be uint8 of shape ({h}, {w}, 3), got dtype {rgb.dtype}")
+        if depth.shape != (h, w):
+            raise ValueError(f"depth must have shape ({h}, {w}) (this Perception's image_size), got {depth.shape}")
+        if not np.issubdtype(depth.dtype, np.floating):
+            raise ValueError(f"depth must be a float depth buffer of shape ({h}, {w}), got dtype {depth.dtype}")
+        rgb = np.ascontiguousarray(rgb)
+        frame = _Frame(rgb, depth, view, proj)
+        found = self._find_objects(frame)
+        rows = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
+        conf = np.zeros(MAX_OBJECTS, np.float32)
+        found.sort(key=lambda o: (o["row"][0], o["row"][1]))
+        for k, o in enumerate(found[:MAX_OBJECTS]):
+            rows[k] = o["row"]
+            conf[k] = o["conf"]
+        n = min(len(found), MAX_OBJECTS)
+        graph = support_graph(rows[:n].astype(np.float64)) if n else []
+        support = [(i, int(j)) for i, j in enumerate(graph) if j is not None and j >= 0]
+        zones = self._find_zones(frame) if self._zones is not None else np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+        return Estimate(rows, zones, conf, support)
+
+    # ---- objects -----------------------------------------------------------------------------------
+    def _find_objects(self, f: _Frame) -> list[dict]:
+        cfg = self.cfg
+        above = f.valid & (f.X[..., 2] > MIN_HEIGHT)
+        labels = np.full(f.shape, -1, np.int64)
+        labels[above] = self._objects.classify(f.rgb[above])
+        min_px = max(4, int(round(12 * f.shape[0] * f.shape[1] / 384**2)))
+        clusters: list[tuple[int, np.ndarray]] = []
+        for cid in np.unique(labels[labels >= 0]):
+            mask = labels == cid
+            comps = _components(mask & ~f.jump, min_px)
+            for group in self._merge(f, comps):
+                clusters += [(int(cid), c) for c in self._split(f, group)]
+        objs = []
+        for cid, idx in clusters:
+            o = self._measure(f, cid, idx, labels == cid)
+            if o is not None:
+                objs.append(o)
+        if cfg.block_height is None:
+            self._cube_rows(f, objs)
+        return [o for o in objs if "row" in o]
+
+    def _merge(self, f: _Frame, comps: list[np.ndarray]) -> list[np.ndarray]:
+        """Union of components (flat pixel indices) whose points fit in one object together."""
+        cfg = self.cfg
+        max_xy = cfg.split_xy * 0.92
+        max_z = (max(SIZE_EDGES.values()) if cfg.block_height is None else cfg.block_height) + 0.008
+        groups = [c for c in comps]
+        merged = True
+        while merged and len(groups) > 1:
+            merged = False
+            for a in range(len(groups)):
+                for b in range(a + 1, len(groups)):
+                    pa, pb = f.points[groups[a]], f.points[groups[b]]
+                    both = np.concatenate([pa, pb])
+                    ext = both.max(axis=0) - both.min(axis=0)
+                    if ext[0] <= max_xy and ext[1] <= max_xy and ext[2] <= max_z and _near(pa, pb, 0.03):
+                        groups[a] = np.concatenate([groups[a], groups[b]])
+                        del groups[b]
+                        merged = True
+                        break
+                if merged:
+                    break
+        return groups
+
+    def _split(self, f: _Frame, idx: np.ndarray) -> list[np.ndarray]:
+        """A cluster split (cv2.kmeans, deterministic start) while it is too tall or too wide for one object."""
+        pts = f.points[idx]
+        ext = pts.max(axis=0) - pts.min(axis=0)
+        if len(idx) < 8:
+            return [idx]
+        if ext[2] > self.cfg.split_z:
+            if self.cfg.block_height is None:
+                parts = self._split_stack(f, idx)
+                if parts is not None:
+                    return [q for part in parts for q in self._split(f, part)]
+            data = pts[:, 2:3]
+        elif max(ext[0], ext[1]) > self.cfg.split_xy:
+            data = pts[:, :2]
+        else:
+            return [idx]
+        axis = int(np.argmax(data.max(axis=0) - data.min(axis=0)))
+        start = (data[:, axis] > np.median(data[:, axis])).astype(np.int32).reshape(-1, 1)
+        if start.min() == start.max():
+            return [idx]
+        crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1e-5)
+        _, lab, _ = cv2.kmeans(np.ascontiguousarray(data, np.float32), 2, start, crit, 1,
+                               cv2.KMEANS_USE_INITIAL_LABELS)
+        lab = lab.reshape(-1)
+        parts = [idx[lab == k] for k in (0, 1)]
+        if min(len(q) for q in parts) < 4:
+            return [idx]
+        return [q for part in parts for q in self._split(f, part)]
+
+    def _split_stack(self, f: _Frame, idx: np.ndarray) -> list[np.ndarray] | None:
+        """Two stacked cubes of one colour: the cut height whose parts' widths best match the edges it implies.
+
+        The cut lies one catalogue edge above the lowest point (the table when that is near it); each part's
+        width, along the cube axes from the side normals, is compared with the edge its height implies.
+        None when no cut leaves two parts.
+        """
+        pts = f.points[idx].astype(np.float64)
+        nrm = f.normals(idx)
+        side = np.abs(nrm[:, 2]) < SIDE_NZ
+        z_low = float(np.percentile(pts[:, 2], 1))
+        z_low = 0.0 if z_low < MIN_HEIGHT + 0.002 else z_low
+        z_top = float(pts[:, 2].max())
+        yaw = 0.0
+        if side.any():
+            n = _unit_xy(nrm[side])
+            yaw = float(np.angle(np.exp(4j * np.arctan2(n[:, 1], n[:, 0])).sum())) / 4
+        axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
+        best = None
+        for e in sorted(SIZE_EDGES.values()):
+            cut = z_low + e
+            lower, upper = pts[:, 2] < cut, pts[:, 2] >= cut
+            if lower.sum() < 4 or upper.sum() < 4:
+                continue
+            score = 0.0
+            for part, edge in ((lower, e), (upper, z_top - cut)):
+                proj = pts[part, :2] @ axes.T
+                width = float((proj.max(axis=0) - proj.min(axis=0)).max())
+                score += abs(width - edge)
+            if best is None or score < best[0]:
+                best = (score, lower)
+        if best is None:
+            return None
+        return [idx[best[1]], idx[~best[1]]]
+
+    def _measure(self, f: _Frame, cid: int, idx: np.ndarray, colour_mask: np.ndarray) -> dict | None:
+        """Per-cluster measurements: top height, top patch, side faces, yaw (cubes) or the shape fit (blocks)."""
+        pts, nrm = f.points[idx], f.normals(idx)
+        interior = ~f.jump.reshape(-1)[idx]
+        is_top = interior & (np.abs(nrm[:, 2]) > TOP_NZ)
+        is_side = interior & (np.abs(nrm[:, 2]) < SIDE_NZ)
+        has_top = int(is_top.sum()) >= 3
+        # this colour's pixels around the cluster, discontinuity pixels included: the outermost pixels of a face
+        # border what lies behind it (the top's far edge, a held cube's bottom edge)
+        own = np.zeros(f.shape[0] * f.shape[1], np.uint8)
+        own[idx] = 1
+        near = cv2.dilate(own.reshape(f.shape), np.ones((5, 5), np.uint8)).reshape(-1).astype(bool)
+        cand = np.flatnonzero(near & colour_mask.reshape(-1))
+        edge_px = cand[f.jump.reshape(-1)[cand]]
+        row_dz = float(np.median(np.abs(f.dz_per_row(idx[is_side])))) if is_side.any() else 0.0
+        if has_top:
+            tz = pts[is_top, 2]
+            z_top = float(np.median(tz[tz > tz.max() - 0.004]))
+            cn = f.normals(cand)
+            keep = (np.abs(f.points[cand, 2] - z_top) < TOP_TOL) & (
+                (np.abs(cn[:, 2]) >= SIDE_NZ) | f.jump.reshape(-1)[cand])
+            top_idx = cand[keep]
+        else:  # covered (a cube on it) or hidden by the arm: the top comes from what rests on it, if anything
+            z_top = float(pts[:, 2].max())
+            top_idx = np.zeros(0, np.int64)
+        z_min = float(pts[:, 2].min())
+        ez = f.points[edge_px, 2]
+        ez = ez[ez >= z_min - 1.5 * row_dz]
+        z_low = min(z_min, float(ez.min()) if len(ez) else z_min) - 0.5 * row_dz  # a pixel row spans row_dz
+        o: dict[str, Any] = {
+            "cid": cid, "pts": pts, "has_top": has_top, "z_top": z_top, "z_max": float(pts[:, 2].max()),
+            "z_low": 0.0 if z_low < MIN_HEIGHT + 0.002 else z_low,
+            "top_idx": top_idx, "top_xy": f.points[top_idx, :2].astype(np.float64),
+            "top_occ": f.occluded.reshape(-1)[top_idx],
+            "side_xy": pts[is_side, :2].astype(np.float64), "side_n": _unit_xy(nrm[is_side]),
+            "footprint": float(np.median(f.footprint.reshape(-1)[idx])),
+        }
+        o["approx_xy"] = o["top_xy"].mean(axis=0) if len(top_idx) >= 3 else pts[:, :2].mean(axis=0)
+        if self.cfg.block_height is not None:
+            return self._block_row(f, o)
+        o["yaw"] = self._cube_yaw(o)
+        return o
+
+    def _cube_yaw(self, o: dict) -> float:
+        """Yaw folded into [-pi/4, pi/4): circular mean (in 4 x angle) of side normals and the top rectangle."""
+        acc = 0j
+        if len(o["side_n"]):
+            phi = np.arctan2(o["side_n"][:, 1], o["side_n"][:, 0])
+            acc += np.exp(4j * phi).sum()
+        if len(o["top_xy"]) >= 8:
+            (_, _), (rw, rh), ang = cv2.minAreaRect((o["top_xy"] * 1000).astype(np.float32))
+            if min(rw, rh) > 0:
+                acc += len(o["top_xy"]) * np.exp(4j * math.radians(ang))
+        if acc == 0:
+            return 0.0
+        return _fold(float(np.angle(acc)) / 4, np.pi / 2)
+
+    def _cube_rows(self, f: _Frame, objs: list[dict]) -> None:
+        """Edge, centre and row of every cube.
+
+        A covered cube's top is the bottom of the cube resting on it; an edge is the top's height over the
+        cube's own lowest visible point (its bottom edge) or over what it rests on (the table, or the highest
+        cube top below it that it overlaps), whichever is nearer a catalogue edge.
+        """
+        edges = np.array(sorted(SIZE_EDGES.values()))
+        for o in objs:
+            if o["has_top"]:
+                continue
+            above = [q["z_low"] for q in objs if q is not o and q["z_low"] > o["z_max"] - 0.01
+                     and np.linalg.norm(q["approx_xy"] - o["approx_xy"]) < 0.04]
+            if above:
+                o["z_top"] = min(above)
+                o["covered"] = True
+        for o in objs:
+            below = [q["z_top"] for q in objs if q is not o and q["z_top"] <= o["z_top"] - SUPPORT_GAP
+                     and np.linalg.norm(q["approx_xy"] - o["approx_xy"]) < 0.04]
+            base = max(below, default=0.0)
+            top_seen = o["has_top"] or o.get("covered", False)
+            best = (np.inf, 0.0, 0.0)
+            if top_seen:
+                cands = [o["z_top"] - base, o["z_top"] - o["z_low"]]
+                best = min(((abs(c - e), c, e) for c in cands for e in edges))
+            if best[0] <= SIZE_TOL:
+                edge, fit = best[2], best[0]
+            else:  # held, on a hidden cube, or its top hidden: its horizontal extent
+                span = _extent(o["top_xy"] if len(o["top_xy"]) >= 8 else o["pts"][:, :2], o["yaw"])
+                edge = float(edges[np.argmin(np.abs(edges - max(span)))])
+                fit = SIZE_TOL * 2
+                if not top_seen and o["z_low"] <= base + 0.01:  # top hidden (the arm): it rests on its base
+                    o["z_top"] = base + edge
+            centre, seen = self._cube_centre(o, f.cam, edge)
+            z = o["z_top"] - edge / 2
+            row = np.zeros(OBJ_DIM)
+            row[0:3] = (centre[0], centre[1], z)
+            row[3:7] = _yaw_quat(o["yaw"])
+            row[7] = edge
+            row[8] = o["cid"]
+            row[9] = SHAPE_NAMES.index("cube")
+            row[10] = 1.0
+            o["row"] = row
+            o["conf"] = float(math.exp(-((fit / SIZE_TOL) ** 2)) * (0.5 + 0.5 * seen))
+
+    @staticmethod
+    def _cube_centre(o: dict, cam: np.ndarray, edge: float) -> tuple[np.ndarray, float]:
+        """(centre (x, y), fraction seen in [0, 1]) of a cube of `edge` from its side planes and top patch.
+
+        Along each cube axis: a side face facing that axis gives its plane offset minus half the edge; a side
+        face across it, or the top face, gives the midpoint of its extent when it spans the whole edge; a
+        top face cut short (something in front of it) gives its far edge plus half the edge.
+        """
+        yaw = o["yaw"]
+        axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
+        to_cam = cam[:2] - o["approx_xy"]
+        fp = o["footprint"]
+        full = edge - 2.5 * fp  # an extent this long spans the whole edge (pixels sit inside the outline)
+        local = np.zeros(2)
+        seen = 0.0
+        faces = []  # (normal axis, sign, points) of the side faces seen
+        if len(o["side_n"]):
+            for k, a in enumerate(axes):
+                dots = o["side_n"] @ a
+                for sgn in (1.0, -1.0):
+                    sel = sgn * dots > 0.95
+                    if sel.sum() >= 6:
+                        faces.append((k, sgn, o["side_xy"][sel]))
+        for k, a in enumerate(axes):
+            ests: list[tuple[float, float]] = []
+            for axis, sgn, xy in faces:
+                proj = xy @ a
+                if axis == k:
+                    ests.append((float(np.median(proj)) - sgn * edge / 2, 1.0))
+                elif proj.max() - proj.min() + fp >= full:
+                    ests.append(((float(proj.min()) + float(proj.max())) / 2, 1.0))
+            if len(o["top_xy"]) >= 3:
+                proj = o["top_xy"] @ a
+                lo, hi = float(proj.min()) - fp / 2, float(proj.max()) + fp / 2
+                if hi - lo >= full:
+                    ests.append(((lo + hi) / 2, 1.0))
+                elif not ests:  # cut short: keep the end that does not border something nearer the camera
+                    occ = o["top_occ"]
+                    occ_lo = occ[proj < lo + 2 * fp].mean()
+                    occ_hi = occ[proj > hi - 2 * fp].mean()
+                    if occ_lo < occ_hi or (occ_lo == occ_hi and to_cam @ a > 0):
+                        ests.append((lo + edge / 2, 0.5))
+                    else:
+                        ests.append((hi - edge / 2, 0.5))
+            if not ests:
+                proj = o["pts"][:, :2].astype(np.float64) @ a
+                ests.append(((float(proj.min()) + float(proj.max())) / 2, 0.1))
+            wsum = sum(w for _, w in ests)
+            local[k] = sum(c * w for c, w in ests) / wsum
+            seen += min(1.0, wsum) / 2
+        if len(o["top_xy"]) >= 3:
+            area = len(o["top_xy"]) * fp * fp * 1.3  # foreshortened pixel area on the table plane, roughly
+            seen = max(seen * 0.8, min(1.0, area / edge**2))
+        return axes.T @ local, seen
+
+    # ---- push blocks ---------------------------------------------------------------------------------
+    def _block_row(self, f: _Frame, o: dict) -> dict | None:
+        """Shape, yaw and centre of a push block from its top face's outline matched to the footprints."""
+        from envs.push_blocks import bounding_radius
+
+        top_idx = o["top_idx"]
+        if len(top_idx) < 8:
+            return None
+        mask = np.zeros(f.shape[0] * f.shape[1], np.uint8)
+        mask[top_idx] = 1
+        contours, _ = cv2.findContours(mask.reshape(f.shape), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        contour = max(contours, key=len).reshape(-1, 2)  # (u, v)
+        world = f.X[contour[:, 1], contour[:, 0], :2].astype(np.float64) * 1000  # mm
+        # the outline runs along the outermost top pixels, half a footprint inside the true edge
+        m = cv2.moments(world.astype(np.float32))
+        if m["m00"] <= 1.0:
+            return None
+        centre_mm = np.array([m["m10"] / m["m00"], m["m01"] / m["m00"]])
+        grid = np.zeros((GRID_N, GRID_N), np.uint8)
+        pts = (world - centre_mm) / GRID_MM + GRID_N / 2
+        cv2.fillPoly(grid, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
+        grow = max(1, int(round(o["footprint"] * 1000 / 2 / GRID_MM)))
+        grid = cv2.dilate(grid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+        obs = grid.reshape(-1).astype(np.float32)
+        best = (-1.0, "cube", 0.0, np.pi / 2)
+        for shape in self.cfg.shapes:
+            yaws, masks, period = _templates()[shape]
+            inter = masks @ obs
+            iou = inter / (masks.sum(axis=1) + obs.sum() - inter)
+            k = int(np.argmax(iou))
+            if iou[k] > best[0]:
+                best = (float(iou[k]), shape, float(yaws[k]), period)
+        iou, shape, yaw, period = best
+        row = np.zeros(OBJ_DIM)
+        row[0:2] = centre_mm / 1000
+        row[2] = o["z_top"] - self.cfg.block_height / 2
+        row[3:7] = _yaw_quat(_fold(yaw, period))
+        row[7] = 2 * bounding_radius(shape)
+        row[8] = o["cid"]
+        row[9] = SHAPE_NAMES.index(shape)
+        row[10] = 1.0
+        o["row"] = row
+        o["conf"] = float(np.clip((iou - 0.4) / 0.5, 0.0, 1.0))
+        return o
+
+    # ---- zones ---------------------------------------------------------------------------------------
+    def _find_zones(self, f: _Frame) -> np.ndarray:
+        from envs.pickplace import ZONE_SIDE
+
+        flat = f.valid & (f.X[..., 2] <= MIN_HEIGHT)
+        labels = np.full(f.shape, -1, np.int64)
+        labels[flat] = self._zones.classify(f.rgb[flat])
+        zone_px = (ZONE_SIDE / np.median(f.footprint[flat])) ** 2 if flat.any() else 0.0
+        found = []
+        for cid in np.unique(labels[labels >= 0]):
+            mask = cv2.morphologyEx((labels == cid).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            idx = np.flatnonzero(mask)
+            if len(idx) < ZONE_MIN_FRACTION * zone_px:
+                continue
+            xy = f.points[idx, :2].astype(np.float64)
+            fp = float(np.median(f.footprint.reshape(-1)[idx]))
+            lo, hi = xy.min(axis=0) - fp / 2, xy.max(axis=0) + fp / 2
+            ext = hi - lo
+            side = float(ext.max())
+            centre = (lo + hi) / 2
+            for k in (0, 1):
+                if ext[k] < side - 3 * fp:  # one edge hidden: keep the edge with the longer visible run
+                    run_lo = np.sum(xy[:, k] < lo[k] + fp * 2)
+                    run_hi = np.sum(xy[:, k] > hi[k] - fp * 2)
+                    centre[k] = lo[k] + side / 2 if run_lo >= run_hi else hi[k] - side / 2
+            z = float(np.median(f.points[idx, 2]))
+            row = np.zeros(OBJ_DIM, np.float32)
+            row[0:3] = (centre[0], centre[1], z)
+            row[6] = 1.0
+            row[7] = side
+            row[8] = cid
+            row[9] = len(SHAPE_NAMES)
+            row[10] = 1.0
+            found.append(row)
+        found.sort(key=lambda r: (r[0], r[1]))
+        out = np.zeros((MAX_ZONES, OBJ_DIM), np.float32)
+        for k, row in enumerate(found[:MAX_ZONES]):
+            out[k] = row
+        return out
+
+
+class _Frame:
+    """A frame's world points, pixel footprints, depth discontinuities and (on demand) surface normals."""
+
+    def __init__(self, rgb: np.ndarray, depth: np.ndarray, view: Any, proj: Any) -> None:
+        self.rgb = rgb
+        self.shape = depth.shape
+        h = depth.shape[0]
+        self.valid = (depth < 0.9999) & np.isfinite(depth)
+        depth = np.where(self.valid, depth, 0.5)
+        self.X = backproject(depth, view, proj)
+        self.points = self.X.reshape(-1, 3)
+        self.cam = camera_position(view)
+        p = _matrix(proj, "proj")
+        # pixel size at the point (m): linear depth x the pixel's angular size
+        self.footprint = linear_depth(depth, proj) * np.float32(2.0 / (p[1, 1] * h))
+        gu = cv2.Sobel(self.X, cv2.CV_32F, 1, 0, ksize=1) * np.float32(0.5)  # central differences per pixel
+        gv = cv2.Sobel(self.X, cv2.CV_32F, 0, 1, ksize=1) * np.float32(0.5)
+        step2 = np.maximum(np.einsum("ijk,ijk->ij", gu, gu), np.einsum("ijk,ijk->ij", gv, gv))
+        self.jump = (step2 > (JUMP_FOOTPRINTS * self.footprint) ** 2) | ~self.valid
+        self._gu, self._gv = gu.reshape(-1, 3), gv.reshape(-1, 3)
+        self._depth, self._proj = depth, proj
+
+    def dz_per_row(self, idx: np.ndarray) -> np.ndarray:
+        """Height change (m) from one pixel row to the next at flat pixel indices `idx`."""
+        return self._gv[idx, 2]
+
+    @property
+    def occluded(self) -> np.ndarray:
+        """(H, W) bool: the pixel borders a surface at least OCCLUDER_GAP nearer the camera (an occluder's edge)."""
+        if not hasattr(self, "_occluded"):
+            lin = linear_depth(self._depth, self._proj)
+            self._occluded = cv2.erode(lin, np.ones((3, 3), np.uint8)) < lin - OCCLUDER_GAP
+        return self._occluded
+        self._normals: dict[int, np.ndarray] = {}
+
+    def normals(self, idx: np.ndarray) -> np.ndarray:
+        """(N, 3) unit surface normals, facing the camera, at flat pixel indices `idx`."""
+        n = np.cross(self._gu[idx], self._gv[idx])
+        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+        flip = np.einsum("ij,ij->i", n, self.cam.astype(np.float32) - self.points[idx]) < 0
+        n[flip] *= -1
+        return n
+
+
+def _components(mask: np.ndarray, min_px: int) -> list[np.ndarray]:
+    """Flat pixel indices of each 4-connected component of `mask` with at least `min_px` pixels (cv2)."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
+    flat = lab.reshape(-1)
+    idx = np.flatnonzero(flat)
+    order = idx[np.argsort(flat[idx], kind="stable")]
+    bounds = np.cumsum(stats[:, cv2.CC_STAT_AREA])
+    out = []
+    for k in range(1, n):
+        if stats[k, cv2.CC_STAT_AREA] >= min_px:
+            out.append(order[bounds[k - 1] - stats[0, cv2.CC_STAT_AREA]: bounds[k] - stats[0, cv2.CC_STAT_AREA]])
+    return out
+
+
+def _near(a: np.ndarray, b: np.ndarray, dist: float) -> bool:
+    """Whether some point of a lies within `dist` of some point of b (subsampled to 300 points each)."""
+    a = a[:: max(1, len(a) // 300)]
+    b = b[:: max(1, len(b) // 300)]
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    return bool(d2.min() <= dist * dist)
+
+
+def _unit_xy(n: np.ndarray) -> np.ndarray:
+    xy = n[:, :2].astype(np.float64)
+    return xy / np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
+
+
+def _extent(xy: np.ndarray, yaw: float) -> tuple[float, float]:
+    axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
+    proj = xy @ axes.T
+    ext = proj.max(axis=0) - proj.min(axis=0)
+    return float(ext[0]), float(ext[1])
+
+
+# ---- helpers for envs ----------------------------------------------------------------------------------
+def render_for_perception(env: Any, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb (H, W, 3) uint8, depth (H, W) float32 depth buffer) of `env`'s fixed camera at `size` (H, W).
+
+    The same view and projection matrices as the env's own frames (`env._view`, `env._proj`), rendered by
+    TinyRenderer on the env's client; the default size is the world's DEFAULT_SIZES entry.
+    """
+    import pybullet as p
+
+    env = getattr(env, "unwrapped", env)
+    h, w = DEFAULT_SIZES[env.world] if size is None else size
+    _, _, rgba, depth, _ = p.getCameraImage(
+        int(w), int(h), env._view, env._proj, renderer=p.ER_TINY_RENDERER, physicsClientId=env.client
+    )
+    rgb = np.asarray(rgba, dtype=np.uint8).reshape(h, w, 4)[:, :, :3]
+    return np.ascontiguousarray(rgb), np.asarray(depth, dtype=np.float32).reshape(h, w)
+
+
+def noisy_rows(rows: np.ndarray, rng: np.random.Generator, pos_sigma_m: float) -> np.ndarray:
+    """A copy of object (or zone) rows (N, OBJ_DIM) with Gaussian noise of `pos_sigma_m` (m) on x, y, z of
+    the present rows (absent rows stay zero); draws from `rng` only, so a seeded Generator repeats."""
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
+        raise ValueError(f"rows must be (n, {OBJ_DIM}) in the OBJ_FIELDS layout, got shape {rows.shape}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    if not (pos_sigma_m >= 0 and math.isfinite(pos_sigma_m)):
+        raise ValueError(f"pos_sigma_m must be a finite standard deviation >= 0 (m), got {pos_sigma_m!r}")
+    out = rows.copy()
+    present = rows[:, -1] > 0.5
+    noise = rng.normal(0.0, pos_sigma_m, size=(rows.shape[0], 3))
+    out[present, 0:3] += noise[present].astype(rows.dtype)
+    return out
