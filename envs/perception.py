@@ -221,8 +221,9 @@ def _world(world: str) -> _World:
 
 
 @cache
-def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) float32, symmetry period)."""
+def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) float32, their areas (A,)
+    in cells, symmetry period (rad))."""
     from envs.push_blocks import BLOCK_SHAPES, convex_parts
 
     periods = {"cube": np.pi / 2, "pentagon": 2 * np.pi / 5, "star": 2 * np.pi / 5, "moon": 2 * np.pi}
@@ -237,7 +238,8 @@ def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
                 pts = (part @ rot.T) * 1000 / GRID_MM + GRID_N / 2
                 cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
             masks.append(img.reshape(-1).astype(np.float32))
-        out[shape] = (yaws, np.stack(masks), periods[shape])
+        stack = np.stack(masks)
+        out[shape] = (yaws, stack, stack.sum(axis=1), periods[shape])
     return out
 
 
@@ -280,6 +282,8 @@ class Perception:
             )
             self._zones.lut  # noqa: B018 - built once here, not in the first frame's time
         self._objects.lut  # noqa: B018
+        if self.cfg.block_height is not None:
+            _templates()
 
     # ---- public ------------------------------------------------------------------------------------
     def estimate(self, rgb: np.ndarray, depth: np.ndarray, view: Any, proj: Any) -> Estimate:
@@ -609,9 +613,9 @@ class Perception:
         obs = grid.reshape(-1).astype(np.float32)
         best = (-1.0, "cube", 0.0, np.pi / 2)
         for shape in self.cfg.shapes:
-            yaws, masks, period = _templates()[shape]
+            yaws, masks, areas, period = _templates()[shape]
             inter = masks @ obs
-            iou = inter / (masks.sum(axis=1) + obs.sum() - inter)
+            iou = inter / (areas + obs.sum() - inter)
             k = int(np.argmax(iou))
             if iou[k] > best[0]:
                 best = (float(iou[k]), shape, float(yaws[k]), period)
