@@ -5,53 +5,59 @@ view / projection matrices. It never reads the segmentation mask, body ids, pose
 (privileged state). What it may know is calibration: the catalogue colours and sizes, how the worlds
 paint the robot, table, board and zones, the table height, the push blocks' footprints.
 
-    perception = Perception("pickplace", image_size=(384, 384))
-    rgb, depth = render_for_perception(env, (384, 384))
+    perception = Perception("pickplace")                     # frames of DEFAULT_SIZES["pickplace"]
+    rgb, depth = render_for_perception(env)                  # same camera as env's frames, larger
     est = perception.estimate(rgb, depth, env._view, env._proj)
-    est.objects   # (MAX_OBJECTS, OBJ_DIM) float32 rows in the OBJ_FIELDS layout, as env.object_rows()
-    est.zones     # (MAX_ZONES, OBJ_DIM) float32 zone rows, as env.zone_rows()
+    est.objects      # (MAX_OBJECTS, OBJ_DIM) float32, the layout of env.object_rows()
+    est.zones        # (MAX_ZONES, OBJ_DIM) float32, the layout of env.zone_rows()
+    est.confidence   # (MAX_OBJECTS,) in [0, 1];  est.support: [(upper row, lower row), ...]
 
-Method, per frame:
+Method, per frame (benchmarks/perception_accuracy.py measures it):
 1. Back-projection: pixel (u, v) (column, row from the top) with depth-buffer value d is the world point
-   inv(proj @ view) (2u/W - 1, 1 - 2(v+1)/H, 2d - 1, 1), dehomogenised; that pixel convention is
-   TinyRenderer's (measured: the table top comes back at z = 0.0000 m, cube tops at their true height).
-   Depth-buffer values at the far plane are background. `linear_depth` gives metric depth from near/far.
-2. Colour: TinyRenderer shades a face by scaling its albedo (0.6-0.94 measured), which leaves hue and
-   saturation alone; each pixel takes the nearest class in the chroma plane (S cos H, S sin H) of
-   cv2's HSV, among the world's object colours and its distractors (robot paint: grey with a blue cast,
-   table, board), within a tolerance and a brightness range. Pixels above the table (z > 4 mm) are
-   classified against the object colours, pixels on it against the zones' pastel colours.
-3. Segmentation: per colour, connected components (cv2) of the pixel mask cut along depth
-   discontinuities (a pixel whose 3-D step to a neighbour exceeds 6 pixel footprints); components that
-   fit in one object are merged (an arm in front splits a cube's image), clusters too tall or too wide
-   for one object are split in two with cv2.kmeans (a small and a large cube of one colour stacked or
-   touching).
-4. Per-pixel surface normals from central differences of the world-point image (cv2.Sobel): top faces
-   (normal within ~25 degrees of up) and side faces (within ~17 degrees of horizontal).
-5. A cube: its top height is the median of its top-face pixels; its edge is the height of that top above
-   what it rests on (the table, or the highest cube top below it that it overlaps), else its own visible
-   vertical extent, snapped to the catalogue sizes; yaw is the circular mean (modulo 90 degrees) of the
-   side-face normals and the top face's cv2.minAreaRect; the centre, along each of the cube's axes,
-   comes from the side-face planes (plane offset minus half the edge) and the top face's extent (its
-   midpoint when the whole edge length is seen, else its far edge, away from the camera, plus half the
-   edge: occluders stand between the camera and the cube). z = top - edge / 2.
-6. A push block: the top face's outline (cv2.findContours), carried to the world plane through the
-   depth, filled on a 1 mm grid and matched by IoU against the catalogue footprints at every yaw
-   (shape and yaw at once); the centre is the area centroid of the outline, z = top - height / 2.
+   inv(proj @ view) (2u/W - 1, 1 - 2(v+1)/H, 2d - 1, 1), dehomogenised: TinyRenderer's pixel convention
+   (measured: a vertical cube face comes back on its plane to 0.0 mm, the table top at z = 0.0 mm; half-pixel
+   centres are off by ~1 mm). Far-plane pixels are background. `linear_depth` gives metric depth (near/far).
+2. Colour: TinyRenderer shades a face by scaling its albedo (by 0.6-0.94, measured), which keeps hue and
+   saturation, so a pixel takes the class nearest in the chroma plane (S cos H, S sin H) of cv2's HSV
+   (a 256 x 256 look-up table over hue and saturation) among the world's object colours and its
+   distractors (the robot's grey has a blue cast that tells it from the white cube; table; board), within
+   a tolerance and a brightness range. Pixels above the table (z > MIN_HEIGHT) are classified against the
+   object colours, pixels on it against the zones' pastel colours.
+3. Segmentation: per colour, connected components (cv2) of the mask cut along depth discontinuities (a
+   3-D step to a neighbour pixel above JUMP_FOOTPRINTS pixel footprints); components that fit in one
+   object together are merged (the arm in front splits a cube's image); a cluster too tall for one cube is
+   cut one catalogue edge above its bottom, at whichever edge makes both parts' widths agree with their
+   heights (a small and a large cube of one colour stacked), a cluster too wide is split by its top faces
+   (two cubes of one colour side by side), else by cv2.kmeans.
+4. Surface normals from central differences of the world-point image (cv2.Sobel): top faces (|n_z| > 0.9)
+   and side faces (|n_z| < 0.3).
+5. A cube: its top height is the median of its top-face pixels (a cube with another on it: that cube's
+   bottom); its edge is that top's height over what it rests on (the table, or the highest cube top below
+   that it overlaps) or over its own bottom edge, snapped to the catalogue edge within SIZE_TOL; yaw is
+   the circular mean (modulo 90 degrees) of the side-face normals and the top face's cv2.minAreaRect; the
+   centre, along each cube axis, comes from a side face across that axis (its plane offset, minus half the
+   edge: exact), else from the midpoint of a face extent that spans the whole edge, else from the end of a
+   cut-short top face that does not border something nearer the camera, plus half the edge.
+   z = top - edge / 2.
+6. A push block: the top face's outline (cv2.findContours) carried to the world plane through the depth,
+   filled on a 1 mm grid and matched by IoU against the catalogue footprints every ANGLE_STEP degrees
+   (shape and yaw at once, the yaw refined by a parabola through the best three); the centre is the area
+   centroid of the outline, z = top - height / 2, size 2 x the shape's bounding radius.
 7. A zone: the pastel pixels of one colour on the table; an axis-aligned square from their extent (an
    edge hidden by cubes standing in the zone is taken from the side with the longer visible run).
 8. Support: `envs.geometry.support_graph` of the estimated rows (the one definition of resting).
-9. Confidence (0-1, a heuristic): how well the measured edge agrees with a catalogue size (push: the
-   footprint IoU), times how much of the object was seen (top face area over the expected area, or side
-   faces for a cube under another). Below ~0.5 the row is doubtful.
+9. Confidence (a heuristic in [0, 1]): how well the measured edge fits a catalogue edge (push: the
+   footprint IoU) times how much of the object was seen. Below ~0.5 a row is doubtful.
 
-Known limits: a tilted cube is reported flat (yaw only); a cube fully hidden behind a taller stack or the
-arm is missed; two touching cubes of one colour and one size are not split; a cube held in the gripper
-with its sides covered by the fingers gets a rough centre and a low confidence.
+Known limits: a tilted cube is reported flat (yaw only); a cube hidden behind the arm or a taller stack is
+missed (nothing of it is in the frame); a cube whose top is hidden and whose sides are cut by the arm or
+the fingers gets its size from its visible width (often wrong; confidence ~0.02); two touching cubes
+of one colour and one size (push: two blocks of one colour) are split only by k-means.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -64,9 +70,10 @@ from envs.catalogue import COLOR_NAMES, COLORS, MAX_OBJECTS, MAX_ZONES, OBJ_DIM,
 from envs.geometry import support_graph
 
 WORLDS = ("pickplace", "push")
-DEFAULT_SIZES: dict[str, tuple[int, int]] = {"pickplace": (384, 384), "push": (360, 640)}  # (H, W)
+DEFAULT_SIZES: dict[str, tuple[int, int]] = {"pickplace": (320, 320), "push": (270, 480)}  # (H, W)
 
 MIN_HEIGHT = 0.004  # object pixels lie this far above the table top (m); zone pixels below it
+TABLE_SNAP = 0.012  # an object whose lowest visible point is below this (m) stands on the table
 JUMP_FOOTPRINTS = 6.0  # a 3-D step to a neighbour pixel above this many pixel footprints is a depth discontinuity
 TOP_NZ = 0.9  # |normal z| above this: a horizontal (top) face
 SIDE_NZ = 0.3  # |normal z| below this: a vertical (side) face
@@ -75,6 +82,7 @@ OCCLUDER_GAP = 0.01  # a neighbour this much nearer the camera (m) occludes the 
 SIZE_TOL = 0.004  # a measured edge within this of a catalogue edge takes that size (m)
 SUPPORT_GAP = 0.03  # a support's top lies at least this far below the cube's top (m)
 ZONE_MIN_FRACTION = 0.03  # a zone needs this fraction of a whole zone's pixels
+ZONE_MIN_VALUE = 150  # zones are pale (0.55 white + 0.45 colour) and lit from above: no channel maximum below this
 GRID_MM = 1.0  # raster step of the push blocks' footprint matching (mm)
 GRID_N = 80  # footprint raster side (cells): 80 mm
 ANGLE_STEP = 3.0  # footprint template yaw step (degrees)
@@ -127,7 +135,11 @@ def linear_depth(depth: np.ndarray, proj: Any) -> np.ndarray:
 def backproject(depth: np.ndarray, view: Any, proj: Any) -> np.ndarray:
     """(H, W, 3) float32 world points (m) of a depth buffer (H, W) rendered with `view` and `proj`."""
     h, w = depth.shape
-    inv = np.linalg.inv(_matrix(proj, "proj") @ _matrix(view, "view"))
+    try:
+        inv = np.linalg.inv(_matrix(proj, "proj") @ _matrix(view, "view"))
+    except np.linalg.LinAlgError:
+        raise ValueError("proj @ view is singular: pass the view and projection matrices the frame was "
+                         "rendered with") from None
     x = 2.0 * np.arange(w, dtype=np.float64) / w - 1.0
     y = 1.0 - 2.0 * (np.arange(h, dtype=np.float64) + 1.0) / h
     z = 2.0 * np.asarray(depth, np.float64) - 1.0
@@ -169,7 +181,6 @@ class _Palette:
         tol = np.minimum(0.4 * d.min(axis=1), 0.12).astype(np.float32)
         return _Palette(chroma, tol, rgb[0].max(axis=1) * 255, shade, np.array([k for _, k in classes]))
 
-    @property
     def lut(self) -> tuple[np.ndarray, np.ndarray]:
         """(class (256, 256) int, accepted (256, 256) bool) per (hue, saturation) byte pair."""
         if "_lut" not in self.__dict__:
@@ -181,12 +192,11 @@ class _Palette:
             object.__setattr__(self, "_lut", (k, ok))
         return self.__dict__["_lut"]
 
-    def classify(self, rgb: np.ndarray) -> np.ndarray:
-        """(N,) colour id of each pixel (N, 3) uint8 RGB, -1 for none or a distractor."""
-        if len(rgb) == 0:
+    def classify(self, hsv: np.ndarray) -> np.ndarray:
+        """(N,) colour id of each pixel (N, 3) uint8 HSV (cv2's HSV_FULL), -1 for none or a distractor."""
+        if len(hsv) == 0:
             return np.zeros(0, np.int64)
-        hsv = cv2.cvtColor(rgb.reshape(-1, 1, 3), cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3)
-        lut_k, lut_ok = self.lut
+        lut_k, lut_ok = self.lut()
         k = lut_k[hsv[:, 0], hsv[:, 1]]
         shade = hsv[:, 2] / self.vmax[k]
         ok = lut_ok[hsv[:, 0], hsv[:, 1]] & (shade >= self.shade[0]) & (shade <= self.shade[1])
@@ -222,7 +232,7 @@ def _world(world: str) -> _World:
 
 @cache
 def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
-    """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) float32, their areas (A,)
+    """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) bool, their areas (A,)
     in cells, symmetry period (rad))."""
     from envs.push_blocks import BLOCK_SHAPES, convex_parts
 
@@ -237,9 +247,9 @@ def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
             for part in convex_parts(shape):
                 pts = (part @ rot.T) * 1000 / GRID_MM + GRID_N / 2
                 cv2.fillPoly(img, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
-            masks.append(img.reshape(-1).astype(np.float32))
+            masks.append(img.reshape(-1).astype(bool))
         stack = np.stack(masks)
-        out[shape] = (yaws, stack, stack.sum(axis=1), periods[shape])
+        out[shape] = (yaws, stack, np.count_nonzero(stack, axis=1), periods[shape])
     return out
 
 
@@ -280,8 +290,8 @@ class Perception:
                 [(zone_rgba(c), i) for i, c in enumerate(COLOR_NAMES)] + [(d, -1) for d in self.cfg.distractors],
                 shade=(0.8, 1.05),  # zones are flat and lit from above: no dark faces
             )
-            self._zones.lut  # noqa: B018 - built once here, not in the first frame's time
-        self._objects.lut  # noqa: B018
+            self._zones.lut()  # built here, not in the first frame's time
+        self._objects.lut()
         if self.cfg.block_height is not None:
             _templates()
 
@@ -307,12 +317,18 @@ class Perception:
         if not np.issubdtype(depth.dtype, np.floating):
             raise ValueError(f"depth must be a float depth buffer of shape ({h}, {w}), got dtype {depth.dtype}")
         rgb = np.ascontiguousarray(rgb)
+        for m, name in ((view, "view"), (proj, "proj")):
+            _matrix(m, name)  # 16 numbers, else a ValueError
+        if not np.any((depth < 0.9999) & np.isfinite(depth)):  # nothing but background
+            return Estimate(np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32), np.zeros((MAX_ZONES, OBJ_DIM), np.float32),
+                            np.zeros(MAX_OBJECTS, np.float32), [])
         frame = _Frame(rgb, depth, view, proj)
         found = self._find_objects(frame)
         rows = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
         conf = np.zeros(MAX_OBJECTS, np.float32)
+        found = sorted(found, key=lambda o: -o["conf"])[:MAX_OBJECTS]  # the most certain, if more than fit
         found.sort(key=lambda o: (o["row"][0], o["row"][1]))
-        for k, o in enumerate(found[:MAX_OBJECTS]):
+        for k, o in enumerate(found):
             rows[k] = o["row"]
             conf[k] = o["conf"]
         n = min(len(found), MAX_OBJECTS)
@@ -326,17 +342,23 @@ class Perception:
         cfg = self.cfg
         above = f.valid & (f.X[..., 2] > MIN_HEIGHT)
         labels = np.full(f.shape, -1, np.int64)
-        labels[above] = self._objects.classify(f.rgb[above])
-        min_px = max(4, int(round(12 * f.shape[0] * f.shape[1] / 384**2)))
-        clusters: list[tuple[int, np.ndarray]] = []
+        labels[above] = self._objects.classify(f.hsv[above])
+        min_px = max(4, round(12 * f.shape[0] * f.shape[1] / 384**2))
+        clusters: list[tuple[int, np.ndarray, np.ndarray]] = []
         for cid in np.unique(labels[labels >= 0]):
             mask = labels == cid
-            comps = _components(mask & ~f.jump, min_px)
-            for group in self._merge(f, comps):
-                clusters += [(int(cid), c) for c in self._split(f, group)]
+            parts = [c for group in self._merge(f, _components(mask & ~f.jump, min_px)) for c in self._split(f, group)]
+            for k, idx in enumerate(parts):
+                # this colour's pixels, less those of (and around) the other objects of this colour
+                others = np.zeros(mask.size, np.uint8)
+                for j, other in enumerate(parts):
+                    if j != k:
+                        others[other] = 1
+                near_others = cv2.dilate(others.reshape(f.shape), np.ones((5, 5), np.uint8)).astype(bool)
+                clusters.append((int(cid), idx, mask & ~near_others))
         objs = []
-        for cid, idx in clusters:
-            o = self._measure(f, cid, idx, labels == cid)
+        for cid, idx, mask in clusters:
+            o = self._measure(f, cid, idx, mask)
             if o is not None:
                 objs.append(o)
         if cfg.block_height is None:
@@ -348,7 +370,7 @@ class Perception:
         cfg = self.cfg
         max_xy = cfg.split_xy * 0.92
         max_z = (max(SIZE_EDGES.values()) if cfg.block_height is None else cfg.block_height) + 0.008
-        groups = [c for c in comps]
+        groups = list(comps)
         merged = True
         while merged and len(groups) > 1:
             merged = False
@@ -376,9 +398,12 @@ class Perception:
             if self.cfg.block_height is None:
                 parts = self._split_stack(f, idx)
                 if parts is not None:
-                    return [q for part in parts for q in self._split(f, part)]
+                    return parts
             data = pts[:, 2:3]
         elif max(ext[0], ext[1]) > self.cfg.split_xy:
+            parts = self._split_by_tops(f, idx)
+            if parts is not None:
+                return parts
             data = pts[:, :2]
         else:
             return [idx]
@@ -395,40 +420,111 @@ class Perception:
             return [idx]
         return [q for part in parts for q in self._split(f, part)]
 
-    def _split_stack(self, f: _Frame, idx: np.ndarray) -> list[np.ndarray] | None:
-        """Two stacked cubes of one colour: the cut height whose parts' widths best match the edges it implies.
+    def _split_by_tops(self, f: _Frame, idx: np.ndarray) -> list[np.ndarray] | None:
+        """Objects side by side, one colour: one part per top face (patches of upward pixels, split by height
+        and by image connectivity, centroids at least 2 cm apart), or None when fewer than two are seen.
 
-        The cut lies one catalogue edge above the lowest point (the table when that is near it); each part's
-        width, along the cube axes from the side normals, is compared with the edge its height implies.
-        None when no cut leaves two parts.
+        A point goes to the nearest top centroid, distances scaled by each top's height above the cluster's
+        floor (a taller cube reaches further), among the tops not below the point.
+        """
+        pts = f.points[idx]
+        nz = np.abs(f.normals(idx)[:, 2])
+        top = np.flatnonzero((nz > TOP_NZ) & ~f.jump.reshape(-1)[idx])
+        if len(top) < 8:
+            return None
+        order = top[np.argsort(pts[top, 2], kind="stable")]
+        gaps = np.flatnonzero(np.diff(pts[order, 2]) > 0.003)
+        patches = []
+        for level in np.split(order, gaps + 1):
+            img = np.zeros(f.shape[0] * f.shape[1], np.uint8)
+            img[idx[level]] = 1
+            for comp in _components(img.reshape(f.shape), 4):
+                sel = np.isin(idx, comp)
+                patches.append((pts[sel, :2].mean(axis=0), float(np.median(pts[sel, 2])), int(sel.sum())))
+        patches = sorted(patches, key=lambda q: -q[2])
+        keep: list[tuple[np.ndarray, float, int]] = []
+        for c, z, n in patches:
+            if all(np.linalg.norm(c - k[0]) >= 0.02 for k in keep):
+                keep.append((c, z, n))
+        if len(keep) < 2:
+            return None
+        floor = float(pts[:, 2].min())
+        cents = np.array([k[0] for k in keep])
+        tops = np.array([k[1] for k in keep])
+        scale = np.maximum(tops - floor, 0.01)
+        dist = np.linalg.norm(pts[:, None, :2] - cents[None], axis=-1) / scale[None]
+        dist[pts[:, 2:3] > tops[None] + 0.002] = np.inf  # a point above a top is not on that object
+        lab = np.argmin(np.where(np.isfinite(dist).any(axis=1, keepdims=True), dist,
+                                 np.linalg.norm(pts[:, None, :2] - cents[None], axis=-1)), axis=1)
+        parts = [idx[lab == k] for k in range(len(keep))]
+        return [q for q in parts if len(q) >= 4]
+
+    def _split_stack(self, f: _Frame, idx: np.ndarray) -> list[np.ndarray] | None:
+        """Stacked cubes of one colour: the catalogue edges, bottom-up, that best explain the cluster.
+
+        A sequence of 2-4 edges from the cluster's bottom (the table when near it) must reach its top (or up
+        to 1.5 cm past it when no flat top is seen there: a larger cube on it hides its top edge). It is
+        scored by its rims (where a cube stands on a larger one, the larger one's top shows around it: pixels
+        not on a side face at that height; and nowhere else), then by its side planes (a face of a larger cube
+        stands half the difference of the edges further out than the face below it; without a face seen on
+        two cubes, by how well each part's width matches its edge). Returns the parts (each lower top stays
+        with its cube), or None when no sequence fits.
         """
         pts = f.points[idx].astype(np.float64)
         nrm = f.normals(idx)
         side = np.abs(nrm[:, 2]) < SIDE_NZ
-        z_low = float(np.percentile(pts[:, 2], 1))
-        z_low = 0.0 if z_low < MIN_HEIGHT + 0.002 else z_low
-        z_top = float(pts[:, 2].max())
+        z = pts[:, 2]
+        z_low = float(np.percentile(z, 1))
+        z_low = 0.0 if z_low < TABLE_SNAP else z_low
+        z_top = float(z.max())
+        n_xy = _unit_xy(nrm)
         yaw = 0.0
         if side.any():
-            n = _unit_xy(nrm[side])
-            yaw = float(np.angle(np.exp(4j * np.arctan2(n[:, 1], n[:, 0])).sum())) / 4
+            yaw = float(np.angle(np.exp(4j * np.arctan2(n_xy[side, 1], n_xy[side, 0])).sum())) / 4
         axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
+        # rim heights: non-side pixels between the bottom and the top, grouped where 1 cm apart
+        rz = np.sort(z[~side & (z > z_low + 0.01) & (z < z_top - 0.01)])
+        rims = [float(np.median(g)) for g in np.split(rz, np.flatnonzero(np.diff(rz) > 0.01) + 1) if len(g) >= 3]
+        edges = sorted(SIZE_EDGES.values())
+        seqs = [seq for k in (2, 3, 4) for seq in itertools.product(edges, repeat=k)]
+        # without a flat top at its highest point, the cluster's top may hide under a larger cube on it
+        flat_top = bool(np.any(~side & (np.abs(nrm[:, 2]) > TOP_NZ) & (z > z_top - 0.002)))
         best = None
-        for e in sorted(SIZE_EDGES.values()):
-            cut = z_low + e
-            lower, upper = pts[:, 2] < cut, pts[:, 2] >= cut
-            if lower.sum() < 4 or upper.sum() < 4:
+        for seq in seqs:
+            over = z_low + sum(seq) - z_top
+            if over < -0.006 or over > (0.006 if flat_top else 0.015):
                 continue
-            score = 0.0
-            for part, edge in ((lower, e), (upper, z_top - cut)):
-                proj = pts[part, :2] @ axes.T
-                width = float((proj.max(axis=0) - proj.min(axis=0)).max())
-                score += abs(width - edge)
+            miss = abs(over) if flat_top or over < 0 else 0.3 * over
+            cuts = np.cumsum(seq)[:-1] + z_low
+            want = [c for c, lo, up in zip(cuts, seq, seq[1:]) if lo > up]
+            rim_err = sum(not any(abs(r - c) < 0.005 for r in rims) for c in want)
+            rim_err += sum(not any(abs(r - c) < 0.005 for c in want) for r in rims)
+            labels = np.searchsorted(cuts + TOP_TOL, z)  # the lower cube's top face stays with it
+            if np.bincount(labels, minlength=len(seq)).min() < 4:
+                continue
+            # side planes: a face of a larger cube stands (e_upper - e_lower) / 2 further out than the one below
+            offsets = np.full((len(seq), 4), np.nan)
+            for d, direction in enumerate((*axes, *-axes)):
+                on = side & (n_xy @ direction > 0.95)
+                for k in range(len(seq)):
+                    sel = on & (labels == k)
+                    if sel.sum() >= 4:
+                        offsets[k, d] = np.median(pts[sel, :2] @ direction)
+            steps = np.diff(offsets, axis=0) - np.diff(seq)[:, None] / 2
+            if np.isfinite(steps).any():
+                shape_err = float(np.nanmean(np.abs(steps))) * (len(seq) - 1)
+            else:  # no face seen on two cubes: their widths
+                shape_err = 0.0
+                for k, edge in enumerate(seq):
+                    proj = pts[labels == k, :2] @ axes.T
+                    width = float((np.percentile(proj, 98, axis=0) - np.percentile(proj, 2, axis=0)).max())
+                    shape_err += abs(width - edge)
+            score = 0.02 * rim_err + shape_err + miss
             if best is None or score < best[0]:
-                best = (score, lower)
-        if best is None:
+                best = (score, labels, len(seq))
+        if best is None or not np.isfinite(best[0]):
             return None
-        return [idx[best[1]], idx[~best[1]]]
+        return [idx[best[1] == k] for k in range(best[2])]
 
     def _measure(self, f: _Frame, cid: int, idx: np.ndarray, colour_mask: np.ndarray) -> dict | None:
         """Per-cluster measurements: top height, top patch, side faces, yaw (cubes) or the shape fit (blocks)."""
@@ -461,7 +557,7 @@ class Perception:
         z_low = min(z_min, float(ez.min()) if len(ez) else z_min) - 0.5 * row_dz  # a pixel row spans row_dz
         o: dict[str, Any] = {
             "cid": cid, "pts": pts, "has_top": has_top, "z_top": z_top, "z_max": float(pts[:, 2].max()),
-            "z_low": 0.0 if z_low < MIN_HEIGHT + 0.002 else z_low,
+            "z_low": 0.0 if z_low < TABLE_SNAP else z_low,
             "top_idx": top_idx, "top_xy": f.points[top_idx, :2].astype(np.float64),
             "top_occ": f.occluded.reshape(-1)[top_idx],
             "side_xy": pts[is_side, :2].astype(np.float64), "side_n": _unit_xy(nrm[is_side]),
@@ -511,7 +607,7 @@ class Perception:
             best = (np.inf, 0.0, 0.0)
             if top_seen:
                 cands = [o["z_top"] - base, o["z_top"] - o["z_low"]]
-                best = min(((abs(c - e), c, e) for c in cands for e in edges))
+                best = min((abs(c - e), c, e) for c in cands for e in edges)
             if best[0] <= SIZE_TOL:
                 edge, fit = best[2], best[0]
             else:  # held, on a hidden cube, or its top hidden: its horizontal extent
@@ -522,6 +618,8 @@ class Perception:
                     o["z_top"] = base + edge
             centre, seen = self._cube_centre(o, f.cam, edge)
             z = o["z_top"] - edge / 2
+            if o.get("covered") and abs(o["z_top"] - base - edge) <= SIZE_TOL:
+                z = base + edge / 2  # the top was inferred from the cube on it; what it rests on is measured
             row = np.zeros(OBJ_DIM)
             row[0:3] = (centre[0], centre[1], z)
             row[3:7] = _yaw_quat(o["yaw"])
@@ -556,14 +654,13 @@ class Perception:
                     if sel.sum() >= 6:
                         faces.append((k, sgn, o["side_xy"][sel]))
         for k, a in enumerate(axes):
-            ests: list[tuple[float, float]] = []
-            for axis, sgn, xy in faces:
+            # a face across the axis: its plane, exactly; else midpoints of extents that span the whole edge
+            ests = [(float(np.median(xy @ a)) - sgn * edge / 2, 1.0) for axis, sgn, xy in faces if axis == k]
+            for axis, _, xy in faces if not ests else ():
                 proj = xy @ a
-                if axis == k:
-                    ests.append((float(np.median(proj)) - sgn * edge / 2, 1.0))
-                elif proj.max() - proj.min() + fp >= full:
+                if proj.max() - proj.min() + fp >= full:
                     ests.append(((float(proj.min()) + float(proj.max())) / 2, 1.0))
-            if len(o["top_xy"]) >= 3:
+            if len(o["top_xy"]) >= 3 and not any(axis == k for axis, _, _ in faces):
                 proj = o["top_xy"] @ a
                 lo, hi = float(proj.min()) - fp / 2, float(proj.max()) + fp / 2
                 if hi - lo >= full:
@@ -608,17 +705,22 @@ class Perception:
         grid = np.zeros((GRID_N, GRID_N), np.uint8)
         pts = (world - centre_mm) / GRID_MM + GRID_N / 2
         cv2.fillPoly(grid, [np.round(pts * 16).astype(np.int32)], 1, shift=4)
-        grow = max(1, int(round(o["footprint"] * 1000 / 2 / GRID_MM)))
+        grow = max(1, round(o["footprint"] * 1000 / 2 / GRID_MM))
         grid = cv2.dilate(grid, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-        obs = grid.reshape(-1).astype(np.float32)
+        obs = grid.reshape(-1).astype(bool)
+        n_obs = int(np.count_nonzero(obs))
         best = (-1.0, "cube", 0.0, np.pi / 2)
         for shape in self.cfg.shapes:
             yaws, masks, areas, period = _templates()[shape]
-            inter = masks @ obs
-            iou = inter / (areas + obs.sum() - inter)
+            inter = np.count_nonzero(masks & obs, axis=1)  # no BLAS: its threads fight other work
+            iou = inter / (areas + n_obs - inter)
             k = int(np.argmax(iou))
             if iou[k] > best[0]:
-                best = (float(iou[k]), shape, float(yaws[k]), period)
+                # sub-step yaw: the vertex of the parabola through the best IoU and its neighbours (cyclic)
+                lo, hi = iou[k - 1], iou[(k + 1) % len(iou)]
+                curve = lo - 2 * iou[k] + hi
+                frac = float(np.clip(0.5 * (lo - hi) / curve, -0.5, 0.5)) if curve < 0 else 0.0
+                best = (float(iou[k]), shape, float(yaws[k]) + frac * math.radians(ANGLE_STEP), period)
         iou, shape, yaw, period = best
         row = np.zeros(OBJ_DIM)
         row[0:2] = centre_mm / 1000
@@ -636,9 +738,9 @@ class Perception:
     def _find_zones(self, f: _Frame) -> np.ndarray:
         from envs.pickplace import ZONE_SIDE
 
-        flat = f.valid & (f.X[..., 2] <= MIN_HEIGHT)
+        flat = f.valid & (f.X[..., 2] <= MIN_HEIGHT) & (f.hsv[..., 2] >= ZONE_MIN_VALUE)
         labels = np.full(f.shape, -1, np.int64)
-        labels[flat] = self._zones.classify(f.rgb[flat])
+        labels[flat] = self._zones.classify(f.hsv[flat])
         zone_px = (ZONE_SIDE / np.median(f.footprint[flat])) ** 2 if flat.any() else 0.0
         found = []
         for cid in np.unique(labels[labels >= 0]):
@@ -677,7 +779,7 @@ class _Frame:
     """A frame's world points, pixel footprints, depth discontinuities and (on demand) surface normals."""
 
     def __init__(self, rgb: np.ndarray, depth: np.ndarray, view: Any, proj: Any) -> None:
-        self.rgb = rgb
+        self.hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
         self.shape = depth.shape
         h = depth.shape[0]
         self.valid = (depth < 0.9999) & np.isfinite(depth)
@@ -718,17 +820,19 @@ class _Frame:
 
 
 def _components(mask: np.ndarray, min_px: int) -> list[np.ndarray]:
-    """Flat pixel indices of each 4-connected component of `mask` with at least `min_px` pixels (cv2)."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4)
-    flat = lab.reshape(-1)
-    idx = np.flatnonzero(flat)
-    order = idx[np.argsort(flat[idx], kind="stable")]
-    bounds = np.cumsum(stats[:, cv2.CC_STAT_AREA])
-    out = []
-    for k in range(1, n):
-        if stats[k, cv2.CC_STAT_AREA] >= min_px:
-            out.append(order[bounds[k - 1] - stats[0, cv2.CC_STAT_AREA]: bounds[k] - stats[0, cv2.CC_STAT_AREA]])
-    return out
+    """Flat pixel indices of each 4-connected component of `mask` with at least `min_px` pixels (cv2, on the
+    mask's bounding box)."""
+    m = mask.astype(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(m)
+    if w == 0 or h == 0:
+        return []
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(m[y0:y0 + h, x0:x0 + w], connectivity=4)
+    rows, cols = np.nonzero(lab)
+    keys = lab[rows, cols]
+    order = np.argsort(keys, kind="stable")
+    flat = (rows[order] + y0) * mask.shape[1] + cols[order] + x0
+    ends = np.cumsum(stats[1:, cv2.CC_STAT_AREA])
+    return [flat[e - a: e] for a, e in zip(stats[1:, cv2.CC_STAT_AREA], ends) if a >= min_px]
 
 
 def _near(a: np.ndarray, b: np.ndarray, dist: float) -> bool:
@@ -776,7 +880,8 @@ def noisy_rows(rows: np.ndarray, rng: np.random.Generator, pos_sigma_m: float) -
     if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
         raise ValueError(f"rows must be (n, {OBJ_DIM}) in the OBJ_FIELDS layout, got shape {rows.shape}")
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+        raise ValueError(  # noqa: TRY004 - a user error, reported like the others
+            f"rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
     if not (pos_sigma_m >= 0 and math.isfinite(pos_sigma_m)):
         raise ValueError(f"pos_sigma_m must be a finite standard deviation >= 0 (m), got {pos_sigma_m!r}")
     out = rows.copy()
