@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES, Agent, EpisodeTrace
 from agent.planners import Planner, PlannerOptions, planner_from_options
+from policies.base import skill_executor
 
 __all__ = ["EpisodeTrace", "evaluate", "make_env", "make_planner", "run_episode"]
 
@@ -29,8 +30,8 @@ def make_env(world: str = "pickplace", task: str = "stack", split: str = "train"
 
     `split`: train | L1 | L2 | L3 | L4. `seed`: when given, the env is reset with it (ready for
     `Agent.run`); `run_episode` resets it anyway. Other kwargs go to the env (`image_size=(H, W)`,
-    `obs_type="state"`, `render_mode=None`). Raises ValueError for an unknown world, task or split
-    (listing the known ones).
+    `obs_type="state"`, `render_mode=None`, `state="estimated"`, `state_noise_m=0.01`: envs.state_sources).
+    Raises ValueError for an unknown world, task, split or state source (listing the known ones).
     """
     from envs import make_env as _make_env
 
@@ -45,8 +46,8 @@ def make_planner(name: str = "palme", checkpoint: str | Path | None = None, **op
 
     `checkpoint`: the model folder of `palme` / `text_only` (None: the shipped checkpoints/palme-tiny).
     `options`: the other planner keys of the CLIs (agent.planners.PlannerOptions: `mode`, `constrained`,
-    `check_done`, `max_new_tokens`, `max_plan_tokens`, `device`, `planner_seed`). Raises ValueError for
-    an unknown name, an unknown or bad option, or a checkpoint the loader refuses.
+    `check_done`, `max_new_tokens`, `max_plan_tokens`, `device`, `planner_seed`, `blank_frames`). Raises
+    ValueError for an unknown name, an unknown or bad option, or a checkpoint the loader refuses.
     """
     known = {f for f in PlannerOptions.__dataclass_fields__ if f != "checkpoint"}
     bad = sorted(set(options) - known)
@@ -58,17 +59,21 @@ def make_planner(name: str = "palme", checkpoint: str | Path | None = None, **op
 
 def run_episode(env: Any, planner: Planner | str, seed: int | None = None, instruction: str | None = None,
                 max_steps: int | None = None,
-                max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES) -> EpisodeTrace:
+                max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+                skills_use: str = "privileged") -> EpisodeTrace:
     """Reset `env` with `seed` (and `instruction`, if given) and run `planner` in closed loop until it says
     `done`, runs out of steps (`max_steps`; None: 2x the oracle plan + 2) or fails too often in a row.
 
-    `planner`: a Planner or a name for `make_planner`. Returns the EpisodeTrace (`success`, `failure`,
-    `steps`, `to_json()`); an exception inside the loop ends the episode as a failure, it is not raised.
-    Raises ValueError for an instruction the env refuses or bad limits.
+    `planner`: a Planner or a name for `make_planner`. `skills_use`: what the skills act on, privileged (the
+    simulator's poses) or estimated (the camera's estimate: policies.estimated). Returns the EpisodeTrace
+    (`success`, `failure`, `steps`, `to_json()`); an exception inside the loop ends the episode as a failure,
+    it is not raised.
+    Raises ValueError for an instruction the env refuses, bad limits or an unknown `skills_use`.
     """
+    executor = skill_executor(skills_use)
     if isinstance(planner, str):
         planner = make_planner(planner)
-    agent = Agent(planner, max_steps=max_steps, max_consecutive_failures=max_consecutive_failures)
+    agent = Agent(planner, executor=executor, max_steps=max_steps, max_consecutive_failures=max_consecutive_failures)
     return agent.episode(env, seed=seed, instruction=instruction)
 
 
@@ -80,7 +85,7 @@ def evaluate(planner: str = "palme", world: str = "pickplace", tasks: list[str] 
     `planner`: a planner name (each worker builds its own); `tasks`: None for every task of `world`;
     `split`: L1 | L2 | L3 | L4 | all. `out_dir`: where eval_info.json, episodes.jsonl and report.html
     go (None: a temporary folder, deleted afterwards). `options`: other palme-eval keys (`checkpoint`,
-    `seed_offset`, `max_steps`, `image_size`, ... see agent.evaluate.EvalConfig). The dict holds
+    `seed_offset`, `max_steps`, `image_size`, `state`, `skills_use`, ... see agent.evaluate.EvalConfig). The dict holds
     `overall` (pc_success, ci95, n_episodes, failures, ...), `per_task`, `per_group`, `config`. Raises ValueError
     before any episode for bad names, numbers, seeds or a checkpoint that cannot be loaded.
     """

@@ -6,16 +6,18 @@ from dataclasses import dataclass
 
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
 from agent.planners import PlannerOptions
+from agent.state_options import StateOptions
 
 VIEWS = ("auto", "window", "file", "none")  # palme-run's live view (agent.cli.live_view)
 
 
 @dataclass
-class RunConfig(PlannerOptions):
+class RunConfig(StateOptions, PlannerOptions):
     """Schema of `palme-run`: one episode (or an interactive session) of one task with one planner.
 
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
-    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-eval and palme-collect.
+    device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
+    state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-eval and palme-collect.
     """
 
     planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random | human (you type each step)

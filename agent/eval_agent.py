@@ -16,6 +16,7 @@ import numpy as np
 
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES, Agent, EpisodeTrace, StepRecord, StepStart
 from agent.planners import Planner, PlannerOptions, planner_from_options
+from agent.state_options import StateOptions
 from envs.video import VideoRecorder, caption
 
 FINAL_FRAMES_S = 1.0  # the last frame, captioned with the verdict, is held this long in a video
@@ -24,6 +25,11 @@ FINAL_FRAMES_S = 1.0  # the last frame, captioned with the verdict, is held this
 def build_planner(settings: dict[str, Any]) -> Planner:
     """The planner of a run (a model planner loads its checkpoint here, once per worker)."""
     return planner_from_options(settings["planner"], PlannerOptions(**settings["planner_options"]))
+
+
+def build_state_options(settings: dict[str, Any]) -> StateOptions:
+    """The run's state keys (env state source, skill executor) from worker settings; the defaults when they carry none."""
+    return StateOptions(**settings.get("state_options", {}))
 
 
 def play_episode(
@@ -46,7 +52,8 @@ def play_episode(
             rewards.append(float(u.is_success))  # per executed step: 1 while the goal holds
 
     agent = Agent(
-        planner, max_steps=settings.get("max_steps"), on_step_start=on_start, on_step_end=on_end,
+        planner, executor=build_state_options(settings).executor(), max_steps=settings.get("max_steps"),
+        on_step_start=on_start, on_step_end=on_end,
         max_consecutive_failures=settings.get("max_consecutive_failures", DEFAULT_MAX_CONSECUTIVE_FAILURES),
     )
     if video is not None:

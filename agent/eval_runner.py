@@ -82,11 +82,12 @@ class EpisodeRunner:
             set_torch_threads(settings.get("torch_threads", 1))  # as when the runner builds it
 
     def _env_for(self, task: str, split: str) -> Any:
+        from agent.eval_agent import build_state_options
         from envs import make_env
 
         if self.env_key != (task, split):
             self.close()
-            kw = {"split": split}
+            kw = {"split": split, **build_state_options(self.settings).env_kwargs()}
             if self.settings.get("image_size"):
                 kw["image_size"] = tuple(self.settings["image_size"])
             self.env = make_env(self.settings["env"], task, **kw)

@@ -38,16 +38,18 @@ from agent.eval_runner import Job, run_jobs
 from agent.loop import DEFAULT_MAX_CONSECUTIVE_FAILURES
 from agent.planners import PlannerOptions, planner_names
 from agent.report import compare_markdown, render_compare, render_report, run_label
+from agent.state_options import StateOptions
 
 EVAL_SPLITS = ("L1", "L2", "L3", "L4")
 
 
 @dataclass
-class EvalConfig(PlannerOptions):
+class EvalConfig(StateOptions, PlannerOptions):
     """Schema of `palme-eval` (unknown keys fail at start).
 
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
-    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-run and palme-collect;
+    device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
+    state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-run and palme-collect;
     here `checkpoint` without `planner` means planner=palme.
     """
 
@@ -202,7 +204,7 @@ def runner_settings(cfg: EvalConfig) -> dict[str, Any]:
     opts = asdict(cfg.planner_options())
     if opts["device"] == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: one GPU per local rank
         opts["device"] = f"cuda:{os.environ['LOCAL_RANK']}"
-    return {k: getattr(cfg, k) for k in keys} | {"planner_options": opts}
+    return {k: getattr(cfg, k) for k in keys} | {"planner_options": opts, "state_options": asdict(cfg.state_options())}
 
 
 # ---- torchrun: shard by rank, merge on rank 0 ----------------------------------------------------
@@ -239,6 +241,7 @@ def check_setup(cfg: EvalConfig, settings: dict[str, Any]) -> Any:
     from envs import make_env
 
     kw = {"image_size": tuple(cfg.image_size)} if cfg.image_size else {}
+    kw |= cfg.env_kwargs()
     for split in cfg.splits:
         for task in cfg.tasks:
             make_env(cfg.env, task, split=split, **kw).close()

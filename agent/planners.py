@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -67,6 +67,7 @@ class PlannerOptions:
     max_plan_tokens: int = 256  # model planners, mode=open: tokens of the whole plan
     device: str = "cpu"  # model planners: torch device (cpu | cuda | cuda:N)
     planner_seed: int = 0  # random planner: generator seed (palme-eval combines it with each episode's seed)
+    blank_frames: bool = False  # model planners: the model sees an all-zero camera frame (same shape) in place of each rendered one (camera reliance: benchmarks/camera_reliance.py)
 
     def __post_init__(self) -> None:
         if self.checkpoint == "":  # palme-collect's former spelling of "the shipped checkpoint"
@@ -264,6 +265,7 @@ class PalmEPlanner(Planner):
         model: Any = None,
         prompts: PromptBuilder | None = None,
         check_done: bool = False,
+        blank_frames: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be 'closed' (next step) or 'open' (whole plan), got {mode!r}")
@@ -273,6 +275,7 @@ class PalmEPlanner(Planner):
         self.mode = mode
         self.constrained = constrained
         self.check_done = check_done
+        self.blank_frames = blank_frames
         self.max_new_tokens = max_new_tokens
         self.max_plan_tokens = max_plan_tokens
         self.prompts = prompts or self._prompt_builder()
@@ -283,7 +286,7 @@ class PalmEPlanner(Planner):
     def from_options(cls, opts: PlannerOptions) -> Planner:
         return cls(checkpoint=opts.checkpoint, mode=opts.mode, constrained=opts.constrained,
                    max_new_tokens=opts.max_new_tokens, device=opts.device, max_plan_tokens=opts.max_plan_tokens,
-                   check_done=opts.check_done)
+                   check_done=opts.check_done, blank_frames=opts.blank_frames)
 
     def _prompt_builder(self) -> PromptBuilder:
         """The prompt flags the model was trained with (text-only planners drop image and state)."""
@@ -311,26 +314,34 @@ class PalmEPlanner(Planner):
         allowed = [valid_steps(ctx.scene)] if self.constrained else None
         if self.check_done and ctx.history and self.task_done(ctx):
             return "done"
-        step = first_step(self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0])
+        example = self.seen(ctx.example)
+        step = first_step(self.model.generate([example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0])
         if self.check_done and step.strip().lower() == "done":
             # The success detector just said "not yet": ask again among the valid steps other than done.
             others = [s for s in valid_steps(ctx.scene) if s != "done"]
-            step = first_step(self.model.generate([ctx.example], max_new_tokens=self.max_new_tokens,
+            step = first_step(self.model.generate([example], max_new_tokens=self.max_new_tokens,
                                                   allowed=[others])[0])
         return step
+
+    def seen(self, example: Example) -> Example:
+        """What the model is given for `example`: the example itself, or with `blank_frames` a copy whose
+        camera frame is all zeros (same (H, W, 3) shape and uint8 dtype; the rest of the input unchanged)."""
+        if not self.blank_frames or example.image is None:
+            return example
+        return replace(example, image=np.zeros_like(example.image))
 
     def task_done(self, ctx: PlanContext) -> bool:
         """PaLM-E's success detection: the model answers "Was the task completed?" about this observation."""
         assert self.prompts is not None
         question = self.prompts.for_obs("vqa", ctx.obs, question=success_question(self.prompts.task(ctx.instruction)))
-        return is_yes(self.model.generate([question], max_new_tokens=4)[0])
+        return is_yes(self.model.generate([self.seen(question)], max_new_tokens=4)[0])
 
     def _open_loop_step(self, ctx: PlanContext) -> str:
         """The whole plan is written once, from the first observation; then its steps are returned in order."""
         if self._plan is None:
             assert self.prompts is not None
             example = self.prompts.for_obs("plan_full", ctx.obs, instruction=ctx.instruction)
-            text = self.model.generate([example], max_new_tokens=self.max_plan_tokens)[0]
+            text = self.model.generate([self.seen(example)], max_new_tokens=self.max_plan_tokens)[0]
             self._plan = split_whole_plan(text)
         return self._plan.pop(0) if self._plan else "done"
 

@@ -18,6 +18,7 @@ import pybullet as p
 import pybullet_data
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
+from envs.state_sources import DEFAULT_NOISE_M, StateSource, make_state_source, state_rng
 from envs.tasks.base import SPLITS, Task, TaskInstance, make_task
 from envs.vocab import object_names
 
@@ -60,7 +61,13 @@ def check_instruction(text: object) -> str:
 
 
 class TabletopEnv(gym.Env):
-    """Base of both worlds. Subclasses implement the abstract hooks below."""
+    """Base of both worlds. Subclasses implement the abstract hooks below.
+
+    `state` / `state_noise_m`: where the observation's `objects` and `zones` rows come from
+    (`envs.state_sources`: privileged | estimated | noisy, noise in m); success, the oracles and the
+    skills' privileged helpers always read the simulator (`object_rows()`, `zone_rows()`, ...).
+    Raises ValueError (one line) for an unknown source or a bad noise.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
     world: ClassVar[str]
@@ -77,6 +84,8 @@ class TabletopEnv(gym.Env):
         image_size: tuple[int, int] | None = None,
         obs_type: str = "full",
         split: str = "train",
+        state: str = "privileged",
+        state_noise_m: float = DEFAULT_NOISE_M,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
@@ -84,6 +93,7 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"obs_type must be 'full' (rgb + state) or 'state', got {obs_type!r}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        self.state_source: StateSource = make_state_source(state, state_noise_m)
         self.task: Task = make_task(self.world, task)
         self.task_name = task
         self.split = split
@@ -117,6 +127,11 @@ class TabletopEnv(gym.Env):
         self.last_action: np.ndarray | None = None  # the validated action of the latest control step
         self.failure: str | None = None  # set when the episode can no longer succeed (physics)
         self.step_hooks: list[Callable[[TabletopEnv], None]] = []  # called after every control step
+        self.scene_id = 0  # counts the scenes built (a new one per reset): with `t`, names a moment of the env
+        self._episode_seed: int | None = None
+        self._state_rng: np.random.Generator | None = None
+        self._perception: Any = None  # envs.perception.Perception, built by state_sources.perceive on first use
+        self._estimate_cache: tuple[tuple[int, int], Any] | None = None
 
     # ---- hooks for the worlds -------------------------------------------------------------
     @abstractmethod
@@ -154,6 +169,7 @@ class TabletopEnv(gym.Env):
         if "instruction" in options:  # refused before anything changes (RNG, scene)
             check_instruction(options["instruction"])
         super().reset(seed=seed)
+        self._episode_seed, self._state_rng = seed, None
         for _ in range(self.max_resample):
             self._new_scene(self.task.sample(self.np_random, self.split))
             if not self.task.is_success(self, self.goal):
@@ -224,11 +240,16 @@ class TabletopEnv(gym.Env):
             hook(self)
 
     def observe(self, render: bool | None = None) -> dict[str, Any]:
-        """The observation dict; renders `rgb` unless `obs_type="state"` (or render=False)."""
+        """The observation dict; renders `rgb` unless `obs_type="state"` (or render=False).
+
+        `objects` (MAX_OBJECTS, OBJ_DIM) and `zones` (MAX_ZONES, OBJ_DIM) float32 come from `state_source`
+        (the simulator's rows unless the env was built with another `state`).
+        """
+        objects, zones = self.state_source.rows(self)
         obs: dict[str, Any] = {
             "robot": self._robot_state().astype(np.float32),
-            "objects": self.object_rows(),
-            "zones": self.zone_rows(),
+            "objects": objects,
+            "zones": zones,
             "instruction": self.task_description,
         }
         if self.obs_type == "full" if render is None else render:
@@ -236,6 +257,14 @@ class TabletopEnv(gym.Env):
         return obs
 
     # ---- state access for tasks, skills and data ------------------------------------------
+    @property
+    def state_rng(self) -> np.random.Generator:
+        """The env's generator of state noise for this episode (the `noisy` source): seeded from the episode's
+        reset seed (`state_sources.state_rng`), made on first use so other sources never draw from np_random."""
+        if self._state_rng is None:
+            self._state_rng = state_rng(self._episode_seed, self.np_random)
+        return self._state_rng
+
     @property
     def task_description(self) -> str:
         return self.instance.instruction if self.instance is not None else ""
@@ -278,6 +307,8 @@ class TabletopEnv(gym.Env):
     # ---- internals ------------------------------------------------------------------------
     def _new_scene(self, instance: TaskInstance) -> None:
         p.resetSimulation(physicsClientId=self.client)
+        self.scene_id += 1
+        self._estimate_cache = None
         p.setGravity(0, 0, -9.8, physicsClientId=self.client)
         p.setTimeStep(1.0 / self.physics_hz, physicsClientId=self.client)
         self._build_world()

@@ -380,51 +380,84 @@ class PickPlaceEnv(TabletopEnv):
 
     def hand_clear(self, xy: np.ndarray, ee_z: float, opening: float, exclude: tuple[int, ...] = ()) -> bool:
         """Whether the hand can come down to height `ee_z` over `xy` with the fingers `opening` apart
-        without touching any cube (other than `exclude`)."""
-        for j in range(len(self.object_ids)):
-            if j in exclude:
-                continue
-            pj = self.object_pose(j)[0]
-            hx, hy = hand_footprint(pj[2] + self.object_sizes[j] / 2 - ee_z, opening)
-            r = self.object_sizes[j] / 2 * YAW_SLACK + 0.004
-            if abs(xy[0] - pj[0]) < hx + r and abs(xy[1] - pj[1]) < hy + r:
-                return False
-        return True
+        without touching any cube (other than `exclude`): `hand_is_clear` on the simulator's poses."""
+        return hand_is_clear(self, xy, ee_z, opening, exclude)
 
     def free_spot(
         self, size: float, near: np.ndarray | None = None, exclude: tuple[int, ...] = ()
     ) -> np.ndarray | None:
-        """A table spot (x, y) outside the zones where a cube of `size` can be set down and later picked up
-        without the hand touching another cube: the candidate nearest `near` (deterministic grid search),
-        preferring spots that stay clear even if the neighbours grow into towers; None if the table is full.
-        """
-        xs = np.arange(WORKSPACE_LOW[0], WORKSPACE_HIGH[0] + 1e-9, 0.02)
-        ys = np.arange(WORKSPACE_LOW[1], WORKSPACE_HIGH[1] + 1e-9, 0.02)
-        grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)  # (N, 2)
-        ok = np.ones(len(grid), bool)
-        for centre in self.zones.values():
-            ok &= np.any(np.abs(grid - centre) > ZONE_SIDE / 2 + size / 2 + 0.01, axis=1)
-        others = [self.object_pose(j)[0][:2] for j in range(len(self.object_ids)) if j not in exclude]
-        ref = np.asarray(near[:2]) if near is not None else (WORKSPACE_LOW + WORKSPACE_HIGH) / 2
-        order = np.argsort(np.linalg.norm(grid - ref, axis=1), kind="stable")
-        cands = [grid[k] for k in order if ok[k]]
-        opening = size + RELEASE_MARGIN
-        for strict in (True, False):
-            for q in cands:
-                if strict and not all(apart_for_hand(q, o) for o in others):
-                    continue
-                if self.hand_clear(q, size / 2, opening, exclude):
-                    return q
-        return None
+        """A table spot (x, y) for a cube of `size` (m), or None: `find_free_spot` on the simulator's poses."""
+        return find_free_spot(self, size, near, exclude)
 
     def zone_spot(self, color: str, exclude: tuple[int, ...] = ()) -> np.ndarray | None:
-        """A free slot (x, y) of the 2x2 grid in zone `color`, or None if the zone is missing or full."""
-        if color not in self.zones:
-            return None
-        centre = self.zones[color]
-        others = [self.object_pose(j)[0][:2] for j in range(len(self.object_ids)) if j not in exclude]
-        for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
-            slot = centre + np.array(ZONE_SLOT_OFFSET) * [dx, dy]
-            if all(np.linalg.norm(slot - o) > 0.05 for o in others):
-                return slot
+        """A free slot (x, y) of zone `color`, or None: `find_zone_spot` on the simulator's poses."""
+        return find_zone_spot(self, color, exclude)
+
+    def finger_contacts(self) -> tuple[bool, bool]:
+        """(left, right): whether each finger touches something other than the robot and the table.
+
+        A tactile reading: it says nothing about which body is touched (skills acting on estimated state use
+        it to tell a closed grasp from an empty one; `touches_finger` names the cube, from the simulator).
+        """
+        hits = []
+        for link in FINGER_JOINTS:
+            pts = p.getContactPoints(bodyA=self.robot, linkIndexA=link, physicsClientId=self.client)
+            hits.append(any(pt[2] not in (self.robot, self.table) for pt in pts))
+        return hits[0], hits[1]
+
+
+# ---- placement on a scene's cube poses: the simulator's (PickPlaceEnv) or a skill's estimate ----------------
+# `scene` is anything with `object_ids` (one entry per cube), `object_sizes` (m), `object_pose(j)` ((3,), (4,))
+# and `zones` (colour -> centre (x, y)): a PickPlaceEnv, or policies.estimated's view of an estimate.
+def hand_is_clear(scene: Any, xy: np.ndarray, ee_z: float, opening: float, exclude: tuple[int, ...] = ()) -> bool:
+    """Whether the hand can come down to height `ee_z` (m) over `xy` (m) with the fingers `opening` (m) apart
+    without touching any cube of `scene` other than `exclude`."""
+    for j in range(len(scene.object_ids)):
+        if j in exclude:
+            continue
+        pj = scene.object_pose(j)[0]
+        hx, hy = hand_footprint(pj[2] + scene.object_sizes[j] / 2 - ee_z, opening)
+        r = scene.object_sizes[j] / 2 * YAW_SLACK + 0.004
+        if abs(xy[0] - pj[0]) < hx + r and abs(xy[1] - pj[1]) < hy + r:
+            return False
+    return True
+
+
+def find_free_spot(
+    scene: Any, size: float, near: np.ndarray | None = None, exclude: tuple[int, ...] = ()
+) -> np.ndarray | None:
+    """A table spot (x, y) outside the zones where a cube of `size` can be set down and later picked up
+    without the hand touching another cube: the candidate nearest `near` (deterministic grid search),
+    preferring spots that stay clear even if the neighbours grow into towers; None if the table is full.
+    """
+    xs = np.arange(WORKSPACE_LOW[0], WORKSPACE_HIGH[0] + 1e-9, 0.02)
+    ys = np.arange(WORKSPACE_LOW[1], WORKSPACE_HIGH[1] + 1e-9, 0.02)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)  # (N, 2)
+    ok = np.ones(len(grid), bool)
+    for centre in scene.zones.values():
+        ok &= np.any(np.abs(grid - centre) > ZONE_SIDE / 2 + size / 2 + 0.01, axis=1)
+    others = [scene.object_pose(j)[0][:2] for j in range(len(scene.object_ids)) if j not in exclude]
+    ref = np.asarray(near[:2]) if near is not None else (WORKSPACE_LOW + WORKSPACE_HIGH) / 2
+    order = np.argsort(np.linalg.norm(grid - ref, axis=1), kind="stable")
+    cands = [grid[k] for k in order if ok[k]]
+    opening = size + RELEASE_MARGIN
+    for strict in (True, False):
+        for q in cands:
+            if strict and not all(apart_for_hand(q, o) for o in others):
+                continue
+            if hand_is_clear(scene, q, size / 2, opening, exclude):
+                return q
+    return None
+
+
+def find_zone_spot(scene: Any, color: str, exclude: tuple[int, ...] = ()) -> np.ndarray | None:
+    """A free slot (x, y) of the 2x2 grid in zone `color`, or None if the zone is missing or full."""
+    if color not in scene.zones:
         return None
+    centre = scene.zones[color]
+    others = [scene.object_pose(j)[0][:2] for j in range(len(scene.object_ids)) if j not in exclude]
+    for dx, dy in ((-1, -1), (1, -1), (-1, 1), (1, 1)):
+        slot = centre + np.array(ZONE_SLOT_OFFSET) * [dx, dy]
+        if all(np.linalg.norm(slot - o) > 0.05 for o in others):
+            return slot
+    return None

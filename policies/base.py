@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -89,15 +90,22 @@ def _import_world_skills(world: str) -> None:
             raise
 
 
-def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None) -> SkillResult:
-    """Execute one skill call to the end on `env` (unwrapped). Never raises for a bad call."""
+def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None, scene: Any = None) -> SkillResult:
+    """Execute one skill call to the end on `env` (unwrapped). Never raises for a bad call.
+
+    `scene`: what the skill reads the scene from (its `reset`, `act` and `result` get it in place of the env):
+    None for the env itself (the simulator's poses), or a view of an estimate (`policies.estimated`) whose
+    object indices `call` uses; actions always go to `env.control`. A scene with a `refresh()` method is
+    refreshed once the motion ends, before the skill judges its result.
+    """
+    scene = env if scene is None else scene
     try:
         ends_plan = skill_spec(call.skill).ends_plan
     except ValueError as err:  # a skill unregistered since the call was made
         return SkillResult(False, str(err), 0)
     if ends_plan:
         return SkillResult(True, call.skill, 0)
-    n_obj = len(env.object_ids)
+    n_obj = len(scene.object_ids)
     for ref in (call.obj, call.target):
         if ref is not None and not 0 <= ref < n_obj:
             return SkillResult(False, f"there is no object {ref + 1} in the scene ({n_obj} objects)", 0)
@@ -105,19 +113,42 @@ def run_skill(env: TabletopEnv, call: SkillCall, max_steps: int | None = None) -
         skill = make_skill(env.world, call.skill)
     except ValueError as err:
         return SkillResult(False, str(err), 0)
-    early = skill.reset(env, call)
+    early = skill.reset(scene, call)
     if early is not None:
         return early
     budget = max_steps if max_steps is not None else skill.max_steps
     start = env.t
     while env.t - start < budget and env.failure is None:
-        action = skill.act(env)
+        action = skill.act(scene)
         if action is None:
             break
         env.control(action)
     if env.failure is not None:
         return SkillResult(False, env.failure, env.t - start)
-    res = skill.result(env)
+    if scene is not env and callable(getattr(scene, "refresh", None)):
+        scene.refresh()
+    res = skill.result(scene)
     if env.t - start >= budget and not res.success:
         return SkillResult(False, f"ran out of steps ({budget}): {res.reason}", env.t - start)
     return SkillResult(res.success, res.reason, env.t - start)
+
+
+SKILL_SOURCES: tuple[str, ...] = ("privileged", "estimated")  # what skills act on (`skills_use`)
+
+
+def check_skill_source(name: object) -> str:
+    """`name` if it is one of SKILL_SOURCES; ValueError (one line listing them) otherwise."""
+    if name not in SKILL_SOURCES:
+        raise ValueError(f"skills_use must be one of {list(SKILL_SOURCES)}, got {name!r}")
+    return str(name)
+
+
+def skill_executor(skills_use: str = "privileged") -> Callable[[Any, SkillCall], SkillResult]:
+    """The executor (env, call) -> SkillResult the agent loop runs steps with: `run_skill` on the simulator's
+    poses (`privileged`), or `policies.estimated.run_skill_estimated` (`estimated`: positions from
+    `envs.perception` at the decision point). Raises ValueError for another name."""
+    if check_skill_source(skills_use) == "estimated":
+        from policies.estimated import run_skill_estimated
+
+        return run_skill_estimated
+    return run_skill

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.planners import PlannerOptions, planner_from_options
+from agent.state_options import StateOptions
 from agent.workers import exit_with_parent, parent_watch, setup_error
 from envs.tasks.base import SPLITS, check_seeds, seed_range
 from training.recorder import (
@@ -56,12 +57,13 @@ COLLECT_PLANNERS = ("oracle", "palme")
 
 
 @dataclass
-class CollectConfig(PlannerOptions):
+class CollectConfig(StateOptions, PlannerOptions):
     """Schema of `palme-collect` (unknown keys fail at start).
 
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
-    device, planner_seed) are agent.planners.PlannerOptions', shared with palme-run and palme-eval;
-    they shape the acting model with planner=palme.
+    device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
+    state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-run and palme-eval;
+    the planner keys shape the acting model with planner=palme.
     """
 
     planner: str = "oracle"  # who acts: oracle (demonstrations) | palme (a model; the oracle labels each step: DAgger)
@@ -104,7 +106,7 @@ def register_configs() -> None:
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
-    kw: dict[str, Any] = {"split": cfg.split}
+    kw: dict[str, Any] = {"split": cfg.split, **cfg.env_kwargs()}
     if cfg.image_size is not None:
         kw["image_size"] = tuple(cfg.image_size)
     return kw
@@ -136,7 +138,8 @@ def _set_up_worker(cfg: CollectConfig) -> None:
         torch.set_num_threads(1)  # one worker per core
     planner = _make_planner(cfg)
     recorder = EpisodeRecorder(env, cfg.fps, label_steps=cfg.planner != "oracle")
-    _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=Agent(planner, render=True, **recorder.hooks()))
+    agent = Agent(planner, executor=cfg.executor(), render=True, **recorder.hooks())
+    _WORKER.update(cfg=cfg, env=env, recorder=recorder, agent=agent)
     _WORKER["features"] = dataset_features(env)
 
 

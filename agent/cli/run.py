@@ -118,7 +118,7 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
     lines = Lines(stdin if stdin is not None else sys.stdin)
     if isinstance(planner, HumanPlanner):  # its steps come from the same stream as the instructions
         planner.stdin, planner.stdout = lines, out
-    kwargs: dict[str, Any] = {"split": cfg.split}
+    kwargs: dict[str, Any] = {"split": cfg.split, **cfg.env_kwargs()}
     if cfg.image_size is not None:
         kwargs["image_size"] = tuple(cfg.image_size)
     env = make_env(cfg.env, cfg.task, **kwargs)
@@ -142,8 +142,8 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
         printer = LivePrinter(out, video)
         hooks = recording.hooks() if recording is not None else {}
         agent = Agent(
-            planner, max_steps=cfg.max_steps, max_consecutive_failures=cfg.max_consecutive_failures,
-            on_step_start=_chain(printer.start, hooks.get("on_step_start")),
+            planner, executor=cfg.executor(), max_steps=cfg.max_steps,
+            max_consecutive_failures=cfg.max_consecutive_failures, on_step_start=_chain(printer.start, hooks.get("on_step_start")),
             on_step_end=_chain(printer.end, hooks.get("on_step_end"), _view_step(view)),
             on_control=hooks.get("on_control"),
         )

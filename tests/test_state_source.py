@@ -1,0 +1,295 @@
+"""Issue #20: the state source switch (state=privileged|estimated|noisy), skills on estimated state
+(skills_use=estimated) and blank frames for the model planner (blank_frames=true)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pybullet as p
+import pytest
+
+from agent.loop import Agent
+from agent.planners import PalmEPlanner, PlannerOptions, make_planner, planner_from_options
+from agent.state_options import StateOptions
+from envs import make_env
+from envs.catalogue import COLOR_NAMES
+from envs.state_sources import make_state_source, perceive, state_source_names
+from envs.vocab import SkillCall
+from policies.base import skill_executor
+from policies.estimated import find_named, run_skill_estimated
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 1_000_003  # an L1 scene: three cubes (a small and a large orange one, a green one), two zones
+
+
+def _env(task: str = "stack", **kw):
+    return make_env("pickplace", task, split="L1", obs_type="state", **kw)
+
+
+# ---- state=estimated | noisy ----------------------------------------------------------------------------
+def test_estimated_rows_are_the_privileged_ones_within_a_centimetre_and_a_half():
+    env = _env(state="estimated")
+    try:
+        obs, _ = env.reset(seed=SEED)
+        u = env.unwrapped
+        assert env.observation_space.contains(obs)  # same keys, shapes and dtypes as privileged observations
+        true, est = u.object_rows(), obs["objects"]
+        n = len(u.object_ids)
+        assert int(est[:, -1].sum()) == n and not est[n:].any()
+        used = set()
+        for row in true[:n]:  # each true cube: the estimated cube of its colour and size, 1.5 cm from it at most
+            same = [j for j in range(n) if round(est[j, 8]) == round(row[8]) and abs(est[j, 7] - row[7]) < 1e-6]
+            j = min(same, key=lambda j: np.linalg.norm(est[j, :3] - row[:3]))
+            assert j not in used and np.linalg.norm(est[j, :3] - row[:3]) < 0.015
+            used.add(j)
+        tz = {round(r[8]): r for r in u.zone_rows() if r[-1] > 0.5}
+        ez = {round(r[8]): r for r in obs["zones"] if r[-1] > 0.5}
+        assert set(ez) == set(tz) and all(np.linalg.norm(ez[c][:2] - tz[c][:2]) < 0.015 for c in tz)
+        assert perceive(env).objects is not obs["objects"]  # the observation holds a copy of the cached estimate
+        np.testing.assert_array_equal(perceive(env).objects, est)  # one estimate per scene and control step
+    finally:
+        env.close()
+
+
+def _noisy_rows(seed: int, noise: float = 0.01) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    env = _env(state="noisy", state_noise_m=noise)
+    try:
+        first = env.reset(seed=seed)[0]["objects"]
+        second = env.unwrapped.observe()["objects"]
+        return first, second, env.unwrapped.object_rows()
+    finally:
+        env.close()
+
+
+def test_noisy_rows_repeat_per_seed_differ_between_seeds_and_leave_the_scene_alone():
+    a1, a2, true_a = _noisy_rows(SEED)
+    b1, b2, _ = _noisy_rows(SEED)
+    c1, _, _ = _noisy_rows(SEED + 1)
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)  # the same sequence of draws
+    assert not np.array_equal(a1, a2)  # each observation draws anew
+    n = int(true_a[:, -1].sum())
+    assert not np.allclose(a1[:n, :3], c1[:n, :3])
+    noise = a1[:n, :3] - true_a[:n, :3]
+    assert 0 < np.abs(noise).max() < 0.06 and np.array_equal(a1[:, 3:], true_a[:, 3:])  # positions only
+    assert not a1[n:].any()  # absent rows stay zero
+    plain = _env()  # the scene drawn from the seed is the privileged env's: the noise has a stream of its own
+    try:
+        plain.reset(seed=SEED)
+        np.testing.assert_array_equal(plain.unwrapped.object_rows(), true_a)
+    finally:
+        plain.close()
+    zero, _, true0 = _noisy_rows(SEED, noise=0.0)
+    np.testing.assert_array_equal(zero, true0)
+
+
+def test_a_new_state_source_is_one_class():
+    from envs.state_sources import STATE_SOURCES, StateSource, register_state_source
+
+    @register_state_source
+    class Blind(StateSource):
+        name = "blind_test"
+
+        def rows(self, env):
+            return np.zeros_like(env.object_rows()), np.zeros_like(env.zone_rows())
+
+    try:
+        env = _env(state="blind_test")
+        try:
+            obs, _ = env.reset(seed=SEED)
+            assert not obs["objects"].any() and env.unwrapped.object_rows().any()
+        finally:
+            env.close()
+    finally:
+        del STATE_SOURCES["blind_test"]
+
+
+@pytest.mark.parametrize("kwargs", [{"state": "psychic"}, {"state": "noisy", "state_noise_m": -0.1},
+                                    {"state": "noisy", "state_noise_m": float("nan")}])
+def test_bad_sources_are_refused_in_one_line(kwargs):
+    with pytest.raises(ValueError, match=r"state must be one of \['privileged', 'estimated', 'noisy'\]|state_noise_m"):
+        make_state_source(kwargs["state"], kwargs.get("state_noise_m", 0.01))
+    with pytest.raises(ValueError, match="state"):
+        StateOptions(**kwargs)
+    with pytest.raises(ValueError, match="skills_use must be one of"):
+        StateOptions(skills_use="telepathic")
+    assert state_source_names()[:3] == ["privileged", "estimated", "noisy"]
+
+
+def _oracle_steps(**kw) -> tuple[list[str], bool]:
+    env = _env("put_in_zone", **kw)
+    try:
+        trace = Agent(make_planner("oracle")).episode(env, seed=SEED)
+        return [s.step for s in trace.steps], bool(trace.success)
+    finally:
+        env.close()
+
+
+def test_the_oracle_ignores_the_switch():
+    steps, ok = _oracle_steps()
+    assert ok and steps[-1] == "done"
+    assert _oracle_steps(state="noisy", state_noise_m=0.05) == (steps, ok)
+    assert _oracle_steps(state="estimated") == (steps, ok)
+
+
+# ---- CLIs: one line, exit 2 ------------------------------------------------------------------------------
+CLI_CASES = {
+    "palme-eval": ("agent.evaluate", ["planner=oracle", "tasks=[grasp]", "episodes=1", "state=psychic"],
+                   "state must be one of ['privileged', 'estimated', 'noisy'], got 'psychic'"),
+    "palme-run": ("agent.cli.run", ["planner=oracle", "task=grasp", "skills_use=telepathic"],
+                  "skills_use must be one of ['privileged', 'estimated'], got 'telepathic'"),
+    "palme-collect": ("training.collect", ["state=noisy", "state_noise_m=-0.5"],
+                      "state_noise_m must be a finite standard deviation >= 0 (m), got -0.5"),
+}
+
+
+@pytest.mark.parametrize("prog", list(CLI_CASES))
+def test_bad_state_keys_are_one_line_and_exit_2(tmp_path, prog):
+    module, args, says = CLI_CASES[prog]
+    extra = [f"out={tmp_path / 'data'}"] if prog == "palme-collect" else []
+    proc = subprocess.run([sys.executable, "-m", module, *args, *extra, f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("pybullet build time")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines == [f"{prog}: error: {says}"]
+
+
+def test_eval_workers_build_their_env_and_executor_from_the_state_keys(tmp_path):
+    from agent.eval_agent import build_state_options
+    from agent.eval_runner import EpisodeRunner
+    from agent.evaluate import EvalConfig, resolve, runner_settings
+
+    cfg = resolve(EvalConfig(planner="oracle", tasks=["grasp"], state="noisy", state_noise_m=0.02,
+                             skills_use="estimated"))
+    settings = runner_settings(cfg)
+    runner = EpisodeRunner(settings, tmp_path)
+    try:
+        source = runner._env_for("grasp", "L1").unwrapped.state_source
+        assert (source.name, source.noise_m) == ("noisy", 0.02)
+    finally:
+        runner.close()
+    assert build_state_options(settings).executor() is run_skill_estimated
+    assert build_state_options({}).executor() is skill_executor("privileged")  # settings of older runs
+
+
+# ---- skills_use=estimated -----------------------------------------------------------------------------
+def test_find_named_reads_the_words_of_the_name():
+    rows = np.zeros((8, 11), np.float32)
+    for k, (colour, edge) in enumerate([("red", 0.04), ("red", 0.05), ("blue", 0.04)]):
+        rows[k, [7, 8, 10]] = edge, COLOR_NAMES.index(colour), 1.0
+    assert find_named(rows, "small red cube") == (0, "")
+    assert find_named(rows, "large red cube") == (1, "")
+    assert find_named(rows, "blue cube") == (2, "")
+    k, why = find_named(rows, "red cube")
+    assert k is None and why == "the camera's estimate holds 2 objects that fit the red cube; cannot tell which"
+    k, why = find_named(rows, "green cube")
+    assert k is None and why.startswith("the camera's estimate holds no green cube (it sees ")
+    k, why = find_named(rows, "obj 2")
+    assert k is None and "obj 2" in why and "no colour and shape words" in why
+
+
+def test_estimated_skills_complete_the_oracles_pick_on_an_l1_scene():
+    env = _env("grasp", state="estimated")
+    try:
+        env.reset(seed=SEED)
+        u = env.unwrapped
+        plan = u.task.oracle_plan(u, u.goal)
+        assert plan[0].skill == "pick"
+        res = skill_executor("estimated")(u, plan[0])
+        assert res.success, res.reason
+        assert res.reason == f"holding the {u.names[plan[0].obj]}" and res.steps > 0
+        assert u.held_object() == plan[0].obj and u.is_success  # the simulator agrees
+    finally:
+        env.close()
+
+
+def test_estimated_stack_runs_the_oracles_plan_through_the_skills():
+    env = _env("stack")  # the planner's rows stay privileged: skills_use alone takes its own estimate
+    try:
+        env.reset(seed=1_000_000)
+        u = env.unwrapped
+        for _ in range(6):
+            plan = u.task.oracle_plan(u, u.goal)
+            if not plan:
+                break
+            res = run_skill_estimated(u, plan[0])
+            assert res.success, res.reason
+        assert u.is_success
+    finally:
+        env.close()
+
+
+def test_a_step_whose_object_the_estimate_lacks_fails_cleanly_without_moving():
+    env = _env("grasp")
+    try:
+        env.reset(seed=SEED)
+        u = env.unwrapped
+        i = u.task.oracle_plan(u, u.goal)[0].obj
+        # repaint the cube black: the camera no longer sees it as any catalogue cube (nothing else changes)
+        p.changeVisualShape(u.object_ids[i], -1, rgbaColor=[0.05, 0.05, 0.05, 1.0], physicsClientId=u.client)
+        perceive(u, fresh=True)
+        t0, pose0 = u.t, u.ee_pose()[0]
+        res = run_skill_estimated(u, SkillCall("pick", obj=i))
+        assert not res.success and res.steps == 0 and u.t == t0
+        assert res.reason.startswith(f"the camera's estimate holds no {u.names[i]} (it sees ")
+        np.testing.assert_allclose(u.ee_pose()[0], pose0)
+        assert u.held_object() is None
+        # through the agent loop the reason is the step's feedback
+        trace = Agent(make_planner("oracle"), executor=skill_executor("estimated"), max_steps=1).run(env, seed=SEED)
+        assert trace.steps[0].feedback == f"failed: {res.reason}" and trace.steps[0].failure == "skill_failure"
+    finally:
+        env.close()
+
+
+# ---- blank_frames ----------------------------------------------------------------------------------------
+def _seen_images(blank: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    """The images the shipped model is given for one decision, and the frame the env rendered."""
+    planner = planner_from_options("palme", PlannerOptions(blank_frames=blank))
+    assert isinstance(planner, PalmEPlanner) and planner.blank_frames is blank and planner.needs_image
+    given: list[np.ndarray] = []
+    generate = planner.model.generate
+
+    def recording(examples, **kw):
+        given.extend(np.array(ex.image) for ex in examples)
+        return generate(examples, **kw)
+
+    planner.model.generate = recording
+    env = make_env("pickplace", "grasp", split="L1", image_size=(64, 64))
+    frames: list[np.ndarray] = []
+    try:
+        Agent(planner, max_steps=1, on_step_start=lambda s: frames.append(s.obs["rgb"])).episode(env, seed=SEED)
+    finally:
+        env.close()
+    return given, frames[0]
+
+
+def test_blank_frames_zero_the_frame_the_model_sees():
+    given, frame = _seen_images(blank=True)
+    assert frame.any() and given
+    for image in given:
+        assert image.shape == frame.shape and image.dtype == np.uint8 and not image.any()
+    given, frame = _seen_images(blank=False)
+    assert all(np.array_equal(image, frame) for image in given)
+
+
+def test_camera_reliance_pairs_the_same_seeds_and_pools_them():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import camera_reliance
+
+    def rec(task, seed, ok):
+        return {"task": task, "seed": seed, "success": ok}
+
+    records = {"rendered": [rec("stack", 1, True), rec("stack", 2, True), rec("grasp", 1, False)],
+               "blanked": [rec("grasp", 1, True), rec("stack", 2, False), rec("stack", 1, True)]}
+    rows = camera_reliance.paired(records)
+    assert rows == [{"task": "stack", "seed": 1, "rendered": 1, "blanked": 1},
+                    {"task": "stack", "seed": 2, "rendered": 1, "blanked": 0},
+                    {"task": "grasp", "seed": 1, "rendered": 0, "blanked": 1}]
+    stack, grasp, pooled = camera_reliance.summary(rows)
+    assert (stack["task"], stack["n"], stack["difference_points"], stack["only_rendered"]) == ("stack", 2, -50.0, 1)
+    assert grasp["only_blanked"] == 1 and pooled["task"] == "all" and pooled["n"] == 3
+    assert pooled["rendered"]["successes"] == 2 and pooled["blanked"]["ci95"][0] > 0
+    assert "| all | 3 |" in camera_reliance.table([stack, grasp, pooled])
