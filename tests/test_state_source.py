@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,19 @@ def test_noisy_rows_repeat_per_seed_differ_between_seeds_and_leave_the_scene_alo
         plain.close()
     zero, _, true0 = _noisy_rows(SEED, noise=0.0)
     np.testing.assert_array_equal(zero, true0)
+
+
+@pytest.mark.parametrize("state", ["noisy", "estimated"])
+def test_gymnasiums_checker_passes_with_every_source(state):
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env("pickplace", "grasp", split="L1", state=state, image_size=(32, 32))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the Box bounds warnings every world gets
+            check_env(env.unwrapped, skip_render_check=True)  # seeded resets repeat, observations fit the space
+    finally:
+        env.close()
 
 
 def test_a_new_state_source_is_one_class():
@@ -293,3 +307,40 @@ def test_camera_reliance_pairs_the_same_seeds_and_pools_them():
     assert grasp["only_blanked"] == 1 and pooled["task"] == "all" and pooled["n"] == 3
     assert pooled["rendered"]["successes"] == 2 and pooled["blanked"]["ci95"][0] > 0
     assert "| all | 3 |" in camera_reliance.table([stack, grasp, pooled])
+
+
+
+# ---- training data: the planner's rows and the simulator's ------------------------------------------------
+def test_collect_with_estimated_state_records_both_rows_and_old_folders_still_load(tmp_path):
+    from training.collect import CollectConfig, collect
+    from training.dataset import LogDataset
+    from training.dataset.schema import ENV_STATE_KEY, OBSERVED_STATE_KEY, load_info
+    from training.dataset.validate import validate
+
+    args = {"task": "grasp", "split": "L1", "seed_start": SEED, "episodes": 1, "workers": 1, "image_size": [32, 32],
+            "progress": False}
+    out = tmp_path / "estimated"
+    collect(CollectConfig(**args, state="estimated", out=str(out)), log=lambda *_: None)
+    info = load_info(out)
+    keys = list(info["features"])
+    assert keys[keys.index(ENV_STATE_KEY) + 1] == OBSERVED_STATE_KEY
+    assert info["palme"]["observed_state"] == [{"source": "estimated"}]
+    assert not [pr for pr in validate(out) if pr.level == "error"]
+    ep = LogDataset(out).episodes[0]
+    assert ep.observed is not None and ep.observed.shape == ep.env_state.shape
+    n = len(ep.objects)
+    first_true, first_seen = ep.env_state[0, :n], ep.observed[0, :n]
+    assert not np.array_equal(first_true, first_seen)  # the estimate: its own order and measured positions
+    for row in first_true:  # ... of the same cubes: each true cube has an estimated one of its colour within 1.5 cm
+        same = first_seen[np.round(first_seen[:, 8]) == round(row[8])]
+        assert np.min(np.linalg.norm(same[:, :3] - row[:3], axis=1)) < 0.015
+    with pytest.raises(ValueError, match="collected with state=estimated.noisy, this run collects with state=privileged"):
+        collect(CollectConfig(**args, out=str(out)), log=lambda *_: None)
+    plain = tmp_path / "privileged"  # a folder as every earlier run wrote it: no observed rows, loads as before
+    collect(CollectConfig(**args, out=str(plain)), log=lambda *_: None)
+    assert OBSERVED_STATE_KEY not in load_info(plain)["features"] and not [pr for pr in validate(plain) if pr.level == "error"]
+    data = LogDataset(plain)
+    assert data.episodes[0].observed is None
+    np.testing.assert_array_equal(data.frame(0, 0, image=False)["objects"], ep.env_state[0])  # same scene, same truth
+    with pytest.raises(ValueError, match="has no observed rows"):
+        data.frame(0, 0, image=False, observed=True)

@@ -94,10 +94,14 @@ class EpisodeRecorder:
         if self.frames and self.frames[-1].t == now:
             return
         obs = obs if obs is not None else u.observe(render=True)
+        objects, zones = np.asarray(obs["objects"], np.float32).copy(), np.asarray(obs["zones"], np.float32).copy()
+        seen: dict[str, np.ndarray] = {}
+        if observes_other_state(u):  # the planner's rows are an estimate: keep them, and the simulator's beside them
+            seen = {"observed_objects": objects, "observed_zones": zones}
+            objects, zones = u.object_rows().astype(np.float32), u.zone_rows().astype(np.float32)
         self.frames.append(Frame(
             t=now, rgb=np.asarray(obs["rgb"], np.uint8), robot=np.asarray(obs["robot"], np.float32).copy(),
-            objects=np.asarray(obs["objects"], np.float32).copy(), zones=np.asarray(obs["zones"], np.float32).copy(),
-            success=bool(u.is_success),
+            objects=objects, zones=zones, success=bool(u.is_success), **seen,
         ))
 
     def finish(self, trace: EpisodeTrace, split: str) -> EpisodeData:
@@ -121,14 +125,21 @@ DEFAULT_FPS = 2  # dataset frames per second of simulated time (palme-collect's 
 DEMONSTRATORS = ("oracle", "human")  # planners whose steps are the demonstration; another's get the oracle's label
 
 
+def observes_other_state(env: Any) -> bool:
+    """Whether the env's observation rows come from a state source other than the simulator's (envs.state_sources):
+    then the recorder keeps both, the simulator's as observation.environment_state and the observed ones beside."""
+    source = getattr(env.unwrapped, "state_source", None)
+    return source is not None and source.name != "privileged"
+
+
 def dataset_features(env: Any) -> dict[str, dict[str, Any]]:
-    """info.json features for this env's image size and action space."""
+    """info.json features for this env's image size, action space and state source."""
     from training.dataset.schema import make_features
 
     u = env.unwrapped
     dim = int(env.action_space.shape[0])
     names = list(getattr(u, "action_names", None) or [f"action_{i}" for i in range(dim)])
-    return make_features(tuple(u.image_size), names)
+    return make_features(tuple(u.image_size), names, observed=observes_other_state(env))
 
 
 def robot_type(env: Any) -> str:
@@ -149,8 +160,10 @@ def palme_block(env: Any, task: str, fps: int, split: str, keep_failures: bool, 
     low, high = getattr(world_mod, "WORKSPACE_LOW", None), getattr(world_mod, "WORKSPACE_HIGH", None)
     center, half = getattr(world_mod, "TABLE_CENTER", None), getattr(world_mod, "TABLE_HALF", None)
     table_z = float(center[2] + half[2]) if center is not None and half is not None else 0.0
+    observed = {"observed_state": [u.state_source.describe()]} if observes_other_state(env) else {}
     return {
         "world": u.world,
+        **observed,
         "tasks": [task],
         "control_hz": int(u.control_hz),
         "frame_policy": f"every {max(1, round(u.control_hz / fps))} control steps + every plan step start + last",

@@ -45,6 +45,7 @@ from training.dataset.schema import (
     ENV_STATE_KEY,
     INDEX_KEYS,
     LANGUAGE_KEY,
+    OBSERVED_STATE_KEY,
     STAT_NAMES,
     arrow_schema,
     chunk_file,
@@ -394,7 +395,8 @@ def check_episode_data(
     if not row["success"] and row["failure"] is None and frame_success[-1]:
         err("success is false with no failure kind, but the goal holds on the last frame (next.success)")
     values: dict[str, np.ndarray] = {}
-    for key in NUMERIC_KEYS:
+    seen = (OBSERVED_STATE_KEY,) if OBSERVED_STATE_KEY in info["features"] else ()  # optional: estimated rows
+    for key in (*NUMERIC_KEYS, *seen):
         v = np.asarray(table.column(key).combine_chunks().flatten().to_numpy(zero_copy_only=False)).reshape(n, -1)
         values[key] = v
         bad = ~np.isfinite(v)
@@ -406,6 +408,10 @@ def check_episode_data(
     why = _object_rows_problem(values[ENV_STATE_KEY].reshape(n, MAX_OBJECTS + MAX_ZONES, OBJ_DIM), er.objects)
     if why:
         err(why)
+    if seen:  # estimates need not match the objects (missed, misread), but each row is present or absent
+        present = values[OBSERVED_STATE_KEY].reshape(n, MAX_OBJECTS + MAX_ZONES, OBJ_DIM)[:, :, -1]
+        if not np.all((present == 0) | (present == 1)):
+            err(f"{OBSERVED_STATE_KEY} has a present column other than 0 or 1")
     lang_key = language_key(info["features"])  # JSON text, or LeRobot 0.6's row structs in folders written before
     lang, why = read_language(table.column(lang_key), lang_key)
     if lang is None:

@@ -42,6 +42,7 @@ from training.dataset.schema import (
     INDEX_KEYS,
     INFO_PATH,
     LEGACY_LANGUAGE_KEY,
+    OBSERVED_STATE_KEY,
     PALME_COLUMNS,
     SCHEMA_VERSION,
     STAT_NAMES,
@@ -108,6 +109,11 @@ def _feature_problems(info: dict[str, Any]) -> list[str]:
             out.append(f"feature {key!r} is {ft['dtype']} {ft['shape']}, expected {dtype} {shape or ''}".rstrip())
         elif names is not None and ft.get("names") != names:
             out.append(f"feature {key!r} names are not the expected {names[:3]}...")
+    seen = feats.get(OBSERVED_STATE_KEY)  # optional: the planner's rows of an estimated or noisy state source
+    if seen is not None and (seen["dtype"] != "float32" or seen["shape"] != [(MAX_OBJECTS + MAX_ZONES) * OBJ_DIM]
+                             or seen.get("names") != env_state_names()):
+        out.append(f"feature {OBSERVED_STATE_KEY!r} is {seen['dtype']} {seen['shape']}, expected {ENV_STATE_KEY!r}'s "
+                   f"float32 [{(MAX_OBJECTS + MAX_ZONES) * OBJ_DIM}] with its names")
     image = feats.get(IMAGE_KEY)
     if image and image["dtype"] == "image":
         h, w, c = image["shape"]
@@ -166,6 +172,13 @@ def _palme_problems(info: dict[str, Any]) -> list[str]:
     if planners is not None and (not isinstance(planners, list) or not planners
                                  or not all(isinstance(p, str) for p in planners)):
         out.append(f"palme.planners is {planners!r:.60}, expected a non-empty list of planner names")
+    observed = palme.get("observed_state")
+    if observed is not None and not (isinstance(observed, list) and observed and all(
+            isinstance(o, dict) and isinstance(o.get("source"), str) for o in observed)):
+        out.append(f"palme.observed_state is {observed!r:.60}, expected a non-empty list of {{source, ...}} objects")
+    elif (observed is not None) != (OBSERVED_STATE_KEY in info["features"]):
+        out.append(f"palme.observed_state and the feature {OBSERVED_STATE_KEY!r} come together (the state source of "
+                   "the observed rows), but only one is there")
     cam = palme.get("camera")
     if cam is not None:
         image = info["features"][IMAGE_KEY]["shape"][:2]

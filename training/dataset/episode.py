@@ -24,6 +24,7 @@ from training.dataset.schema import (
     LANGUAGE_KEY,
     LANGUAGE_ROW_TYPE,
     LEGACY_LANGUAGE_KEY,
+    OBSERVED_STATE_KEY,
     STATE_KEY,
     arrow_schema,
     language_key,
@@ -40,6 +41,10 @@ class Frame:
     robot: np.ndarray  # (ROBOT_DIM,) float32
     objects: np.ndarray  # (MAX_OBJECTS, OBJ_DIM) float32
     zones: np.ndarray | None = None  # (MAX_ZONES, OBJ_DIM) float32; None: the world has no zones (stored as zeros)
+    # The rows the planner saw when a state source other than the simulator's gave them (objects, zones above are
+    # then the simulator's): (MAX_OBJECTS, OBJ_DIM) and (MAX_ZONES, OBJ_DIM) float32; None with privileged state.
+    observed_objects: np.ndarray | None = None
+    observed_zones: np.ndarray | None = None
     action: np.ndarray | None = None  # the next control action after this frame (None: none followed)
     success: bool = False  # whether the task's goal held at this frame
 
@@ -241,11 +246,21 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
     env_state = np.stack([  # object rows, then zone rows (schema.env_state_names)
         np.concatenate([f.objects.reshape(-1), no_zones if f.zones is None else f.zones.reshape(-1)]) for f in ep.frames
     ]).astype(np.float32)
+    observed = OBSERVED_STATE_KEY in features
+    if observed:
+        if any(f.observed_objects is None for f in ep.frames):
+            raise ValueError(f"episode (task={ep.task!r}, seed={ep.seed}): the dataset records the planner's observed "
+                             f"rows ({OBSERVED_STATE_KEY}), but a frame has none")
+        seen = np.stack([
+            np.concatenate([f.observed_objects.reshape(-1),
+                            no_zones if f.observed_zones is None else f.observed_zones.reshape(-1)]) for f in ep.frames
+        ]).astype(np.float32)
     lang = language_rows(ep)
     columns: dict[str, Any] = {
         IMAGE_KEY: [{"bytes": encode_png(f.rgb), "path": None} for f in ep.frames],
         STATE_KEY: robot.tolist(),
         ENV_STATE_KEY: env_state.tolist(),
+        **({OBSERVED_STATE_KEY: seen.tolist()} if observed else {}),
         "action": actions.astype(np.float32).tolist(),
         "next.success": [bool(f.success) for f in ep.frames],
         "next.done": [i == n - 1 for i in range(n)],
@@ -264,6 +279,7 @@ def encode_episode(ep: EpisodeData, features: dict[str, dict[str, Any]]) -> Enco
         IMAGE_KEY: _image_stats(ep.frames),
         STATE_KEY: _vector_stats(robot),
         ENV_STATE_KEY: _vector_stats(env_state),
+        **({OBSERVED_STATE_KEY: _vector_stats(seen)} if observed else {}),
         "action": _vector_stats(actions),
         "next.success": _vector_stats(np.array(columns["next.success"], np.float64)[:, None]),
         "timestamp": _vector_stats(columns["timestamp"][:, None]),

@@ -32,6 +32,7 @@ from training.dataset.schema import (
     DATA_PATH,
     ENV_STATE_KEY,
     IMAGE_KEY,
+    OBSERVED_STATE_KEY,
     STATE_KEY,
     TASKS_PATH,
 )
@@ -61,6 +62,10 @@ class EpisodeLog:
     language: list[dict[str, Any]]  # language rows {role, content, style, timestamp (s), camera, tool_calls}
     file: str
     meta: dict[str, Any] = field(default_factory=dict)
+    # The rows the planner saw, in folders collected with state=estimated|noisy (schema.OBSERVED_STATE_KEY):
+    # (N, MAX_OBJECTS, OBJ_DIM) and (N, MAX_ZONES, OBJ_DIM); None elsewhere (env_state / zones are the simulator's).
+    observed: np.ndarray | None = None
+    observed_zones: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -126,6 +131,8 @@ class LogDataset:
 
         self._images[len(self.episodes)] = [c["bytes"] for c in table.column(IMAGE_KEY).to_pylist()]
         env = mat(ENV_STATE_KEY).astype(np.float32)  # object rows, then zone rows (schema.env_state_names)
+        seen = mat(OBSERVED_STATE_KEY).astype(np.float32) if OBSERVED_STATE_KEY in table.column_names else None
+        cut = MAX_OBJECTS * OBJ_DIM
         self.episodes.append(EpisodeLog(
             index=ep, task_name=row["task_name"], seed=int(row["seed"]), split=row["split"],
             instruction=row["instruction"], success=bool(row["success"]), failure=row["failure"],
@@ -137,6 +144,8 @@ class LogDataset:
             language=er.language,
             file=DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
             meta={k: v for k, v in row.items() if not k.startswith("stats/")},
+            observed=None if seen is None else seen[:, :cut].reshape(n, MAX_OBJECTS, OBJ_DIM),
+            observed_zones=None if seen is None else seen[:, cut:].reshape(n, MAX_ZONES, OBJ_DIM),
         ))
 
     def keep_only(self, positions: Iterable[int]) -> None:
@@ -170,10 +179,20 @@ class LogDataset:
             self._cache.popitem(last=False)
         return img
 
-    def frame(self, pos: int, i: int, image: bool = True) -> dict[str, Any]:
-        """Observation dict of frame i (keys as the env's: rgb, robot, objects, zones, instruction)."""
+    def frame(self, pos: int, i: int, image: bool = True, observed: bool = False) -> dict[str, Any]:
+        """Observation dict of frame i (keys as the env's: rgb, robot, objects, zones, instruction).
+
+        `objects` and `zones` are the simulator's rows; with `observed`, the rows the planner saw (a folder collected
+        with state=estimated|noisy; ValueError naming the episode in a folder without them).
+        """
         ep = self.episodes[pos]
-        obs: dict[str, Any] = {"robot": ep.robot[i], "objects": ep.env_state[i], "zones": ep.zones[i],
+        objects, zones = ep.env_state[i], ep.zones[i]
+        if observed:
+            if ep.observed is None or ep.observed_zones is None:
+                raise ValueError(f"{self.root}: episode {ep.index} has no observed rows ({OBSERVED_STATE_KEY}): it was "
+                                 "collected with state=privileged")
+            objects, zones = ep.observed[i], ep.observed_zones[i]
+        obs: dict[str, Any] = {"robot": ep.robot[i], "objects": objects, "zones": zones,
                                "instruction": ep.instruction}
         if image:
             obs["rgb"] = self.image(pos, i)

@@ -24,6 +24,10 @@ CHUNKS_SIZE = 1000  # files per chunk folder (LeRobot's default)
 IMAGE_KEY = "observation.images.front"
 STATE_KEY = "observation.state"
 ENV_STATE_KEY = "observation.environment_state"
+# The rows the planner saw, when they were not the simulator's (palme-collect state=estimated|noisy): the same
+# layout and names as ENV_STATE_KEY, which keeps the simulator's rows (what validation, VQA answers and success
+# read). Only in folders collected with such a state source (info.json palme.observed_state says which).
+OBSERVED_STATE_KEY = "observation.environment_state.observed"
 # The language rows (LeRobot 0.6's `language_persistent` rows: role, content, style, timestamp, camera, tool_calls)
 # as JSON text, dtype "string": LeRobot 0.4.x maps that to a plain string column (it has no "language" dtype) and
 # LeRobot >= 0.6 too (it claims only the names `language_persistent` / `language_events`), so both open the folder.
@@ -46,8 +50,9 @@ def env_state_names() -> list[str]:
     return objects + [f"zone{k}.{f}" for k in range(1, MAX_ZONES + 1) for f in OBJ_FIELDS]
 
 
-def make_features(image_size: tuple[int, int], action_names: list[str]) -> dict[str, dict[str, Any]]:
-    """The info.json `features` block (dtype, shape, names) for images of `image_size` (H, W)."""
+def make_features(image_size: tuple[int, int], action_names: list[str], observed: bool = False) -> dict[str, dict[str, Any]]:
+    """The info.json `features` block (dtype, shape, names) for images of `image_size` (H, W); `observed`: also
+    OBSERVED_STATE_KEY (the planner's rows from a state source other than the simulator's)."""
     h, w = image_size
 
     def vec(names: list[str], dtype: str = "float32") -> dict[str, Any]:
@@ -60,6 +65,7 @@ def make_features(image_size: tuple[int, int], action_names: list[str]) -> dict[
         IMAGE_KEY: {"dtype": "image", "shape": [h, w, 3], "names": ["height", "width", "channels"]},
         STATE_KEY: vec(list(ROBOT_FIELDS)),
         ENV_STATE_KEY: vec(env_state_names()),
+        **({OBSERVED_STATE_KEY: vec(env_state_names())} if observed else {}),
         "action": vec(action_names),
         "next.success": scalar("bool"),
         "next.done": scalar("bool"),

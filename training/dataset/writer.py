@@ -44,6 +44,7 @@ from training.dataset.schema import (
     INFO_PATH,
     LANGUAGE_KEY,
     LEGACY_LANGUAGE_KEY,
+    OBSERVED_STATE_KEY,
     SCHEMA_VERSION,
     STAT_NAMES,
     STATS_PATH,
@@ -328,6 +329,11 @@ class DatasetWriter:
             raise ValueError(f"{self.root}: dataset records at fps={self.info['fps']}, this run asks for fps={fps}")
         if features is not None:  # the language column may be in either form (`add` writes the folder's)
             features, theirs = _one_language_form(features), _one_language_form(self.info["features"])
+            if (OBSERVED_STATE_KEY in features) != (OBSERVED_STATE_KEY in theirs):  # a clearer word than the loop's
+                have, want = ("state=estimated|noisy" if OBSERVED_STATE_KEY in f else "state=privileged"
+                              for f in (theirs, features))
+                raise ValueError(f"{self.root}: the dataset holds episodes collected with {have}, this run collects "
+                                 f"with {want} ({OBSERVED_STATE_KEY}); collect into another folder")
             for key in sorted(set(features) | set(theirs)):
                 a, b = features.get(key), theirs.get(key)
                 if a is None or b is None or a["dtype"] != b["dtype"] or list(a["shape"]) != list(b["shape"]):
