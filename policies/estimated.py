@@ -18,9 +18,15 @@ The view is the robot's belief, updated by its own actions:
 - push (`PushView`): the blocks are looked at again every TRACK_STEPS control steps during the push (visual
   servoing on the pushed block; a block is matched to the nearest estimated block of its colour and shape).
 
-Honest failures: a name the estimate does not hold (missed by the camera, or seen with another colour, size or
-shape), a name it holds more than once, or an `obj j` referral (no words to look it up by) fails the step with a
-reason saying so, which is fed back to the planner; the simulator's pose is never used in its place. Success of
+Looking again: the arm, hovering where the last skill left it, often hides a cube from the camera (the usual reason
+a named cube is missing from the estimate at a decision point). In the pick-and-place world a step whose object the
+estimate lacks (or holds twice) first moves the hand to VIEW_POSE, where the arm hides no part of the workspace
+(measured with the simulator's segmentation on the failing scenes), and takes the estimate once more; the step's
+positions then come from that estimate.
+
+Honest failures: a name the estimate still does not hold (missed by the camera, or seen with another colour, size
+or shape), a name it holds more than once, or an `obj j` referral (no words to look it up by) fails the step with
+a reason saying so, which is fed back to the planner; the simulator's pose is never used in its place. Success of
 the episode is still judged by the task on the simulator.
 """
 
@@ -45,6 +51,9 @@ MATCH_DIST = 0.06  # m: a believed cube is the re-estimated cube of its colour a
 MIN_GRIP_GAP = 0.02  # m: fingers closed to less than this hold nothing (the smallest cube is 0.04 m)
 TRACK_STEPS = 3  # push: control steps between two looks at the blocks
 TRACK_DIST = 0.12  # m: push: a block is matched to an estimated block of its colour and shape within this
+VIEW_POSE = {"pickplace": (0.30, 0.0, 0.45)}  # end-effector position (m) out of the camera's view of the workspace
+VIEW_TOL = 0.03  # m: the hand is at VIEW_POSE within this
+LOOK_STEPS = 60  # control steps the move to VIEW_POSE may take (about 30 from anywhere over the table)
 
 
 # ---- names -> estimated rows ------------------------------------------------------------------------------
@@ -283,12 +292,53 @@ class PushView(EstimateView):
 VIEWS: dict[str, type[EstimateView]] = {"pickplace": PickPlaceView, "push": PushView}
 
 
+def _lookup(u: Any, call: SkillCall, est: Estimate) -> tuple[dict[str, int], dict[int, str], str, bool]:
+    """(call field -> estimate row, estimate row -> the step's name, "", False) for the objects `call` names, or
+    ({}, {}, the reason one of them cannot be found, whether another look could find it: a name with words)."""
+    rows = _present(est)
+    mapped: dict[str, int] = {}
+    named: dict[int, str] = {}
+    for key in ("obj", "target"):
+        ref = getattr(call, key)
+        if ref is None:
+            continue
+        if not 0 <= ref < len(u.names):
+            return {}, {}, f"there is no object {ref + 1} in the scene ({len(u.names)} objects)", False
+        k, why = find_named(rows, u.names[ref])
+        if k is None:
+            return {}, {}, why, name_words(u.names[ref]) is not None
+        if k in named:
+            return {}, {}, f"the camera's estimate holds one object for both the {named[k]} and the {u.names[ref]}", True
+        mapped[key], named[k] = k, u.names[ref]
+    return mapped, named, "", False
+
+
+def look_from_clear_view(u: Any) -> int:
+    """Move the hand to the world's VIEW_POSE (the gripper as it is: a held cube stays held); returns the control
+    steps taken (0 when the world has none or the hand is there already)."""
+    if u.world not in VIEW_POSE:
+        return 0
+    from policies.pickplace import FAST, grip_cmd, move_to
+
+    goal = np.asarray(VIEW_POSE[u.world], dtype=float)
+    if float(np.linalg.norm(u.ee_pose()[0] - goal)) <= VIEW_TOL:
+        return 0
+    start, grip = u.t, grip_cmd(u.finger_target)
+    for action in move_to(u, lambda: goal, FAST, grip, tol=VIEW_TOL, max_steps=LOOK_STEPS):
+        u.control(action)
+        if u.failure is not None:
+            break
+    return u.t - start
+
+
 def run_skill_estimated(env: Any, call: SkillCall, max_steps: int | None = None) -> SkillResult:
     """Execute one skill call on the camera's estimate (see the module docstring); never raises for a bad call.
 
     The objects `call` names (indices of the env's scene, whose names are the words the step said) are looked
-    up in the estimate with `find_named`; a step whose object the estimate does not hold (or holds twice) fails
-    at once with that reason and no motion.
+    up in the estimate with `find_named`; when one is missing (or found twice) the hand moves out of the camera's
+    view and the lookup runs on a new estimate (`look_from_clear_view`). A step whose object that estimate does
+    not hold either fails with the reason, having moved only to look; an `obj j` referral fails at once.
+    `SkillResult.steps` counts the looking too.
     """
     u = getattr(env, "unwrapped", env)
     try:
@@ -299,21 +349,18 @@ def run_skill_estimated(env: Any, call: SkillCall, max_steps: int | None = None)
     if u.world not in VIEWS:
         return SkillResult(False, f"skills_use=estimated has no view of the {u.world!r} world", 0)
     est = perceive(u)
-    rows = _present(est)
-    mapped: dict[str, int] = {}
-    named: dict[int, str] = {}
-    for key in ("obj", "target"):
-        ref = getattr(call, key)
-        if ref is None:
-            continue
-        if not 0 <= ref < len(u.names):
-            return SkillResult(False, f"there is no object {ref + 1} in the scene ({len(u.names)} objects)", 0)
-        k, why = find_named(rows, u.names[ref])
-        if k is None:
-            return SkillResult(False, why, 0)
-        if k in named:
-            return SkillResult(False, f"the camera's estimate holds one object for both the {named[k]} and the "
-                                      f"{u.names[ref]}", 0)
-        mapped[key], named[k] = k, u.names[ref]
+    mapped, named, why, retry = _lookup(u, call, est)
+    looked = 0
+    if retry:
+        looked = look_from_clear_view(u)
+        if u.failure is not None:
+            return SkillResult(False, u.failure, looked)
+        if looked:
+            est = perceive(u)
+            mapped, named, why, _ = _lookup(u, call, est)
+            why = why and f"{why}, even with the arm out of view"
+    if why:
+        return SkillResult(False, why, looked)
     view = VIEWS[u.world](u, est, named)
-    return run_skill(u, replace(call, **mapped), max_steps, scene=view)
+    res = run_skill(u, replace(call, **mapped), max_steps, scene=view)
+    return SkillResult(res.success, res.reason, res.steps + looked)
