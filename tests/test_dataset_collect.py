@@ -16,8 +16,7 @@ import pytest
 
 from agent.loop import Agent
 from agent.planners import OraclePlanner, Planner
-from agent.prompts import success_question
-from agent.prompts import PromptBuilder
+from agent.prompts import PromptBuilder, success_question
 from envs import make_env
 from envs.vocab import render_step
 from training.collect import CollectConfig, collect, dataset_features, dataset_palme_block

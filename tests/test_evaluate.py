@@ -153,7 +153,7 @@ def test_compare_puts_runs_side_by_side(tmp_path):
 
 def test_compare_cli_rejects_a_folder_without_results(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "agent.evaluate", "compare", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "no eval_info.json" in proc.stderr
     with pytest.raises(ValueError, match="eval_info.json"):
         load_eval_info(tmp_path)

@@ -49,7 +49,7 @@ def test_check_env_passes_and_matches_language_table():
 
 def test_effector_target_is_clipped_to_the_board_and_blocks_start_apart():
     e = PushEnv("separate", obs_type="state")
-    obs, _ = e.reset(seed=3)
+    _obs, _ = e.reset(seed=3)
     for _ in range(12):
         e.control(np.array([-0.1, -0.1]))
     tx, ty = e.effector_target

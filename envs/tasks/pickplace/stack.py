@@ -38,8 +38,8 @@ class StackTask(PickPlaceTask):
         "<place> {chain_on}",
         "(put|place|set|stack) {chain_ontop}",
         "<make> a (tower|stack|pile) with {bottom} at the bottom, {rest_then}",
-        "<make> a (tower|stack|pile) (of|from|out of|using) {bu_list}, (from bottom to top|bottom to top|bottom first|"
-        "starting from the bottom)",
+        ("<make> a (tower|stack|pile) (of|from|out of|using) {bu_list}, (from bottom to top|bottom to top|bottom first|"
+        "starting from the bottom)"),
     )
     goal_templates = (
         "<want> {chain_on}",
