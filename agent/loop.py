@@ -90,6 +90,7 @@ class EpisodeTrace:
     world: str
     planner: str
     phrasing: str = ""  # the template the env said the goal in ("independent: ..." in L4), or "given" (user text)
+    restated: str = ""  # the planner's restatement its prompts held instead of the instruction (prompt.restate)
     success: bool | None = None  # None when success is unknown (the task could not parse the instruction)
     success_known: bool = True
     failure: str | None = None  # see FAILURE_KINDS; None on success (or unknown success that ended cleanly)
@@ -236,10 +237,13 @@ class Agent:
         planner = self.planner
         obs = u.observe(render=self.render or planner.needs_image)
         scene = SceneContext.from_env(u)
+        words = planner.words(obs, trace.instruction)
+        if words != trace.instruction:
+            trace.restated = words
         example = None
         if planner.prompts is not None:
-            example = planner.prompts.for_obs("plan", obs, instruction=trace.instruction, history=list(history))
-        ctx = PlanContext(u, obs, trace.instruction, list(history), scene, example, len(trace.steps))
+            example = planner.prompts.for_obs("plan", obs, instruction=words, history=list(history))
+        ctx = PlanContext(u, obs, words, list(history), scene, example, len(trace.steps))
         text = planner.next_step(ctx)
         parsed = PlanParser(scene).parse(text)
         call = parsed if isinstance(parsed, SkillCall) else None

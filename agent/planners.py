@@ -22,7 +22,8 @@ import numpy as np
 
 from agent.model.config import PalmEConfig, PromptConfig
 from agent.parser import PlanError, PlanParser, SceneContext, valid_steps
-from agent.prompts import Example, PromptBuilder, is_yes, split_whole_plan, success_question
+from agent.prompts import Example, PromptBuilder, is_yes, restate_question, split_whole_plan, success_question
+from envs.catalogue import descs_from_rows
 from envs.vocab import render_step
 
 if TYPE_CHECKING:
@@ -96,6 +97,11 @@ class Planner(ABC):
 
     def reset(self, env: TabletopEnv, instruction: str) -> None:
         """Start a new instruction on `env` (called before the first `next_step`)."""
+
+    def words(self, obs: dict[str, Any], instruction: str) -> str:
+        """The instruction as this planner's prompts hold it at a decision point with observation `obs`
+        (default: as given; a PalmE with `prompt.restate`: its canonical restatement, written once per episode)."""
+        return instruction
 
     @abstractmethod
     def next_step(self, ctx: PlanContext) -> str:
@@ -305,6 +311,24 @@ class PalmEPlanner(Planner):
     def reset(self, env: TabletopEnv, instruction: str) -> None:
         self._plan = None
         self._instruction = instruction
+        self._task = env.task
+        self._words: str | None = None
+
+    def words(self, obs: dict[str, Any], instruction: str) -> str:
+        """With `prompt.restate`: the model restates the instruction once per episode ("Restate the task.") and the
+        prompts hold the restatement when the task's parser reads a goal in it over the objects of `obs`'s rows
+        (else the given words); without it, the given words."""
+        assert self.prompts is not None
+        if not self.prompts.config.restate:
+            return instruction
+        if self._words is None:
+            question = self.prompts.for_obs("vqa", obs, question=restate_question(self.prompts.task(instruction)))
+            text = self.model.generate([self.seen(question)], max_new_tokens=self.max_plan_tokens)[0].strip()
+            task = getattr(self, "_task", None)
+            readable = bool(text) and task is not None and \
+                task.parse_instruction(text, descs_from_rows(obs["objects"])) is not None
+            self._words = text if readable else instruction
+        return self._words
 
     def next_step(self, ctx: PlanContext) -> str:
         if self.mode == "open":

@@ -243,6 +243,11 @@ class PromptBuilder:
         return self.example(prompt, obs, answer=answer, kind=kind, **meta)
 
 
+def restate_question(instruction: str) -> str:
+    """Restate the instruction in the task's canonical words (`prompt.restate`; asked with `PromptBuilder.question`)."""
+    return f"Restate the task. Task: {instruction.strip().rstrip('.')}."
+
+
 def success_question(instruction: str) -> str:
     """Success detection on a frame: was the task completed? (asked with `PromptBuilder.question`)."""
     return f"Was the task completed? Task: {instruction.strip().rstrip('.')}."

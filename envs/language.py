@@ -358,6 +358,14 @@ class TemplatePhrasing:
         """Every template training says: the imperative ones, then the goal-first ones."""
         return (*self.templates, *self.goal_templates)
 
+    def canonical(self, goal: Any, objects: Objects) -> str | None:
+        """`goal` in the first imperative template that can say it, with canonical phrases and no frame: the
+        task's plainest wording (what `prompt.restate` plans from), or None when no imperative template can say it."""
+        for template in self.templates:
+            if self.slots_for(template, goal, objects) is not None:
+                return self.render(template, goal, objects)
+        return None
+
     def templates_of(self, split: str) -> tuple[str, ...]:
         """The project's templates an instance of `split` may use: held-out ones in L4 (if any), else training ones."""
         return self.heldout_templates if split == "L4" and self.heldout_templates else self.training_templates()

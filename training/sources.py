@@ -29,7 +29,10 @@ The built-in sources are registered at the bottom of this module:
 - `success`: "was the task completed?" on every frame a planner sees (the first one too);
 - `skill_success`: "was <step> successful?" on the frame where the step ended;
 - `goal`: "where should the <X> go? Task: <instruction>" -> "on the red cube" / "in the blue zone" /
-  "anywhere", answered from the goal the instruction means (`Task.goal_places`).
+  "anywhere", answered from the goal the instruction means (`Task.goal_places`);
+- `restate`: "Restate the task. Task: <instruction>" on the first frame -> the same goal in the task's canonical
+  template (`TemplatePhrasing.canonical`); with `prompt.restate` the planning, success and goal prompts hold that
+  restatement instead of the given words (`planning_words`), and the planner writes it once per episode.
 Question frames are the ones a planner sees: every step start and the final frame.
 """
 
@@ -44,7 +47,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent.planners import first_step
-from agent.prompts import format_feedback, render_whole_plan, split_whole_plan, success_question
+from agent.prompts import (
+    format_feedback,
+    render_whole_plan,
+    restate_question,
+    split_whole_plan,
+    success_question,
+)
 from envs import load_world
 from envs.catalogue import ObjectDesc
 from envs.tasks.base import make_task
@@ -245,7 +254,7 @@ def build_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     off = [s.get("label") is not None and s["label"] != s["text"] for s in before]
     window = f.prompts.config.history_window
     shown = off[-window:] if window else off
-    return Draft(f.prompts.planning(ep.instruction, history, *f.counts()), target, prompt_loss=not any(shown))
+    return Draft(f.prompts.planning(planning_words(f), history, *f.counts()), target, prompt_loss=not any(shown))
 
 
 def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -255,13 +264,13 @@ def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     if not plans or not all(s["success"] for s in ep.steps):
         return None
     steps = split_whole_plan(plans[0][1])
-    return Draft(f.prompts.whole_plan(ep.instruction, *f.counts()), render_whole_plan(steps))
+    return Draft(f.prompts.whole_plan(planning_words(f), *f.counts()), render_whole_plan(steps))
 
 
 def build_success(f: Moment, rng: np.random.Generator) -> Draft | None:
     """Was the task completed? labelled with the logged per-frame success (step starts part-way are "not yet")."""
     ep = f.episode
-    return Draft(f.question(success_question(f.prompts.task(ep.instruction))), "yes" if ep.frame_success[f.index] else "no")
+    return Draft(f.question(success_question(f.prompts.task(planning_words(f)))), "yes" if ep.frame_success[f.index] else "no")
 
 
 def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -271,16 +280,47 @@ def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
     return Draft(f.question(skill_question(step["text"])), "yes" if step["success"] else "no")
 
 
+def _task_goal(f: Moment) -> tuple[Any, Any]:
+    """(the episode's task, the goal its instruction means), memoised per episode; (None, None) when the dataset
+    names no world, and (task, None) when the instruction does not parse."""
+    def parse() -> tuple[Any, Any]:
+        ep = f.episode
+        world = f.builder.ds.info.get("palme", {}).get("world")
+        if world is None:
+            return None, None
+        load_world(world)
+        task = f.memo(("task", world, ep.task_name), lambda: make_task(world, ep.task_name))
+        return task, task.parse_instruction(ep.instruction, [ObjectDesc(**o) for o in ep.objects])
+    return f.memo(("task_goal", f.pos), parse)
+
+
 def _goal_places(f: Moment) -> dict[int, str]:
     """Where the episode's goal wants each cube it places ({} when the task says nothing of places)."""
-    ep = f.episode
-    world = f.builder.ds.info.get("palme", {}).get("world")
-    if world is None:
-        return {}
-    load_world(world)
-    task = f.memo(("task", world, ep.task_name), lambda: make_task(world, ep.task_name))
-    goal = task.parse_instruction(ep.instruction, [ObjectDesc(**o) for o in ep.objects])
-    return task.goal_places(goal, ep.names) if goal is not None else {}
+    task, goal = _task_goal(f)
+    return task.goal_places(goal, f.episode.names) if goal is not None else {}
+
+
+def canonical_instruction(f: Moment) -> str | None:
+    """The episode's goal in its task's canonical words (`TemplatePhrasing.canonical`), None if it has none."""
+    task, goal = _task_goal(f)
+    return task.canonical(goal, [ObjectDesc(**o) for o in f.episode.objects]) \
+        if goal is not None and hasattr(task, "canonical") else None
+
+
+def planning_words(f: Moment) -> str:
+    """The instruction as the episode's planning, success and goal prompts hold it: its canonical restatement with
+    `prompt.restate` (when the task has one), else the words the episode was given."""
+    if f.prompts.config.restate:
+        return canonical_instruction(f) or f.episode.instruction
+    return f.episode.instruction
+
+
+def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Restate the task: the given words -> the same goal in the task's canonical template (`prompt.restate`)."""
+    canonical = canonical_instruction(f)
+    if canonical is None:
+        return None
+    return Draft(f.question(restate_question(f.prompts.task(f.episode.instruction))), canonical)
 
 
 def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -297,7 +337,7 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     else:
         k = placed[int(rng.integers(len(placed)))]
         answer = places[k]
-    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(ep.instruction))), answer)
+    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(planning_words(f)))), answer)
 
 
 def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:
@@ -330,3 +370,4 @@ register_source(ExampleSource("success", "success", build_success, frames=succes
 register_source(ExampleSource("skill_success", "success", build_skill_success, frames=step_ends,
                               every_episode=True, vqa=True))
 register_source(ExampleSource("goal", "goal", build_goal, vqa=True))
+register_source(ExampleSource("restate", "goal", build_restate, frames=first_frame, long_answer=True))

@@ -66,6 +66,9 @@ class PromptConfig:
     tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))  # token types, in scene order
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
+    # The instruction is first restated once per episode (source `restate`: "Restate the task." -> the task's
+    # canonical template of the same goal), then the planning, success and goal prompts hold the restatement.
+    restate: bool = False  # plan from the model's canonical restatement of the instruction (checked by the task's parser)
     instruction: InstructionConfig = field(default_factory=InstructionConfig)  # read when tokens has "instruction"
 
     def __post_init__(self) -> None:
