@@ -192,11 +192,13 @@ class PalmEConfig:
         return self.llm.backbone == "scratch"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions: the
-        configs of the others stay as they were)."""
+        """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions and
+        `prompt.restate` only when true: the configs of the others stay as they were)."""
         data = dataclasses.asdict(self)
         if "instruction" not in self.prompt.tokens:
             del data["prompt"]["instruction"]
+        if not self.prompt.restate:
+            del data["prompt"]["restate"]
         return data
 
     @classmethod
