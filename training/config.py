@@ -27,6 +27,7 @@ RESUME_RULES: dict[str, str] = {
     # the examples and their mixture (the data stream's position is only valid for the same data)
     "data.dirs": MUST_MATCH, "data.mixture": MUST_MATCH, "data.weights": MUST_MATCH,
     "data.include_failed": MUST_MATCH, "data.max_plan_examples": MUST_MATCH, "data.max_episodes": MUST_MATCH,
+    "data.rephrase": MUST_MATCH,
     "data.val_fraction": MUST_MATCH, "data.skip_invalid": MUST_MATCH, "data.validate_images": MUST_MATCH,
     # the length of the run: the learning-rate schedule is stretched (or shrunk) to the new end, so the LR of
     # every later update is the one a run started with this value gives it (see training.optim.set_total_steps)
@@ -67,6 +68,9 @@ class DataConfig:
     mixture: str = "full"  # mixture preset (training.examples.MIXTURES): full | planning_only
     weights: dict[str, float] = field(default_factory=dict)  # weight per example source; replaces the preset when given
     include_failed: bool = False  # also build planning/VQA examples from episodes whose task failed
+    # Instruction augmentation: K other training phrasings of each episode's goal, drawn from its task's grammar; each
+    # planning / success / goal / restate prompt holds one of the logged words and these K at random. 0 = logged words.
+    rephrase: int = 0
     max_plan_examples: int = 0  # keep at most this many planning examples (PaLM-E's 1% setting: 320); 0 = all
     max_episodes: int = 0  # use at most this many training episodes per folder; 0 = all
     val_fraction: float = 0.1  # fraction of episodes held out for evaluation during training (never trained on)
@@ -76,6 +80,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.rephrase < 0:
+            raise ValueError(f"data.rephrase must be >= 0 (phrasings per episode), got {self.rephrase}")
         bad = {k: v for k, v in self.weights.items() if v < 0}
         if bad:
             raise ValueError(f"data.weights must be >= 0, got {bad}")

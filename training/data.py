@@ -172,7 +172,7 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
         world = ds.info["palme"]["world"]
         tasks |= {(world, ep.task_name) for ep in ds.episodes}
         image_shape = image_shape or ds.image_shape
-        builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed)
+        builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed, rephrase=cfg.rephrase)
         builders.append(builder)
         held = _heldout_positions(len(ds.episodes), cfg.val_fraction, seed, folder)
         held_all.append(held)

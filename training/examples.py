@@ -59,12 +59,14 @@ class ExampleBuilder:
     """Builds the registered sources' ExampleSpecs from a LogDataset with one PromptBuilder.
 
     `seed` is the base seed of every source's random stream (`sources.source_rng`); `include_failed`
-    also learns from episodes whose task failed (sources with `every_episode` always see them).
+    also learns from episodes whose task failed (sources with `every_episode` always see them); `rephrase`: other
+    training phrasings of each episode's goal its prompts may hold (`sources.given_words`; 0 = the logged words).
     """
 
     def __init__(self, ds: LogDataset, prompts: PromptBuilder | None = None, seed: int = 0,
-                 include_failed: bool = False) -> None:
+                 include_failed: bool = False, rephrase: int = 0) -> None:
         self.ds = ds
+        self.rephrase = rephrase
         self.prompts = prompts or PromptBuilder()
         self.seed = seed
         self.include_failed = include_failed

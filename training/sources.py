@@ -254,7 +254,7 @@ def build_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     off = [s.get("label") is not None and s["label"] != s["text"] for s in before]
     window = f.prompts.config.history_window
     shown = off[-window:] if window else off
-    return Draft(f.prompts.planning(planning_words(f), history, *f.counts()), target, prompt_loss=not any(shown))
+    return Draft(f.prompts.planning(planning_words(f, rng), history, *f.counts()), target, prompt_loss=not any(shown))
 
 
 def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -264,13 +264,13 @@ def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     if not plans or not all(s["success"] for s in ep.steps):
         return None
     steps = split_whole_plan(plans[0][1])
-    return Draft(f.prompts.whole_plan(planning_words(f), *f.counts()), render_whole_plan(steps))
+    return Draft(f.prompts.whole_plan(planning_words(f, rng), *f.counts()), render_whole_plan(steps))
 
 
 def build_success(f: Moment, rng: np.random.Generator) -> Draft | None:
     """Was the task completed? labelled with the logged per-frame success (step starts part-way are "not yet")."""
     ep = f.episode
-    return Draft(f.question(success_question(f.prompts.task(planning_words(f)))), "yes" if ep.frame_success[f.index] else "no")
+    return Draft(f.question(success_question(f.prompts.task(planning_words(f, rng)))), "yes" if ep.frame_success[f.index] else "no")
 
 
 def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -307,12 +307,34 @@ def canonical_instruction(f: Moment) -> str | None:
         if goal is not None and hasattr(task, "canonical") else None
 
 
-def planning_words(f: Moment) -> str:
+def phrasing(f: Moment, j: int) -> str:
+    """Phrasing j of the episode's goal: j = 0 the logged words, j >= 1 a training phrasing drawn from its task's
+    grammar (`TemplatePhrasing.say`, split L1) with a generator seeded by (builder seed, episode index, j), so the
+    same phrasing on every run; the logged words when the task has no grammar or the instruction does not parse."""
+    def draw() -> str:
+        ep = f.episode
+        task, goal = _task_goal(f)
+        if j == 0 or goal is None or not hasattr(task, "say"):
+            return ep.instruction
+        rng = np.random.default_rng(np.random.SeedSequence([f.builder.seed, zlib.crc32(b"rephrase"), ep.index, j]))
+        return task.say(rng, goal, [ObjectDesc(**o) for o in ep.objects], "L1")[1]
+    return f.memo(("phrasing", f.pos, j), draw)
+
+
+def given_words(f: Moment, rng: np.random.Generator) -> str:
+    """The words a prompt says the task in: the logged instruction or, with `data.rephrase` = K > 0, one of it
+    and K other training phrasings of the same goal (`phrasing`), drawn with the source's `rng` (instruction
+    augmentation: each moment of an episode may see the goal in other words)."""
+    k = f.builder.rephrase
+    return phrasing(f, int(rng.integers(k + 1))) if k > 0 else f.episode.instruction
+
+
+def planning_words(f: Moment, rng: np.random.Generator) -> str:
     """The instruction as the episode's planning, success and goal prompts hold it: its canonical restatement with
-    `prompt.restate` (when the task has one), else the words the episode was given."""
+    `prompt.restate` (when the task has one), else the words the episode was given (`given_words`)."""
     if f.prompts.config.restate:
         return canonical_instruction(f) or f.episode.instruction
-    return f.episode.instruction
+    return given_words(f, rng)
 
 
 def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -320,7 +342,7 @@ def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
     canonical = canonical_instruction(f)
     if canonical is None:
         return None
-    return Draft(f.question(restate_question(f.prompts.task(f.episode.instruction))), canonical)
+    return Draft(f.question(restate_question(f.prompts.task(given_words(f, rng)))), canonical)
 
 
 def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -337,7 +359,7 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     else:
         k = placed[int(rng.integers(len(placed)))]
         answer = places[k]
-    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(planning_words(f)))), answer)
+    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(planning_words(f, rng)))), answer)
 
 
 def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:
