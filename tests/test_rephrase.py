@@ -30,7 +30,7 @@ def logs(tmp_path_factory) -> str:
 
 
 def _examples(logs: str, rephrase: int, seed: int = 0) -> dict[str, list]:
-    prompts = PromptBuilder(PromptConfig(tokens=["image", "object", "robot"]))
+    prompts = PromptBuilder(PromptConfig(tokens=["image", "object", "instruction", "robot"]))
     data = load_data(DataConfig(dirs=[logs], weights={"plan": 1.0, "success": 1.0, "goal": 1.0}, val_fraction=0.0,
                                 validate_images=False, rephrase=rephrase), prompts, seed=seed, log=lambda _: None)
     return {source: [data.example(r) for r in refs] for source, refs in data.train.items()}
@@ -56,6 +56,14 @@ def test_rephrased_prompts_say_the_same_goal_in_other_training_words_with_the_sa
     for source in plain:
         assert [e.answer for e in plain[source]] == [e.answer for e in rephrased[source]]
     assert _said(_examples(logs, 4)) == said  # the same phrasings on every run with the same seed
+
+
+def test_instr_tokens_read_the_words_the_prompt_holds(logs):
+    """`<instr>` (the frozen encoder's input) gets the same words as the prompt's text, as the agent gives them."""
+    examples = _examples(logs, 4)
+    for e in examples["plan"] + examples["success"]:
+        assert str(e.array("instruction")).rstrip(".") == TASK.search(str(e.prompt) + "\n")[1]
+    assert len({str(e.array("instruction")) for e in examples["plan"]}) > 4
 
 
 def test_a_negative_rephrase_is_refused():

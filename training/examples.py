@@ -53,6 +53,7 @@ class ExampleSpec:
     episode: int  # position in LogDataset.episodes
     frame: int  # frame index within the episode
     prompt_loss: bool = True  # False: the prompt's history has steps the oracle would not take (no prompt loss)
+    instruction: str | None = None  # the words `<instr>` reads (sources.Draft.instruction); None: the logged ones
 
 
 class ExampleBuilder:
@@ -108,7 +109,8 @@ class ExampleBuilder:
             for i, step in src.frames(ep):
                 draft = src.build(Moment(self, pos, i, step), source_rng(self.seed, src.name, ep.index, i, step))
                 if draft is not None:
-                    yield ExampleSpec(src.name, draft.prompt, draft.answer, pos, i, prompt_loss=draft.prompt_loss)
+                    yield ExampleSpec(src.name, draft.prompt, draft.answer, pos, i, prompt_loss=draft.prompt_loss,
+                                      instruction=draft.instruction)
         self._scenes = {}
 
     def all_sources(self, wanted: Mapping[str, float] | None = None) -> dict[str, list[ExampleSpec]]:
@@ -133,6 +135,8 @@ class ExampleBuilder:
         """The Example the model sees: the spec's text with the frame's arrays."""
         ep = self.ds.episodes[spec.episode]
         obs = self.ds.frame(spec.episode, spec.frame, image=self.prompts.reads("rgb"))
+        if spec.instruction is not None:
+            obs["instruction"] = spec.instruction
         ex = self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=spec.source, episode=ep.index,
                                   frame=spec.frame, task=ep.task_name, source=spec.source)
         ex.prompt_loss = spec.prompt_loss

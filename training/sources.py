@@ -32,7 +32,7 @@ The built-in sources are registered at the bottom of this module:
   "anywhere", answered from the goal the instruction means (`Task.goal_places`);
 - `restate`: "Restate the task. Task: <instruction>" on the first frame -> the same goal in the task's canonical
   template (`TemplatePhrasing.canonical`); with `prompt.restate` the planning, success and goal prompts hold that
-  restatement instead of the given words (`planning_words`), and the planner writes it once per episode.
+  restatement instead of the given words (`words`), and the planner writes it once per episode.
 Question frames are the ones a planner sees: every step start and the final frame.
 """
 
@@ -144,6 +144,9 @@ class Draft:
     prompt: str
     answer: str
     prompt_loss: bool = True  # False: the prompt's history has steps the oracle would not take (no prompt loss)
+    # The words `<instr>` reads, as the agent gives them at this prompt (planning prompts: the words they hold;
+    # questions: the instruction the environment gave); None: the episode's logged instruction.
+    instruction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,8 @@ def build_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     off = [s.get("label") is not None and s["label"] != s["text"] for s in before]
     window = f.prompts.config.history_window
     shown = off[-window:] if window else off
-    return Draft(f.prompts.planning(planning_words(f, rng), history, *f.counts()), target, prompt_loss=not any(shown))
+    said = words(f, rng)[1]
+    return Draft(f.prompts.planning(said, history, *f.counts()), target, prompt_loss=not any(shown), instruction=said)
 
 
 def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -264,13 +268,16 @@ def build_whole_plan(f: Moment, rng: np.random.Generator) -> Draft | None:
     if not plans or not all(s["success"] for s in ep.steps):
         return None
     steps = split_whole_plan(plans[0][1])
-    return Draft(f.prompts.whole_plan(planning_words(f, rng), *f.counts()), render_whole_plan(steps))
+    said = words(f, rng)[1]
+    return Draft(f.prompts.whole_plan(said, *f.counts()), render_whole_plan(steps), instruction=said)
 
 
 def build_success(f: Moment, rng: np.random.Generator) -> Draft | None:
     """Was the task completed? labelled with the logged per-frame success (step starts part-way are "not yet")."""
     ep = f.episode
-    return Draft(f.question(success_question(f.prompts.task(planning_words(f, rng)))), "yes" if ep.frame_success[f.index] else "no")
+    given, said = words(f, rng)
+    return Draft(f.question(success_question(f.prompts.task(said))), "yes" if ep.frame_success[f.index] else "no",
+                 instruction=given)
 
 
 def build_skill_success(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -329,12 +336,14 @@ def given_words(f: Moment, rng: np.random.Generator) -> str:
     return phrasing(f, int(rng.integers(k + 1))) if k > 0 else f.episode.instruction
 
 
-def planning_words(f: Moment, rng: np.random.Generator) -> str:
-    """The instruction as the episode's planning, success and goal prompts hold it: its canonical restatement with
-    `prompt.restate` (when the task has one), else the words the episode was given (`given_words`)."""
+def words(f: Moment, rng: np.random.Generator) -> tuple[str, str]:
+    """(given, planning) words of a moment: `given_words`, the instruction as the environment would give it (what
+    question prompts' `<instr>` reads), and what planning, success and goal prompts hold: its canonical restatement
+    with `prompt.restate` (when the task has one), else the given words."""
+    given = given_words(f, rng)
     if f.prompts.config.restate:
-        return canonical_instruction(f) or f.episode.instruction
-    return given_words(f, rng)
+        return given, canonical_instruction(f) or given
+    return given, given
 
 
 def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -342,7 +351,8 @@ def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
     canonical = canonical_instruction(f)
     if canonical is None:
         return None
-    return Draft(f.question(restate_question(f.prompts.task(given_words(f, rng)))), canonical)
+    given = given_words(f, rng)
+    return Draft(f.question(restate_question(f.prompts.task(given))), canonical, instruction=given)
 
 
 def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
@@ -359,7 +369,8 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     else:
         k = placed[int(rng.integers(len(placed)))]
         answer = places[k]
-    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(planning_words(f, rng)))), answer)
+    given, said = words(f, rng)
+    return Draft(f.question(goal_question(ep.names[k], f.prompts.task(said))), answer, instruction=given)
 
 
 def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:

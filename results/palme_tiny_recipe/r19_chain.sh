@@ -1,10 +1,11 @@
 #!/bin/bash
 # #19: the DAgger rounds 2 and 3 of the palme-tiny recipe for variant $1 (its round 1 at outputs/train/r19-$1-r1),
-# code frozen at /work/snap3 (commit 5d99438, prompt.instruction.in_text). Re-running continues: each collection
+# code frozen at $CODE (default /work/snap3: commit 5d99438, prompt.instruction.in_text); $EXTRA: overrides both
+# training rounds add (variant E: EXTRA=data.rephrase=8 CODE=/work/snap5). Re-running continues: each collection
 # skips the seeds its folder holds, so a broken-off run is resumed by running this again with the same counts left.
 set -e
 W=$1
-cd /work/snap3
+cd ${CODE:-/work/snap3}
 PY=/work/main/.venv/bin/python
 TR=/work/main/.venv/bin/torchrun
 D=/work/main/data/r19
@@ -24,13 +25,13 @@ collect dagger $T/r19-$W-r1 100000 grasp:150 put_in_zone:300 sort_by_color:300 s
 echo "DAGGER1 $W $(( $(date +%s) - start )) s"
 if [ ! -f $T/r19-$W-r2/train_summary.json ]; then
   start=$(date +%s)
-  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger run_name=r19-$W-r2 output_dir=$T/r19-$W-r2 init_from=$T/r19-$W-r1 "data.dirs=[$BASE,$(dirs dagger)]"
+  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger run_name=r19-$W-r2 output_dir=$T/r19-$W-r2 init_from=$T/r19-$W-r1 "data.dirs=[$BASE,$(dirs dagger)]" $EXTRA
   echo "TRAIN $W r2 $(( $(date +%s) - start )) s"
 fi
 start=$(date +%s)
 collect dagger2 $T/r19-$W-r2 200000 grasp:300 put_in_zone:300 sort_by_color:300 stack:400 unstack:50
 echo "DAGGER2 $W $(( $(date +%s) - start )) s"
 start=$(date +%s)
-OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2 run_name=r19-$W output_dir=$T/r19-$W init_from=$T/r19-$W-r2 "data.dirs=[$BASE,$(dirs dagger),$(dirs dagger2)]"
+OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2 run_name=r19-$W output_dir=$T/r19-$W init_from=$T/r19-$W-r2 "data.dirs=[$BASE,$(dirs dagger),$(dirs dagger2)]" $EXTRA
 echo "TRAIN $W r3 $(( $(date +%s) - start )) s"
 echo "CHAIN $W DONE"
