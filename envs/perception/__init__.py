@@ -68,24 +68,38 @@ import numpy as np
 
 from envs.catalogue import COLOR_NAMES, COLORS, MAX_OBJECTS, MAX_ZONES, OBJ_DIM, SHAPE_NAMES, SIZE_EDGES
 from envs.geometry import support_graph
-
-WORLDS = ("pickplace", "push")
-DEFAULT_SIZES: dict[str, tuple[int, int]] = {"pickplace": (320, 320), "push": (270, 480)}  # (H, W)
-
-MIN_HEIGHT = 0.004  # object pixels lie this far above the table top (m); zone pixels below it
-TABLE_SNAP = 0.012  # an object whose lowest visible point is below this (m) stands on the table
-JUMP_FOOTPRINTS = 6.0  # a 3-D step to a neighbour pixel above this many pixel footprints is a depth discontinuity
-TOP_NZ = 0.9  # |normal z| above this: a horizontal (top) face
-SIDE_NZ = 0.3  # |normal z| below this: a vertical (side) face
-TOP_TOL = 0.0015  # top-face pixels lie within this of the top height (m)
-OCCLUDER_GAP = 0.01  # a neighbour this much nearer the camera (m) occludes the pixel's surface
-SIZE_TOL = 0.004  # a measured edge within this of a catalogue edge takes that size (m)
-SUPPORT_GAP = 0.03  # a support's top lies at least this far below the cube's top (m)
-ZONE_MIN_FRACTION = 0.03  # a zone needs this fraction of a whole zone's pixels
-ZONE_MIN_VALUE = 150  # zones are pale (0.55 white + 0.45 colour) and lit from above: no channel maximum below this
-GRID_MM = 1.0  # raster step of the push blocks' footprint matching (mm)
-GRID_N = 80  # footprint raster side (cells): 80 mm
-ANGLE_STEP = 3.0  # footprint template yaw step (degrees)
+from envs.perception.colour import _Palette
+from envs.perception.config import (
+    ANGLE_STEP,
+    DEFAULT_SIZES,
+    GRID_MM,
+    GRID_N,
+    JUMP_FOOTPRINTS,
+    MIN_HEIGHT,
+    OCCLUDER_GAP,
+    SIDE_NZ,
+    SIZE_TOL,
+    SUPPORT_GAP,
+    TABLE_SNAP,
+    TOP_NZ,
+    TOP_TOL,
+    WORLDS,
+    ZONE_MIN_FRACTION,
+    ZONE_MIN_VALUE,
+    _world,
+)
+from envs.perception.geometry import (
+    _extent,
+    _fold,
+    _Frame,
+    _matrix,
+    _unit_xy,
+    _yaw_quat,
+    backproject,
+    camera_position,
+    linear_depth,
+    near_far,
+)
 
 
 @dataclass(frozen=True)
@@ -112,124 +126,6 @@ class Estimate:
         return int((self.objects[:, -1] > 0.5).sum())
 
 
-# ---- camera geometry ---------------------------------------------------------------------------------
-def _matrix(m: Any, name: str) -> np.ndarray:
-    a = np.asarray(m, dtype=np.float64).reshape(-1)
-    if a.shape != (16,):
-        raise ValueError(f"{name} must hold 16 numbers (PyBullet's column-major 4x4 matrix), got {a.size}")
-    return a.reshape(4, 4).T
-
-
-def near_far(proj: Any) -> tuple[float, float]:
-    """(near, far) clip distances (m) of a PyBullet (OpenGL) projection matrix."""
-    p = _matrix(proj, "proj")
-    return float(p[2, 3] / (p[2, 2] - 1.0)), float(p[2, 3] / (p[2, 2] + 1.0))
-
-
-def linear_depth(depth: np.ndarray, proj: Any) -> np.ndarray:
-    """Metric depth along the optical axis (m) of depth-buffer values in [0, 1]."""
-    n, f = near_far(proj)
-    return (n * f / (f - (f - n) * np.asarray(depth, np.float64))).astype(np.float32)
-
-
-def backproject(depth: np.ndarray, view: Any, proj: Any) -> np.ndarray:
-    """(H, W, 3) float32 world points (m) of a depth buffer (H, W) rendered with `view` and `proj`."""
-    h, w = depth.shape
-    try:
-        inv = np.linalg.inv(_matrix(proj, "proj") @ _matrix(view, "view"))
-    except np.linalg.LinAlgError:
-        raise ValueError("proj @ view is singular: pass the view and projection matrices the frame was "
-                         "rendered with") from None
-    x = 2.0 * np.arange(w, dtype=np.float64) / w - 1.0
-    y = 1.0 - 2.0 * (np.arange(h, dtype=np.float64) + 1.0) / h
-    z = 2.0 * np.asarray(depth, np.float64) - 1.0
-    # inv @ (x, y, z, 1), expanded so no (H, W, 4) homogeneous array is built per axis
-    out = [inv[i, 0] * x[None, :] + inv[i, 1] * y[:, None] + inv[i, 2] * z + inv[i, 3] for i in range(4)]
-    return (np.stack(out[:3], axis=-1) / out[3][..., None]).astype(np.float32)
-
-
-def camera_position(view: Any) -> np.ndarray:
-    """(3,) world position of the camera of a view matrix."""
-    return np.linalg.inv(_matrix(view, "view"))[:3, 3]
-
-
-# ---- colour classes ------------------------------------------------------------------------------------
-def _chroma(hsv: np.ndarray) -> np.ndarray:
-    """(..., 2) chroma vectors (S cos H, S sin H), S in [0, 1], of cv2 HSV_FULL pixels (..., 3) uint8."""
-    h = hsv[..., 0].astype(np.float32) * np.float32(2 * np.pi / 256)
-    s = hsv[..., 1].astype(np.float32) / np.float32(255)
-    return np.stack([s * np.cos(h), s * np.sin(h)], axis=-1)
-
-
-@dataclass(frozen=True)
-class _Palette:
-    """Colour classes: chroma prototypes, tolerances and brightness ranges; `labels[k] >= 0` are wanted."""
-
-    chroma: np.ndarray  # (K, 2)
-    tol: np.ndarray  # (K,) chroma distance accepted
-    vmax: np.ndarray  # (K,) brightness (0-255) of the unshaded albedo
-    shade: tuple[float, float]  # accepted V / vmax range
-    labels: np.ndarray  # (K,) int: the colour id a class stands for, -1 for distractors
-
-    @staticmethod
-    def build(classes: list[tuple[tuple[float, ...], int]], shade: tuple[float, float]) -> _Palette:
-        rgb = np.array([[c[:3] for c, _ in classes]], dtype=np.float64)  # (1, K, 3)
-        hsv = cv2.cvtColor(np.round(rgb * 255 * 0.8).astype(np.uint8), cv2.COLOR_RGB2HSV_FULL)
-        chroma = _chroma(hsv)[0]
-        d = np.linalg.norm(chroma[:, None] - chroma[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        tol = np.minimum(0.4 * d.min(axis=1), 0.12).astype(np.float32)
-        return _Palette(chroma, tol, rgb[0].max(axis=1) * 255, shade, np.array([k for _, k in classes]))
-
-    def lut(self) -> tuple[np.ndarray, np.ndarray]:
-        """(class (256, 256) int, accepted (256, 256) bool) per (hue, saturation) byte pair."""
-        if "_lut" not in self.__dict__:
-            hs = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij"), -1).astype(np.uint8)
-            c = _chroma(np.concatenate([hs, np.zeros_like(hs[..., :1])], axis=-1))
-            d = np.linalg.norm(c[..., None, :] - self.chroma, axis=-1)  # (256, 256, K)
-            k = d.argmin(axis=-1)
-            ok = np.take_along_axis(d, k[..., None], -1)[..., 0] <= self.tol[k]
-            object.__setattr__(self, "_lut", (k, ok))
-        return self.__dict__["_lut"]
-
-    def classify(self, hsv: np.ndarray) -> np.ndarray:
-        """(N,) colour id of each pixel (N, 3) uint8 HSV (cv2's HSV_FULL), -1 for none or a distractor."""
-        if len(hsv) == 0:
-            return np.zeros(0, np.int64)
-        lut_k, lut_ok = self.lut()
-        k = lut_k[hsv[:, 0], hsv[:, 1]]
-        shade = hsv[:, 2] / self.vmax[k]
-        ok = lut_ok[hsv[:, 0], hsv[:, 1]] & (shade >= self.shade[0]) & (shade <= self.shade[1])
-        return np.where(ok, self.labels[k], -1)
-
-
-@dataclass(frozen=True)
-class _World:
-    colors: tuple[str, ...]  # object colours that can appear
-    shapes: tuple[str, ...]  # object shapes
-    distractors: tuple[tuple[float, ...], ...]  # RGBA paints that are not objects
-    zones: bool
-    block_height: float | None  # push blocks: prism height (m); None: cubes of SIZE_EDGES
-    split_z: float  # a cluster taller than this holds two objects (m)
-    split_xy: float  # a cluster wider than this holds two objects (m)
-
-
-@cache
-def _world(world: str) -> _World:
-    if world == "pickplace":
-        from envs.pickplace import ROBOT_RGBA
-
-        table = (0.42, 0.40, 0.38, 1.0)  # envs.pickplace._build_world's table paint
-        return _World(COLOR_NAMES, ("cube",), (ROBOT_RGBA, table), True, None, 0.065, 0.08)
-    if world == "push":
-        from envs.push import BOARD_RGBA, EFFECTOR_RGBA, TABLE_RGBA
-        from envs.push_blocks import BLOCK_COLORS, BLOCK_HEIGHT, BLOCK_SHAPES
-
-        return _World(BLOCK_COLORS, BLOCK_SHAPES, (EFFECTOR_RGBA, BOARD_RGBA, TABLE_RGBA), False, BLOCK_HEIGHT,
-                      1.5 * BLOCK_HEIGHT + 0.01, 0.065)
-    raise ValueError(f"unknown world {world!r}; expected one of {list(WORLDS)}")
-
-
 @cache
 def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
     """Per push-block shape: (yaws (A,) rad, footprint rasters (A, GRID_N * GRID_N) bool, their areas (A,)
@@ -251,15 +147,6 @@ def _templates() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
         stack = np.stack(masks)
         out[shape] = (yaws, stack, np.count_nonzero(stack, axis=1), periods[shape])
     return out
-
-
-def _yaw_quat(yaw: float) -> np.ndarray:
-    return np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)])
-
-
-def _fold(yaw: float, period: float) -> float:
-    """`yaw` folded into [-period / 2, period / 2)."""
-    return float((yaw + period / 2) % period - period / 2)
 
 
 # ---- the estimator -----------------------------------------------------------------------------------
@@ -775,50 +662,6 @@ class Perception:
         return out
 
 
-class _Frame:
-    """A frame's world points, pixel footprints, depth discontinuities and (on demand) surface normals."""
-
-    def __init__(self, rgb: np.ndarray, depth: np.ndarray, view: Any, proj: Any) -> None:
-        self.hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)
-        self.shape = depth.shape
-        h = depth.shape[0]
-        self.valid = (depth < 0.9999) & np.isfinite(depth)
-        depth = np.where(self.valid, depth, 0.5)
-        self.X = backproject(depth, view, proj)
-        self.points = self.X.reshape(-1, 3)
-        self.cam = camera_position(view)
-        p = _matrix(proj, "proj")
-        # pixel size at the point (m): linear depth x the pixel's angular size
-        self.footprint = linear_depth(depth, proj) * np.float32(2.0 / (p[1, 1] * h))
-        gu = cv2.Sobel(self.X, cv2.CV_32F, 1, 0, ksize=1) * np.float32(0.5)  # central differences per pixel
-        gv = cv2.Sobel(self.X, cv2.CV_32F, 0, 1, ksize=1) * np.float32(0.5)
-        step2 = np.maximum(np.einsum("ijk,ijk->ij", gu, gu), np.einsum("ijk,ijk->ij", gv, gv))
-        self.jump = (step2 > (JUMP_FOOTPRINTS * self.footprint) ** 2) | ~self.valid
-        self._gu, self._gv = gu.reshape(-1, 3), gv.reshape(-1, 3)
-        self._depth, self._proj = depth, proj
-
-    def dz_per_row(self, idx: np.ndarray) -> np.ndarray:
-        """Height change (m) from one pixel row to the next at flat pixel indices `idx`."""
-        return self._gv[idx, 2]
-
-    @property
-    def occluded(self) -> np.ndarray:
-        """(H, W) bool: the pixel borders a surface at least OCCLUDER_GAP nearer the camera (an occluder's edge)."""
-        if not hasattr(self, "_occluded"):
-            lin = linear_depth(self._depth, self._proj)
-            self._occluded = cv2.erode(lin, np.ones((3, 3), np.uint8)) < lin - OCCLUDER_GAP
-        return self._occluded
-        self._normals: dict[int, np.ndarray] = {}
-
-    def normals(self, idx: np.ndarray) -> np.ndarray:
-        """(N, 3) unit surface normals, facing the camera, at flat pixel indices `idx`."""
-        n = np.cross(self._gu[idx], self._gv[idx])
-        n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-        flip = np.einsum("ij,ij->i", n, self.cam.astype(np.float32) - self.points[idx]) < 0
-        n[flip] *= -1
-        return n
-
-
 def _components(mask: np.ndarray, min_px: int) -> list[np.ndarray]:
     """Flat pixel indices of each 4-connected component of `mask` with at least `min_px` pixels (cv2, on the
     mask's bounding box)."""
@@ -841,18 +684,6 @@ def _near(a: np.ndarray, b: np.ndarray, dist: float) -> bool:
     b = b[:: max(1, len(b) // 300)]
     d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
     return bool(d2.min() <= dist * dist)
-
-
-def _unit_xy(n: np.ndarray) -> np.ndarray:
-    xy = n[:, :2].astype(np.float64)
-    return xy / np.maximum(np.linalg.norm(xy, axis=1, keepdims=True), 1e-12)
-
-
-def _extent(xy: np.ndarray, yaw: float) -> tuple[float, float]:
-    axes = np.array([[math.cos(yaw), math.sin(yaw)], [-math.sin(yaw), math.cos(yaw)]])
-    proj = xy @ axes.T
-    ext = proj.max(axis=0) - proj.min(axis=0)
-    return float(ext[0]), float(ext[1])
 
 
 # ---- helpers for envs ----------------------------------------------------------------------------------
@@ -889,3 +720,31 @@ def noisy_rows(rows: np.ndarray, rng: np.random.Generator, pos_sigma_m: float) -
     noise = rng.normal(0.0, pos_sigma_m, size=(rows.shape[0], 3))
     out[present, 0:3] += noise[present].astype(rows.dtype)
     return out
+
+
+__all__ = [
+    "ANGLE_STEP",
+    "DEFAULT_SIZES",
+    "GRID_MM",
+    "GRID_N",
+    "JUMP_FOOTPRINTS",
+    "MIN_HEIGHT",
+    "OCCLUDER_GAP",
+    "SIDE_NZ",
+    "SIZE_TOL",
+    "SUPPORT_GAP",
+    "TABLE_SNAP",
+    "TOP_NZ",
+    "TOP_TOL",
+    "WORLDS",
+    "ZONE_MIN_FRACTION",
+    "ZONE_MIN_VALUE",
+    "Estimate",
+    "Perception",
+    "backproject",
+    "camera_position",
+    "linear_depth",
+    "near_far",
+    "noisy_rows",
+    "render_for_perception",
+]
