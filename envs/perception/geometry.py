@@ -91,7 +91,6 @@ class _Frame:
             lin = linear_depth(self._depth, self._proj)
             self._occluded = cv2.erode(lin, np.ones((3, 3), np.uint8)) < lin - OCCLUDER_GAP
         return self._occluded
-        self._normals: dict[int, np.ndarray] = {}
 
     def normals(self, idx: np.ndarray) -> np.ndarray:
         """(N, 3) unit surface normals, facing the camera, at flat pixel indices `idx`."""
