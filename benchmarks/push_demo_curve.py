@@ -50,14 +50,13 @@ from envs.tasks.base import TEST_SEED_START, check_seeds
 
 PROG = "push_demo_curve"
 TASKS = {"T1": "corner_to_same_color", "T2": "sort_corners", "T3": "side_together"}  # PaLM-E's names -> ours
-COUNTS = (10, 20, 40)  # demos per task, T1 and T2 (PaLM-E Table 2)
-T3_COUNTS = (10, 20, 80)  # T3 (PaLM-E Table 2)
+COUNTS = (10, 20, 40)  # demos per task, T1 and T2 (PaLM-E Table 2; T3: the largest doubled, 10 / 20 / 80)
 STEPS = 400  # fine-tuning updates: the README's fine-tuning example (see the module docstring)
 SEED_START = 500_000  # first training seed of the demos
 # The palme-train keys every fine-tune shares (the rest: init_from, data, steps, seed, folder).
 FINE_TUNE = ("experiment=palme_tiny_dagger", "data.val_fraction=0", "eval.final=false", "progress=false",
              "keep_checkpoints=1")
-# PaLM-E Table 2 (Driess et al. 2023, arXiv:2303.03378; /work/shared/reference/palme.md), success % in simulation:
+# PaLM-E Table 2 (Driess et al., ICML 2023, arXiv:2303.03378), success % in simulation:
 # model -> task -> demos -> success. Tasks 2 and 3: 80 rollouts each (automated reward); no intervals are given.
 PALME_TABLE2: dict[str, dict[str, dict[int, float]]] = {
     "PaLM-E-12B, robot data only, from scratch": {
@@ -257,7 +256,7 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     shown = checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint
     header = (f"PaLM-E Table 2 at small scale: checkpoint `{shown}`, {args.steps} fine-tuning updates per "
               f"(task, demos), demos: the first training seeds from {args.seed_start} the oracle solved, evaluation on L1 seeds "
-              f"{TEST_SEED_START}..{last} ({args.episodes} per point), {wall:.0f} s wall (collect "
+              f"{TEST_SEED_START}..{last} ({args.episodes} per point), {wall:.0f} s wall for this call (collect "
               f"{phase['collect']:.0f} s, fine-tune {phase['fine_tune']:.0f} s, evaluate {phase['evaluate']:.0f} s)")
     text = markdown(outcomes, counts, header)
     (out / "results.md").write_text(text + "\n")
