@@ -68,9 +68,7 @@ class DataConfig:
     mixture: str = "full"  # mixture preset (training.examples.MIXTURES): full | planning_only
     weights: dict[str, float] = field(default_factory=dict)  # weight per example source; replaces the preset when given
     include_failed: bool = False  # also build planning/VQA examples from episodes whose task failed
-    # Instruction augmentation: K other training phrasings of each episode's goal, drawn from its task's grammar; each
-    # planning / success / goal / restate prompt holds one of the logged words and these K at random. 0 = logged words.
-    rephrase: int = 0
+    rephrase: int = 0  # instruction augmentation: prompts say each goal in its logged words or K other training phrasings
     max_plan_examples: int = 0  # keep at most this many planning examples (PaLM-E's 1% setting: 320); 0 = all
     max_episodes: int = 0  # use at most this many training episodes per folder; 0 = all
     val_fraction: float = 0.1  # fraction of episodes held out for evaluation during training (never trained on)
