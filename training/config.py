@@ -13,6 +13,7 @@ from typing import Any
 from agent.model import STAGES, PalmEConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DATA_STATES = ("privileged", "observed")  # data.state: which logged object / zone rows the model reads
 NAN_POLICIES = ("stop", "skip")
 
 # How each key may change when a run is resumed (`resume=true`). Every key of the schema has exactly one
@@ -27,7 +28,7 @@ RESUME_RULES: dict[str, str] = {
     # the examples and their mixture (the data stream's position is only valid for the same data)
     "data.dirs": MUST_MATCH, "data.mixture": MUST_MATCH, "data.weights": MUST_MATCH,
     "data.include_failed": MUST_MATCH, "data.max_plan_examples": MUST_MATCH, "data.max_episodes": MUST_MATCH,
-    "data.rephrase": MUST_MATCH,
+    "data.rephrase": MUST_MATCH, "data.state": MUST_MATCH,
     "data.val_fraction": MUST_MATCH, "data.skip_invalid": MUST_MATCH, "data.validate_images": MUST_MATCH,
     # the length of the run: the learning-rate schedule is stretched (or shrunk) to the new end, so the LR of
     # every later update is the one a run started with this value gives it (see training.optim.set_total_steps)
@@ -69,6 +70,15 @@ class DataConfig:
     weights: dict[str, float] = field(default_factory=dict)  # weight per example source; replaces the preset when given
     include_failed: bool = False  # also build planning/VQA examples from episodes whose task failed
     rephrase: int = 0  # instruction augmentation: prompts say each goal in its logged words or K other training phrasings
+    # Which logged rows the model reads. `privileged`: the simulator's (observation.environment_state). `observed`: the
+    # rows the planner saw when the folder was collected with state=estimated|noisy (observation.environment_state
+    # .observed), so the model learns from the state a robot would have: every example's object and zone arrays (what
+    # the <obj_j> tokens and the object features, words / relations / zones, read), the number of objects its prompt
+    # introduces, which object a question's referral ("What colour is obj 2?") names (the estimated row of the same
+    # cube, found by position; a cube without one is not asked about), and the state normalisation. Labels stay as
+    # logged: plan steps are the oracle's, and VQA / caption / success answers come from the simulator's rows, since
+    # they are the truth about the scene (only the model's inputs change). A folder without observed rows is refused.
+    state: str = "privileged"  # privileged | observed: the object/zone rows examples carry (observed: needs logs collected with state=estimated|noisy)
     max_plan_examples: int = 0  # keep at most this many planning examples (PaLM-E's 1% setting: 320); 0 = all
     max_episodes: int = 0  # use at most this many training episodes per folder; 0 = all
     val_fraction: float = 0.1  # fraction of episodes held out for evaluation during training (never trained on)
@@ -78,6 +88,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.state not in DATA_STATES:
+            raise ValueError(f"data.state must be one of {list(DATA_STATES)}, got {self.state!r}")
         if self.rephrase < 0:
             raise ValueError(f"data.rephrase must be >= 0 (phrasings per episode), got {self.rephrase}")
         bad = {k: v for k, v in self.weights.items() if v < 0}

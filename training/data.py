@@ -22,7 +22,8 @@ from training.batches import MixtureStream
 from training.config import DataConfig
 from training.dataset import LogDataset
 from training.dataset.checks import summarize
-from training.examples import ExampleBuilder, ExampleSpec, mixture_weights
+from training.dataset.schema import load_info
+from training.examples import ExampleBuilder, ExampleSpec, check_state, mixture_weights
 from training.sources import get_source
 
 Ref = tuple[int, ExampleSpec]  # (folder index, spec)
@@ -62,7 +63,8 @@ class TrainData:
         for folder, builder in enumerate(self.builders):
             for pos, ep in enumerate(builder.ds.episodes):
                 if pos not in self.heldout_episodes[folder]:
-                    out += [Example(prompt="", objects=ep.env_state[i], robot=ep.robot[i]) for i in range(ep.length)]
+                    out += [Example(prompt="", objects=builder.rows(pos, i)[0], robot=ep.robot[i])
+                            for i in range(ep.length)]
         return out
 
     def sizes(self) -> dict[str, int]:
@@ -156,6 +158,13 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
     if not cfg.dirs:
         raise ValueError("no training data: give data.dirs=[DIR,...] (folders written by palme-collect)")
     weights = mixture_weights(cfg.mixture, cfg.weights)
+    if cfg.state == "observed":  # a folder without the planner's rows is refused before validation decodes its images
+        for root in cfg.dirs:
+            try:
+                info = load_info(root)
+            except ValueError:
+                continue  # not a dataset: open_folder says so
+            check_state(cfg.state, info, root)
     builders: list[ExampleBuilder] = []
     train: dict[str, list[Ref]] = {}
     heldout: dict[str, list[Ref]] = {}
@@ -172,7 +181,8 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
         world = ds.info["palme"]["world"]
         tasks |= {(world, ep.task_name) for ep in ds.episodes}
         image_shape = image_shape or ds.image_shape
-        builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed, rephrase=cfg.rephrase)
+        builder = ExampleBuilder(ds, prompts, seed=seed, include_failed=cfg.include_failed, rephrase=cfg.rephrase,
+                                 state=cfg.state)
         builders.append(builder)
         held = _heldout_positions(len(ds.episodes), cfg.val_fraction, seed, folder)
         held_all.append(held)

@@ -13,10 +13,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from agent.prompts import Example, PromptBuilder, count_objects
+from training.config import DATA_STATES
 from training.dataset.reader import LogDataset
+from training.dataset.schema import OBSERVED_STATE_KEY
 from training.sources import SOURCES, ExampleSource, Moment, get_source, source_rng
-from training.vqa import Scene, camera_from_info
+from training.vqa import Scene, camera_from_info, same_cubes
 
 # PaLM-E's "full mixture" co-trains planning with VQA/captioning; robot-only keeps the planning sources.
 MIXTURES: dict[str, dict[str, float]] = {
@@ -43,6 +47,17 @@ def mixture_weights(preset: str = "full", weights: Mapping[str, float] | None = 
     return w
 
 
+def check_state(state: str, info: Mapping[str, Any], root: Any) -> None:
+    """ValueError (one line) unless `state` is a data.state and the folder `root` (its info.json `info`) holds the
+    rows it reads: "observed" needs the planner's rows, which palme-collect records with state=estimated|noisy."""
+    if state not in DATA_STATES:
+        raise ValueError(f"data.state must be one of {list(DATA_STATES)}, got {state!r}")
+    if state == "observed" and OBSERVED_STATE_KEY not in info.get("features", {}):
+        raise ValueError(f"data.state=observed reads the planner's rows ({OBSERVED_STATE_KEY}), and data folder {root} "
+                         "has none (collected with state=privileged): collect one with `palme-collect state=estimated "
+                         "out=DIR ...` (or state=noisy), or train on it with data.state=privileged")
+
+
 @dataclass(frozen=True)
 class ExampleSpec:
     """An example without its arrays: prompt text, answer, and which frame it is about."""
@@ -62,11 +77,17 @@ class ExampleBuilder:
     `seed` is the base seed of every source's random stream (`sources.source_rng`); `include_failed`
     also learns from episodes whose task failed (sources with `every_episode` always see them); `rephrase`: other
     training phrasings of each episode's goal its prompts may hold (`sources.given_words`; 0 = the logged words).
+    `state`: the rows the model reads (`data.state`, training.config.DataConfig): "privileged", the simulator's, or
+    "observed", the rows the planner saw (a folder collected with state=estimated|noisy; ValueError, one line, for a
+    folder without them): the examples' arrays, their prompts' object counts and the referrals questions name. Every
+    answer and scene relation a question asks about is the simulator's (`scene`) either way.
     """
 
     def __init__(self, ds: LogDataset, prompts: PromptBuilder | None = None, seed: int = 0,
-                 include_failed: bool = False, rephrase: int = 0) -> None:
+                 include_failed: bool = False, rephrase: int = 0, state: str = "privileged") -> None:
+        check_state(state, ds.info, ds.root)
         self.ds = ds
+        self.observed = state == "observed"
         self.rephrase = rephrase
         self.prompts = prompts or PromptBuilder()
         self.seed = seed
@@ -80,17 +101,24 @@ class ExampleBuilder:
         ep = self.ds.episodes[pos]
         return ep.success or self.include_failed or any(s.get("label") is not None for s in ep.steps)
 
+    def rows(self, pos: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(object rows, zone rows) of frame i of episode pos that the model reads (`state`)."""
+        obs = self.ds.frame(pos, i, image=False, observed=self.observed)
+        return obs["objects"], obs["zones"]
+
     def scene_counts(self, pos: int, i: int) -> tuple[int, int]:
-        """(objects, zones) in frame i of episode pos: the scene a prompt is written for."""
-        ep = self.ds.episodes[pos]
-        return count_objects(ep.env_state[i]), count_objects(ep.zones[i])
+        """(objects, zones) in frame i of episode pos: the scene a prompt is written for (the rows the model reads)."""
+        objects, zones = self.rows(pos, i)
+        return count_objects(objects), count_objects(zones)
 
     def scene(self, pos: int, i: int) -> Scene:
-        """Frame i of episode pos as a Scene (objects, relations, zones), built once while the episode is built."""
+        """Frame i of episode pos as a Scene (objects, relations, zones: the simulator's, what answers are computed
+        from), built once while the episode is built; referrals name the rows the model reads (`vqa.same_cubes`)."""
         if (pos, i) not in self._scenes:
             ep = self.ds.episodes[pos]
+            referrals = same_cubes(ep.env_state[i], self.rows(pos, i)[0]) if self.observed else None
             self._scenes[(pos, i)] = Scene(ep.env_state[i], ep.names or None, self.camera, self.table_z,
-                                           self.workspace, ee=ep.robot[i][:3], zones=ep.zones[i])
+                                           self.workspace, ee=ep.robot[i][:3], zones=ep.zones[i], referrals=referrals)
         return self._scenes[(pos, i)]
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
@@ -134,7 +162,7 @@ class ExampleBuilder:
     def materialize(self, spec: ExampleSpec) -> Example:
         """The Example the model sees: the spec's text with the frame's arrays."""
         ep = self.ds.episodes[spec.episode]
-        obs = self.ds.frame(spec.episode, spec.frame, image=self.prompts.reads("rgb"))
+        obs = self.ds.frame(spec.episode, spec.frame, image=self.prompts.reads("rgb"), observed=self.observed)
         if spec.instruction is not None:
             obs["instruction"] = spec.instruction
         ex = self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=spec.source, episode=ep.index,

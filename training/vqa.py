@@ -18,7 +18,7 @@ answer is unambiguous.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ class SceneObject:
     shape: str
     size: float  # edge length (m)
     pos: np.ndarray  # (3,) world position of the centre
+    referral: int | None = None  # the row `obj j` names it by (j - 1): its slot, else None (not referable)
 
 
 class Scene:
@@ -50,8 +51,10 @@ class Scene:
     def __init__(
         self, rows: np.ndarray, names: Sequence[str] | None = None, camera: Camera | None = None,
         table_z: float = 0.0, workspace: Sequence[Sequence[float]] | None = None, ee: Sequence[float] | None = None,
-        zones: np.ndarray | None = None,
+        zones: np.ndarray | None = None, referrals: Mapping[int, int] | None = None,
     ) -> None:
+        """`referrals`: slot -> the row index its entity referral names, when the model reads other rows than these
+        (`same_cubes`: data.state=observed); a slot it lacks is not referred to. None: every object is its own slot."""
         rows = np.asarray(rows, np.float64)
         present = [i for i in range(len(rows)) if rows[i, -1] > 0.5]
         descs = [(d.color, d.shape) for d in descs_from_rows(rows)]  # one per present slot, in slot order
@@ -62,7 +65,8 @@ class Scene:
         else:
             by_slot = {i: names[i] for i in present}
         self.objects = [
-            SceneObject(i, by_slot[i], c, s, float(rows[i, 7]), rows[i, :3].copy())
+            SceneObject(i, by_slot[i], c, s, float(rows[i, 7]), rows[i, :3].copy(),
+                        i if referrals is None else referrals.get(i))
             for i, (c, s) in zip(present, descs)
         ]
         self.camera, self.table_z = camera, table_z
@@ -158,12 +162,12 @@ QA = tuple[str, str]
 
 
 def q_color(scene: Scene, rng: np.random.Generator) -> QA | None:
-    """q1: colour by entity referral."""
-    if not scene.objects:
+    """q1: colour by entity referral (of the objects that have one: `SceneObject.referral`)."""
+    referable = [o for o in scene.objects if o.referral is not None]
+    if not referable:
         return None
-    k = int(rng.integers(len(scene.objects)))
-    o = scene.objects[k]
-    return f"What colour is {referral_name(o.slot)}?", o.color
+    o = referable[int(rng.integers(len(referable)))]
+    return f"What colour is {referral_name(o.referral)}?", o.color
 
 
 def q_table(scene: Scene, rng: np.random.Generator) -> QA | None:
@@ -263,6 +267,24 @@ def q_support(scene: Scene, rng: np.random.Generator) -> QA | None:
 def q_caption(scene: Scene, rng: np.random.Generator) -> QA | None:
     """Short scene caption."""
     return "Describe the scene.", scene.caption()
+
+
+def same_cubes(rows: np.ndarray, seen: np.ndarray) -> dict[int, int]:
+    """slot of `rows` -> index of the row of `seen` that is the same cube: the nearest centre within half the cube's
+    edge (whatever colour, size or shape the row says), pairs taken nearest first, each row of `seen` at most once.
+
+    `rows` are the simulator's, `seen` another source's estimate of the same frame (data.state=observed): its own
+    order, its own errors, possibly cubes missing (hidden) or phantom ones; a cube without a row is left out."""
+    rows, seen = np.asarray(rows, np.float64), np.asarray(seen, np.float64)
+    mine, theirs = np.flatnonzero(rows[:, -1] > 0.5), np.flatnonzero(seen[:, -1] > 0.5)
+    gap = np.linalg.norm(rows[mine, None, :3] - seen[None, theirs, :3], axis=-1)  # (n, m) centre distances
+    near = sorted((gap[a, b], a, b) for a in range(len(mine)) for b in range(len(theirs))
+                  if gap[a, b] <= rows[mine[a], 7] / 2)
+    out: dict[int, int] = {}
+    for _, a, b in near:
+        if int(mine[a]) not in out and int(theirs[b]) not in out.values():
+            out[int(mine[a])] = int(theirs[b])
+    return out
 
 
 def goal_question(name: str, instruction: str) -> str:
