@@ -50,3 +50,11 @@ def test_config_differences_ignore_bookkeeping_keys():
     saved = {"train": {"lr": 1e-3, "steps": 10}, "eval": {"every": 5}, "resume": False, "seed": 0}
     now = {"train": {"lr": 1e-3, "steps": 20}, "eval": {"every": 7}, "resume": True, "seed": 1}
     assert config_differences(saved, now) == ["seed: saved 0, now 1"]
+
+
+def test_a_run_saved_before_a_key_existed_resumes_with_its_default_and_not_with_another_value():
+    now = {"data": {"rephrase": 0, "state": "privileged"}, "train": {"lr": 1e-3}}
+    saved = {"train": {"lr": 1e-3}}  # written by a code version without data.rephrase / data.state
+    assert config_differences(saved, now) == []
+    changed = {"data": {"rephrase": 8, "state": "privileged"}, "train": {"lr": 1e-3}}
+    assert config_differences(saved, changed) == ["data.rephrase: saved 0, now 8"]

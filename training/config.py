@@ -229,7 +229,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     """The "must match" keys (RESUME_RULES) whose values differ, as "key: saved X, now Y", sorted by key.
 
     Values are compared whole per schema key (a dict such as data.weights is one value); a saved key
-    the schema does not know (a config of another code version) must match too.
+    the schema does not know (a config of another code version) must match too; a schema key the saved
+    config lacks (added after the run was saved) counts as its default, which is what that run computed.
     """
     keys = schema_keys()
     unknown = [k for k in flatten(saved) if not any(k == s or k.startswith(s + ".") for s in keys)]
@@ -240,5 +241,11 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
         except KeyError:
             return True
 
-    return [f"{k}: saved {_lookup(saved, k)!r}, now {_lookup(current, k)!r}"
-            for k in sorted({*keys, *unknown}) if must_match(k) and _lookup(saved, k) != _lookup(current, k)]
+    defaults = dataclasses.asdict(TrainConfig())
+
+    def value(config: dict[str, Any], k: str) -> Any:  # a key added after a run was saved: it computed the default
+        v = _lookup(config, k)
+        return _lookup(defaults, k) if v == _ABSENT and k in keys else v
+
+    return [f"{k}: saved {value(saved, k)!r}, now {value(current, k)!r}"
+            for k in sorted({*keys, *unknown}) if must_match(k) and value(saved, k) != value(current, k)]
