@@ -51,11 +51,11 @@ def _init(checkpoint: str, phrasings: str) -> None:
                    phrasings=IndependentInstructions.load(phrasings), envs={})
 
 
-def _episodes(job: tuple[str, str, str, int, list[int], bool]) -> list[dict[str, Any]]:
-    """Both runs of each seed of one task: [{"task", "seed", "grammar": 0/1, "new": 0/1 | None, ...}]."""
+def _episodes(job: tuple[str, str, str, int, list[int], bool, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The runs (`kinds`) of each seed of one task: [{"task", "seed", "grammar": 0/1, "new": 0/1 | None, ...}]."""
     from agent.api import make_env
 
-    world, task, split, image_size, seeds, keep_failed = job
+    world, task, split, image_size, seeds, keep_failed, kinds = job
     key = (world, task, split)
     if key not in _WORKER["envs"]:
         _WORKER["envs"][key] = make_env(world, task, split=split, image_size=(image_size, image_size))
@@ -63,7 +63,7 @@ def _episodes(job: tuple[str, str, str, int, list[int], bool]) -> list[dict[str,
     rows = []
     for seed in seeds:
         row: dict[str, Any] = {"task": task, "seed": seed}
-        for kind in KINDS:
+        for kind in kinds:
             env.reset(seed=seed)
             u = env.unwrapped
             if kind == "new":
@@ -83,14 +83,15 @@ def _episodes(job: tuple[str, str, str, int, list[int], bool]) -> list[dict[str,
 
 def run(checkpoint: str, world: str, tasks: list[str], episodes: int, split: str, seed_offset: int,
         phrasings: Path = INDEPENDENT_FILE, workers: int = 2, image_size: int = 64,
-        keep_failed: bool = False) -> list[dict[str, Any]]:
-    """Per-seed outcomes of every task (see `_episodes`), seeds `seed_range(split)[0] + seed_offset + n`."""
+        keep_failed: bool = False, kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
+    """Per-seed outcomes of every task (see `_episodes`), seeds `seed_range(split)[0] + seed_offset + n`; `kinds`:
+    which runs each seed gets (both by default; ("new",) alone halves the cost when only new phrasings count)."""
     lo, hi = seed_range(split)
     first = lo + seed_offset
     if not (lo <= first and first + episodes <= hi):
         raise ValueError(f"seed_offset={seed_offset} with episodes={episodes} leaves the {split} seed range [{lo}, {hi})")
     chunk = max(1, min(25, episodes // max(1, workers)))
-    jobs = [(world, t, split, image_size, list(range(s, min(s + chunk, first + episodes))), keep_failed)
+    jobs = [(world, t, split, image_size, list(range(s, min(s + chunk, first + episodes))), keep_failed, kinds)
             for t in tasks for s in range(first, first + episodes, chunk)]
     if workers <= 1:
         _init(checkpoint, str(phrasings))
@@ -110,10 +111,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| task | training grammar | new phrasing | new - grammar (points) | seeds skipped |", "|---|---|---|---|---|"]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     for name, sel in [*((t, [r for r in rows if r["task"] == t]) for t in tasks), ("all", rows)]:
-        both = [r for r in sel if r["new"] is not None]
-        g, n = [r["grammar"] for r in both], [r["new"] for r in both]
-        diff = 100 * (np.mean(n) - np.mean(g)) if both else float("nan")
-        lines.append(f"| {name} | {_pct(g)} | {_pct(n)} | {diff:+.1f} | {len(sel) - len(both)} |")
+        both = [r for r in sel if r.get("new", 0) is not None]
+        g, n = [r["grammar"] for r in both if "grammar" in r], [r["new"] for r in both if "new" in r]
+        diff = f"{100 * (np.mean(n) - np.mean(g)):+.1f}" if g and n else "-"
+        lines.append(f"| {name} | {_pct(g) if g else '-'} | {_pct(n) if n else '-'} | {diff} | {len(sel) - len(both)} |")
     return "\n".join(lines)
 
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None, default_file: Path = INDEPENDENT_FILE, d
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--out", type=Path, default=None, help="write the per-seed outcomes here (JSON)")
     ap.add_argument("--failures", type=Path, default=None, help="write the failed episodes' traces here (JSON lines)")
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
+                    help="runs per seed: the training grammar's phrasing and/or the file's (default both)")
     args = ap.parse_args(argv)
     import envs  # noqa: F401 - registers the worlds' tasks
     from envs.tasks.base import task_names
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None, default_file: Path = INDEPENDENT_FILE, d
     tasks = args.tasks or [t for t in task_names(args.world) if t in known]
     t0 = time.perf_counter()
     rows = run(args.checkpoint, args.world, tasks, args.episodes, args.split, args.seed_offset, args.phrasings,
-               args.workers, args.image_size, keep_failed=args.failures is not None)
+               args.workers, args.image_size, keep_failed=args.failures is not None, kinds=tuple(args.kinds))
     wall = time.perf_counter() - t0
     print(f"{args.checkpoint}: {args.world}, {args.split} scenes, seeds from offset {args.seed_offset}, "
           f"new phrasings from {args.phrasings.name}\n")
