@@ -143,3 +143,16 @@ def test_traces_say_which_phrasing_an_episode_was_given():
     trace = Agent(OraclePlanner()).episode(env, seed=lo, instruction="unstack the tower")
     assert trace.phrasing == "given" and trace.success
     env.close()
+
+
+VALIDATION_FILES = sorted((DEFAULT_PATH.parents[2] / "benchmarks" / "data").glob("validation_instructions*.json"))
+
+
+@pytest.mark.parametrize("path", VALIDATION_FILES, ids=lambda p: p.stem)
+def test_the_validation_phrasings_recipes_are_chosen_on_are_outside_the_training_grammar_too(path):
+    """benchmarks/validate_phrasing.py and phrasing_gap.py --phrasings measure new words with these files."""
+    val = IndependentInstructions.load(path)
+    assert set(val.tasks) == {"grasp", "stack", "put_in_zone", "sort_by_color", "unstack"}
+    lo, _ = seed_range("L1")
+    for name in val.tasks:
+        assert collisions(val, make_task("pickplace", name), range(lo, lo + 20)) == {}, (path.name, name)
