@@ -158,6 +158,23 @@ def test_with_in_text_false_the_words_reach_the_lm_only_through_the_encoder():
         make_model("palme-small", **{**cfg, "prompt": {"tokens": ["image", "object"], "instruction": {"in_text": False}}})
 
 
+def test_pooled_puts_the_sentence_embedding_first_as_one_more_token():
+    cfg = {**TINY, "prompt": {**TINY["prompt"], "instruction": {"max_tokens": 16, "pooled": True}}}
+    model = make_model("palme-small", **cfg)
+    ex = model.prompt_builder.for_obs("plan", _obs(6), instruction=RED_ON_BLUE, answer="pick up the red cube")
+    batch = model.collate([ex], train=True)
+    encoder = model.encoders["instruction"]
+    states = encoder.text.states(RED_ON_BLUE)
+    assert encoder.n_tokens == 17 and batch["instruction.lengths"].tolist() == [len(states) + 1]
+    placeholder = model.placeholder_ids[INSTR_TOKEN]
+    assert int((batch["input_ids"] == placeholder).sum()) == len(states) + 1
+    with torch.no_grad():
+        x = model.embed(batch)[0][batch["input_ids"][0] == placeholder]
+        torch.testing.assert_close(x[0], encoder(states.mean(0, keepdim=True))[0])
+        torch.testing.assert_close(x[1:], encoder(states))
+    assert torch.isfinite(model(batch))
+
+
 def test_checkpoints_record_the_package_and_refuse_another_version(model, tmp_path, monkeypatch):
     ex = [model.prompt_builder.for_obs("plan", _obs(4), instruction=BLUE_ON_RED)]
     model.save_pretrained(tmp_path)

@@ -52,6 +52,9 @@ class InstructionConfig:
     # false: the LM reads the words only through <instr> (RT-1 and VIMA condition on the frozen encoder alone), so
     # wordings the training grammar never produced reach the planner through the pretrained encoder's states.
     in_text: bool = True  # prompts also hold the instruction as plain text (`Task: <its words>`); false: `Task: the instruction`
+    # true: the first <instr> token is the sentence vector (the mean of the token states, all-MiniLM-L6-v2's sentence
+    # embedding before its normalisation: what it was trained to make alike for paraphrases), then the token states.
+    pooled: bool = False  # one more <instr> token: the sentence embedding (paraphrase-invariant) before the per-token states
 
     def __post_init__(self) -> None:
         if not 3 <= self.max_tokens <= 512:
@@ -192,11 +195,13 @@ class PalmEConfig:
         return self.llm.backbone == "scratch"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions and
-        `prompt.restate` only when true: the configs of the others stay as they were)."""
+        """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions, and
+        `prompt.restate` and `prompt.instruction.pooled` only when true: the configs of the others stay as they were)."""
         data = dataclasses.asdict(self)
         if "instruction" not in self.prompt.tokens:
             del data["prompt"]["instruction"]
+        elif not self.prompt.instruction.pooled:
+            del data["prompt"]["instruction"]["pooled"]
         if not self.prompt.restate:
             del data["prompt"]["restate"]
         return data

