@@ -106,7 +106,7 @@ def register_configs() -> None:
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
-    kw: dict[str, Any] = {"split": cfg.split, **cfg.env_kwargs()}
+    kw = cfg.env_kwargs(cfg.env, cfg.split)  # block_set: only env=push takes one (ValueError otherwise)
     if cfg.image_size is not None:
         kw["image_size"] = tuple(cfg.image_size)
     return kw
@@ -178,6 +178,7 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     load_world(cfg.env)
     if cfg.task not in task_names(cfg.env):
         raise ValueError(f"unknown task {cfg.task!r} for env {cfg.env!r}; known tasks: {task_names(cfg.env)}")
+    env_kw = _env_kwargs(cfg)  # a block set the world or the split cannot take stops the run before `out` is made
     lo, hi = seed_range(cfg.split)
     first = lo if cfg.seed_start is None else cfg.seed_start
     max_attempts = cfg.max_attempts or 3 * cfg.episodes
@@ -188,7 +189,7 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
     if cfg.planner != "oracle":
         _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
-    probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
+    probe = make_env(cfg.env, cfg.task, **env_kw)
     try:  # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
         writer = open_dataset_writer(cfg.out, probe, cfg.task, cfg.fps, cfg.split, cfg.keep_failures, cfg.planner)
     finally:
