@@ -208,6 +208,11 @@ def is_heldout_combination(blocks: Sequence[ObjectDesc]) -> bool:
     return zlib.crc32(key.encode()) % 10 == 0
 
 
+def fixed_blocks(block_set: str) -> tuple[ObjectDesc, ...]:
+    """The blocks of a fixed set (BLOCK_4, BLOCK_8), every scene's whole set."""
+    return {"BLOCK_4": BLOCK_4, "BLOCK_8": BLOCK_8}[block_set]
+
+
 def check_block_set(block_set: str | None, split: str | None = None) -> None:
     """Raise ValueError (one line) for an unknown block set, or a fixed one with a split (L2, L3) that draws
     other combinations by definition; None (the split decides) always passes. `split` None: the name alone."""
@@ -229,10 +234,8 @@ def sample_blocks(rng: np.random.Generator, split: str, block_set: str = "N_CHOO
     N_CHOOSE_K: train/L1/L4 draw a training combination of 4-6 blocks, L2 a held-out combination
     of 4-6, L3 any combination of 7-8. BLOCK_4 / BLOCK_8 are Language-Table's fixed sets.
     """
-    if block_set == "BLOCK_4":
-        chosen = list(BLOCK_4)
-    elif block_set == "BLOCK_8":
-        chosen = list(BLOCK_8)
+    if block_set in FIXED_BLOCK_SETS:
+        chosen = list(fixed_blocks(block_set))
     elif block_set == "N_CHOOSE_K":
         lo, hi = L3_K if split == "L3" else TRAIN_K
         k = int(rng.integers(lo, hi + 1))

@@ -69,6 +69,8 @@ CASES = {  # id: (module, arguments, what the one line says)
                           ["block_set=BLOCK_4", "only env=push has block sets"]),
     "eval-unknown": ("agent.evaluate", ["planner=oracle", "env=push", "block_set=BLOCK_9"],
                      ["unknown block_set 'BLOCK_9'", "['N_CHOOSE_K', 'BLOCK_4', 'BLOCK_8']"]),
+    "collect-task-needs-more-blocks": ("training.collect", ["env=push", "task=color_to_location", "block_set=BLOCK_4"],
+                                       ["task 'color_to_location' cannot draw a scene from block_set 'BLOCK_4'"]),
     "eval-l2": ("agent.evaluate", ["planner=oracle", "env=push", "tasks=[block2block]", "split=all", "block_set=BLOCK_8"],
                 ["split 'L2'", "block_set='N_CHOOSE_K'", "'BLOCK_8'"]),
 }
@@ -115,6 +117,8 @@ def test_api_make_env_and_eval_workers_build_the_set_and_seeds_stay_identical(tm
         make_env("pickplace", "stack", block_set="BLOCK_4")
     with pytest.raises(ValueError, match="split 'L3'.*not the fixed set 'BLOCK_4'"):
         make_env("push", "block2block", split="L3", block_set="BLOCK_4")
+    with pytest.raises(ValueError, match="task 'corner_to_same_color' cannot draw a scene from block_set 'BLOCK_4'"):
+        make_env("push", "corner_to_same_color", block_set="BLOCK_4")  # T1 needs two blocks of a colour
     settings = runner_settings(resolve(EvalConfig(planner="oracle", env="push", tasks=["block2block"],
                                                   block_set="BLOCK_8")))
     runner = EpisodeRunner(json.loads(json.dumps(settings)), tmp_path)  # as a worker process gets them: plain data

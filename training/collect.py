@@ -20,12 +20,12 @@ a vector env steps all envs in lockstep, one action each, which would need the w
 turned inside out. A process pool (forkserver context: PyBullet clients must not be forked from a
 parent that already touched them) gives each worker a whole episode at a time.
 
-Set-up is checked in the parent before the first episode: the task, the seeds (both ends of the
-seeds the run may try inside the split's range), the `out` folder (writable; new, empty or a dataset, never
-a folder of other files: training.recorder.check_dataset_folder), the env and, with
-`planner=palme`, the model (loaded once with the loader, whose message stops the run). A worker
-that still cannot set itself up stops the run with its message (exit 2), and workers end when the
-parent dies (agent.workers).
+Set-up is checked in the parent before the first episode: the task, the block set (push only), the seeds
+(both ends of the seeds the run may try inside the split's range), the env (built once, before `out` is made),
+the `out` folder (writable; new, empty or a dataset, never a folder of other files:
+training.recorder.check_dataset_folder) and, with `planner=palme`, the model (loaded once with the loader,
+whose message stops the run). A worker that still cannot set itself up stops the run with its message
+(exit 2), and workers end when the parent dies (agent.workers).
 """
 
 from __future__ import annotations
@@ -186,11 +186,12 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
         raise ValueError(f"max_attempts must be >= 1 or None (3x episodes), got {cfg.max_attempts}")
     # Both ends of the seeds the run may try (more when seeds already in `out` are skipped; then the range's end stops it).
     check_seeds(cfg.split, first, max_attempts, given=f"seed_start={first} with max_attempts={max_attempts}")
-    check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
-    if cfg.planner != "oracle":
-        _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
-    probe = make_env(cfg.env, cfg.task, **env_kw)
-    try:  # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
+    probe = make_env(cfg.env, cfg.task, **env_kw)  # an env refused (a task its block set cannot draw): `out` is not made
+    try:
+        check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
+        if cfg.planner != "oracle":
+            _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
+        # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
         writer = open_dataset_writer(cfg.out, probe, cfg.task, cfg.fps, cfg.split, cfg.keep_failures, cfg.planner)
     finally:
         probe.close()
