@@ -25,17 +25,20 @@ __all__ = ["EpisodeTrace", "evaluate", "make_env", "make_planner", "run_episode"
 
 
 def make_env(world: str = "pickplace", task: str = "stack", split: str = "train", seed: int | None = None,
-             **kwargs: Any) -> Any:
+             block_set: str | None = None, **kwargs: Any) -> Any:
     """A gymnasium env of `world` (`pickplace`, `push`) running `task`, drawing scenes from `split`.
 
     `split`: train | L1 | L2 | L3 | L4. `seed`: when given, the env is reset with it (ready for
-    `Agent.run`); `run_episode` resets it anyway. Other kwargs go to the env (`image_size=(H, W)`,
-    `obs_type="state"`, `render_mode=None`, `state="estimated"`, `state_noise_m=0.01`: envs.state_sources).
-    Raises ValueError for an unknown world, task, split or state source (listing the known ones).
+    `Agent.run`); `run_episode` resets it anyway. `block_set` (push only): N_CHOOSE_K | BLOCK_4 | BLOCK_8
+    (Language-Table's fixed sets; not with L2, L3); None: the split decides. Other kwargs go to the env
+    (`image_size=(H, W)`, `obs_type="state"`, `render_mode=None`, `state="estimated"`, `state_noise_m=0.01`:
+    envs.state_sources). Raises ValueError for an unknown world, task, split, state source or block set
+    (listing the known ones), and for a block set with a world that has none or a split it does not fit.
     """
+    from envs import block_set_kwargs
     from envs import make_env as _make_env
 
-    env = _make_env(world, task, split=split, **kwargs)
+    env = _make_env(world, task, split=split, **block_set_kwargs(world, block_set, split), **kwargs)
     if seed is not None:
         env.reset(seed=seed)
     return env
@@ -85,9 +88,10 @@ def evaluate(planner: str = "palme", world: str = "pickplace", tasks: list[str] 
     `planner`: a planner name (each worker builds its own); `tasks`: None for every task of `world`;
     `split`: L1 | L2 | L3 | L4 | all. `out_dir`: where eval_info.json, episodes.jsonl and report.html
     go (None: a temporary folder, deleted afterwards). `options`: other palme-eval keys (`checkpoint`,
-    `seed_offset`, `max_steps`, `image_size`, `state`, `skills_use`, ... see agent.evaluate.EvalConfig). The dict holds
-    `overall` (pc_success, ci95, n_episodes, failures, ...), `per_task`, `per_group`, `config`. Raises ValueError
-    before any episode for bad names, numbers, seeds or a checkpoint that cannot be loaded.
+    `seed_offset`, `max_steps`, `image_size`, `state`, `skills_use`, `block_set` (push only), ... see
+    agent.evaluate.EvalConfig). The dict holds `overall` (pc_success, ci95, n_episodes, failures, ...),
+    `per_task`, `per_group`, `config`. Raises ValueError before any episode for bad names, numbers, seeds, a
+    block set the world or a split cannot take, or a checkpoint that cannot be loaded.
     """
     from agent.evaluate import EvalConfig
     from agent.evaluate import evaluate as _evaluate

@@ -87,7 +87,7 @@ class EpisodeRunner:
 
         if self.env_key != (task, split):
             self.close()
-            kw = {"split": split, **build_state_options(self.settings).env_kwargs()}
+            kw = build_state_options(self.settings).env_kwargs(self.settings["env"], split)
             if self.settings.get("image_size"):
                 kw["image_size"] = tuple(self.settings["image_size"])
             self.env = make_env(self.settings["env"], task, **kw)

@@ -100,6 +100,8 @@ def resolve(cfg: EvalConfig) -> EvalConfig:
     bad = [s for s in cfg.splits if s not in SPLITS]
     if bad or not cfg.splits:
         raise ValueError(f"unknown split(s) {bad or cfg.splits}; expected some of {list(EVAL_SPLITS)} (or split=all)")
+    for split in cfg.splits:  # a block set the world (only push has them) or a split cannot take: refused here
+        cfg.env_kwargs(cfg.env, split)
     if cfg.video_fps is not None and cfg.video_fps < 1:
         raise ValueError(f"video_fps must be >= 1 or None (the env's render_fps), got {cfg.video_fps}")
     if cfg.episodes < 1 or cfg.workers < 1 or cfg.videos_per_task < 0:
@@ -240,11 +242,10 @@ def check_setup(cfg: EvalConfig, settings: dict[str, Any]) -> Any:
     from agent.eval_agent import build_planner
     from envs import make_env
 
-    kw = {"image_size": tuple(cfg.image_size)} if cfg.image_size else {}
-    kw |= cfg.env_kwargs()
+    size = {"image_size": tuple(cfg.image_size)} if cfg.image_size else {}
     for split in cfg.splits:
         for task in cfg.tasks:
-            make_env(cfg.env, task, split=split, **kw).close()
+            make_env(cfg.env, task, **cfg.env_kwargs(cfg.env, split), **size).close()
     return build_planner(settings)
 
 

@@ -238,7 +238,8 @@ def render_report(info: dict[str, Any], episodes: Sequence[dict[str, Any]], titl
     if info.get("interrupted") or ov["n_episodes"] < info.get("n_planned", ov["n_episodes"]):
         banner = (f"<div class='banner'>Partial report: {ov['n_episodes']} of {info.get('n_planned')} planned "
                   f"episodes finished{' (interrupted)' if info.get('interrupted') else ' so far'}.</div>")
-    meta = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in cfg.items() if k in _META_KEYS)
+    meta = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in cfg.items()
+                      if k in _META_KEYS and not (k in _META_IF_SET and v is None))
     head = (f"<h1>{_esc(title)}</h1><p class='meta'>{meta}</p>{banner}"
             f"<p>Overall success <b>{_fmt(ov['pc_success'])}%</b> (95% CI {ov['ci95'][0]:.1f}–{ov['ci95'][1]:.1f}) "
             f"over {ov['n_episodes']} episodes; wall time {ov['eval_s']:.1f} s ({ov['eval_ep_s']:.2f} s/episode).</p>")
@@ -250,7 +251,9 @@ def render_report(info: dict[str, Any], episodes: Sequence[dict[str, Any]], titl
     return _page(title, "".join(body))
 
 
-_META_KEYS = ("planner", "checkpoint", "env", "splits", "tasks", "episodes", "workers", "world_size", "seed_offset")
+_META_KEYS = ("planner", "checkpoint", "env", "block_set", "splits", "tasks", "episodes", "workers", "world_size",
+              "seed_offset")
+_META_IF_SET = ("block_set",)  # shown only when given (null: the split decides, as in every run before the key)
 
 
 def _page(title: str, body: str) -> str:

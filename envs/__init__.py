@@ -28,6 +28,7 @@ WORLDS: dict[str, tuple[str, str, str, int]] = {
     "push": ("palme/PushBlocks-v0", "envs.push:PushEnv", "envs.tasks.push", 200),
 }
 DEFAULT_TASKS: dict[str, str] = {"pickplace": "stack", "push": "block2block"}  # what gym.make(id) builds
+BLOCK_SET_WORLDS: tuple[str, ...] = ("push",)  # worlds whose env takes `block_set` (envs.push_blocks.BLOCK_SETS)
 
 for _world, (_id, _entry, _tasks, _max_steps) in WORLDS.items():
     if _id not in gym.registry:
@@ -45,6 +46,25 @@ def make_env(world: str, task: str, **kwargs: Any) -> gym.Env:
     """`gym.make` for a world by short name (`pickplace`, `push`) and task name."""
     load_world(world)
     return gym.make(WORLDS[world][0], task=task, **kwargs)
+
+
+def block_set_kwargs(world: str, block_set: str | None, split: str = "train") -> dict[str, Any]:
+    """`make_env` kwargs for a block set: {} for None (the split decides, and nothing reaches the env), else
+    {"block_set": block_set}.
+
+    Raises ValueError (one line) for a world without block sets (only push has them), an unknown set (listing
+    the known ones) or a fixed set (BLOCK_4, BLOCK_8) with a split that draws other combinations (L2, L3).
+    """
+    if block_set is None:
+        return {}
+    if world not in BLOCK_SET_WORLDS:
+        load_world(world)  # an unknown world is named as such first
+        raise ValueError(f"block_set={block_set} needs env=push: only env=push has block sets (env={world} has none; "
+                         "leave block_set unset)")
+    from envs.push_blocks import check_block_set
+
+    check_block_set(block_set, split)
+    return {"block_set": block_set}
 
 
 def gym_id(world: str, task: str | None = None) -> str:

@@ -18,7 +18,15 @@ import pybullet as p
 from envs import load_world
 from envs.base import TabletopEnv
 from envs.catalogue import ROBOT_DIM
-from envs.push_blocks import BLOCK_SETS, asset_dir, bounding_radius, create_block, write_atomic
+from envs.push_blocks import (
+    FIXED_BLOCK_SETS,
+    asset_dir,
+    bounding_radius,
+    check_block_set,
+    create_block,
+    fixed_blocks,
+    write_atomic,
+)
 from envs.tasks.base import TaskInstance
 
 # Board (Language-Table): x is away from the robot base ("top" = small x), y to the right.
@@ -107,20 +115,26 @@ class PushEnv(TabletopEnv):
     default_image_size: ClassVar[tuple[int, int]] = (180, 320)
 
     def __init__(self, task: str, block_set: str | None = None, **kwargs: Any) -> None:
-        if block_set is not None and block_set not in BLOCK_SETS:
-            raise ValueError(f"unknown block_set {block_set!r}; expected one of {list(BLOCK_SETS)} or None")
-        split = kwargs.get("split", "train")
-        if block_set in ("BLOCK_4", "BLOCK_8") and split in ("L2", "L3"):
-            raise ValueError(
-                f"split {split!r} draws held-out or larger block combinations; use block_set='N_CHOOSE_K' "
-                f"or None with it, not the fixed set {block_set!r}"
-            )
+        check_block_set(block_set, kwargs.get("split", "train"))
         load_world(self.world)  # registers the pushing tasks when the env is built directly, not via make_env
         super().__init__(task, **kwargs)
         self.block_set = block_set or "N_CHOOSE_K"
         self.task.block_set = self.block_set  # the task samples the blocks of each episode
         self.pusher = -1
         self.effector_target = EFFECTOR_START.copy()
+        if self.block_set in FIXED_BLOCK_SETS:
+            self._check_task_fits_block_set()
+
+    def _check_task_fits_block_set(self) -> None:
+        """Refuse now, not at the first reset, a task whose goals need blocks a fixed set lacks (e.g. two blocks
+        of a colour: BLOCK_4 has one of each); the probe draws from its own generator, so episodes are unchanged."""
+        try:
+            self.task.sample(np.random.default_rng(0), self.split)
+        except RuntimeError as err:
+            self.close()
+            blocks = ", ".join(f"{b.color} {b.shape}" for b in fixed_blocks(self.block_set))
+            raise ValueError(f"task {self.task_name!r} cannot draw a scene from block_set {self.block_set!r} ({blocks}): "
+                             "its goals need blocks the set lacks; choose another block_set or task") from err
 
     # ---- TabletopEnv hooks -----------------------------------------------------------------
     def _make_action_space(self) -> gym.spaces.Box:

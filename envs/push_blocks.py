@@ -47,6 +47,7 @@ BLOCK_8: tuple[ObjectDesc, ...] = tuple(
     ]
 )
 BLOCK_SETS: tuple[str, ...] = ("N_CHOOSE_K", "BLOCK_4", "BLOCK_8")
+FIXED_BLOCK_SETS: tuple[str, ...] = ("BLOCK_4", "BLOCK_8")  # the same blocks in every scene, whatever the split
 TRAIN_K = (4, 6)  # block counts of the training distribution (inclusive)
 L3_K = (7, MAX_OBJECTS)  # "more blocks than in training"
 
@@ -207,16 +208,34 @@ def is_heldout_combination(blocks: Sequence[ObjectDesc]) -> bool:
     return zlib.crc32(key.encode()) % 10 == 0
 
 
+def fixed_blocks(block_set: str) -> tuple[ObjectDesc, ...]:
+    """The blocks of a fixed set (BLOCK_4, BLOCK_8), every scene's whole set."""
+    return {"BLOCK_4": BLOCK_4, "BLOCK_8": BLOCK_8}[block_set]
+
+
+def check_block_set(block_set: str | None, split: str | None = None) -> None:
+    """Raise ValueError (one line) for an unknown block set, or a fixed one with a split (L2, L3) that draws
+    other combinations by definition; None (the split decides) always passes. `split` None: the name alone."""
+    if block_set is None:
+        return
+    if block_set not in BLOCK_SETS:
+        raise ValueError(f"unknown block_set {block_set!r}; expected one of {list(BLOCK_SETS)} "
+                         "or null/None (the split decides)")
+    if block_set in FIXED_BLOCK_SETS and split in ("L2", "L3"):
+        raise ValueError(
+            f"split {split!r} draws held-out or larger block combinations; use block_set='N_CHOOSE_K' "
+            f"or None with it, not the fixed set {block_set!r}"
+        )
+
+
 def sample_blocks(rng: np.random.Generator, split: str, block_set: str = "N_CHOOSE_K") -> list[ObjectDesc]:
     """The blocks of one episode, in a random slot order.
 
     N_CHOOSE_K: train/L1/L4 draw a training combination of 4-6 blocks, L2 a held-out combination
     of 4-6, L3 any combination of 7-8. BLOCK_4 / BLOCK_8 are Language-Table's fixed sets.
     """
-    if block_set == "BLOCK_4":
-        chosen = list(BLOCK_4)
-    elif block_set == "BLOCK_8":
-        chosen = list(BLOCK_8)
+    if block_set in FIXED_BLOCK_SETS:
+        chosen = list(fixed_blocks(block_set))
     elif block_set == "N_CHOOSE_K":
         lo, hi = L3_K if split == "L3" else TRAIN_K
         k = int(rng.integers(lo, hi + 1))

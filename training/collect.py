@@ -20,12 +20,12 @@ a vector env steps all envs in lockstep, one action each, which would need the w
 turned inside out. A process pool (forkserver context: PyBullet clients must not be forked from a
 parent that already touched them) gives each worker a whole episode at a time.
 
-Set-up is checked in the parent before the first episode: the task, the seeds (both ends of the
-seeds the run may try inside the split's range), the `out` folder (writable; new, empty or a dataset, never
-a folder of other files: training.recorder.check_dataset_folder), the env and, with
-`planner=palme`, the model (loaded once with the loader, whose message stops the run). A worker
-that still cannot set itself up stops the run with its message (exit 2), and workers end when the
-parent dies (agent.workers).
+Set-up is checked in the parent before the first episode: the task, the block set (push only), the seeds
+(both ends of the seeds the run may try inside the split's range), the env (built once, before `out` is made),
+the `out` folder (writable; new, empty or a dataset, never a folder of other files:
+training.recorder.check_dataset_folder) and, with `planner=palme`, the model (loaded once with the loader,
+whose message stops the run). A worker that still cannot set itself up stops the run with its message
+(exit 2), and workers end when the parent dies (agent.workers).
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def register_configs() -> None:
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
-    kw: dict[str, Any] = {"split": cfg.split, **cfg.env_kwargs()}
+    kw = cfg.env_kwargs(cfg.env, cfg.split)  # block_set: only env=push takes one (ValueError otherwise)
     if cfg.image_size is not None:
         kw["image_size"] = tuple(cfg.image_size)
     return kw
@@ -178,6 +178,7 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
     load_world(cfg.env)
     if cfg.task not in task_names(cfg.env):
         raise ValueError(f"unknown task {cfg.task!r} for env {cfg.env!r}; known tasks: {task_names(cfg.env)}")
+    env_kw = _env_kwargs(cfg)  # a block set the world or the split cannot take stops the run before `out` is made
     lo, hi = seed_range(cfg.split)
     first = lo if cfg.seed_start is None else cfg.seed_start
     max_attempts = cfg.max_attempts or 3 * cfg.episodes
@@ -185,11 +186,12 @@ def collect(cfg: CollectConfig, log: Any = print) -> dict[str, Any]:
         raise ValueError(f"max_attempts must be >= 1 or None (3x episodes), got {cfg.max_attempts}")
     # Both ends of the seeds the run may try (more when seeds already in `out` are skipped; then the range's end stops it).
     check_seeds(cfg.split, first, max_attempts, given=f"seed_start={first} with max_attempts={max_attempts}")
-    check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
-    if cfg.planner != "oracle":
-        _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
-    probe = make_env(cfg.env, cfg.task, **_env_kwargs(cfg))
-    try:  # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
+    probe = make_env(cfg.env, cfg.task, **env_kw)  # an env refused (a task its block set cannot draw): `out` is not made
+    try:
+        check_dataset_folder(cfg.out, "out folder")  # writable; new, empty or a dataset (never a folder of other files)
+        if cfg.planner != "oracle":
+            _make_planner(cfg)  # the model loads here once, so a broken checkpoint stops the run before any worker starts
+        # the folder's lock, its checks (or a new dataset), this run's features and info.json keys
         writer = open_dataset_writer(cfg.out, probe, cfg.task, cfg.fps, cfg.split, cfg.keep_failures, cfg.planner)
     finally:
         probe.close()

@@ -149,7 +149,8 @@ def robot_type(env: Any) -> str:
 
 
 def palme_block(env: Any, task: str, fps: int, split: str, keep_failures: bool, planner: str) -> dict[str, Any]:
-    """Our own info.json keys: world, tasks, seed ranges, camera (for image-frame VQA), table and workspace."""
+    """Our own info.json keys: world, tasks, seed ranges, block sets (push), camera (for image-frame VQA), table
+    and workspace."""
     import sys
 
     from envs.catalogue import MAX_OBJECTS, OBJ_FIELDS
@@ -161,6 +162,7 @@ def palme_block(env: Any, task: str, fps: int, split: str, keep_failures: bool, 
     center, half = getattr(world_mod, "TABLE_CENTER", None), getattr(world_mod, "TABLE_HALF", None)
     table_z = float(center[2] + half[2]) if center is not None and half is not None else 0.0
     observed = {"observed_state": [u.state_source.describe()]} if observes_other_state(env) else {}
+    block_sets = {"block_sets": [u.block_set]} if getattr(u, "block_set", None) else {}  # the push world's scenes
     return {
         "world": u.world,
         **observed,
@@ -169,6 +171,7 @@ def palme_block(env: Any, task: str, fps: int, split: str, keep_failures: bool, 
         "frame_policy": f"every {max(1, round(u.control_hz / fps))} control steps + every plan step start + last",
         "seed_ranges": {"train": list(seed_range("train")), "test": list(seed_range("L1"))},
         "collected_splits": [split],
+        **block_sets,
         "keep_failures": bool(keep_failures),
         "planners": [planner],  # who acted (a planner not in DEMONSTRATORS: steps carry the oracle's label)
         "object_rows": {"fields": list(OBJ_FIELDS), "max_objects": MAX_OBJECTS},

@@ -104,7 +104,7 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
     """Run palme-run with a config into `out_dir`; returns what was written to trace.json.
 
     Everything is checked before the first episode (ValueError): names, the seed (`cfg.seed` is set
-    to the one used), `out_dir` writable, the planner (a model planner loads its checkpoint), the
+    to the one used), the block set (push only), `out_dir` writable, the planner (a model planner loads its checkpoint), the
     env and the given instruction, the live view, the `record` folder. trace.json and episode.mp4 are
     rewritten, and a recorded episode appended, after every episode. `stdin` (default sys.stdin) gives
     the instructions of an interactive session and the `human` planner's steps, from one stream.
@@ -113,14 +113,14 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
 
     check_names(cfg)
     cfg.seed = check_seed(cfg)
+    kwargs = cfg.env_kwargs(cfg.env, cfg.split)  # block_set: only env=push takes one (ValueError otherwise)
+    if cfg.image_size is not None:
+        kwargs["image_size"] = tuple(cfg.image_size)
     out_dir = check_writable(out_dir, "output folder")
     planner = planner_from_options(cfg.planner, cfg.planner_options())
     lines = Lines(stdin if stdin is not None else sys.stdin)
     if isinstance(planner, HumanPlanner):  # its steps come from the same stream as the instructions
         planner.stdin, planner.stdout = lines, out
-    kwargs: dict[str, Any] = {"split": cfg.split, **cfg.env_kwargs()}
-    if cfg.image_size is not None:
-        kwargs["image_size"] = tuple(cfg.image_size)
     env = make_env(cfg.env, cfg.task, **kwargs)
     video = view = recording = None
     traces: list[EpisodeTrace] = []
@@ -284,7 +284,7 @@ def _checkpoint_used(cfg: RunConfig) -> str | None:
 def _trace_file(cfg: RunConfig, traces: list[EpisodeTrace]) -> dict[str, Any]:
     """trace.json: one episode's trace at the top level, or (interactive) every episode under `episodes`."""
     head = {"env": cfg.env, "task": cfg.task, "seed": cfg.seed, "split": cfg.split, "planner": cfg.planner,
-            "checkpoint": _checkpoint_used(cfg)}
+            "checkpoint": _checkpoint_used(cfg), **({"block_set": cfg.block_set} if cfg.block_set else {})}
     if not cfg.interactive and len(traces) == 1:
         return head | traces[0].to_dict()
     known = [t for t in traces if t.success_known]

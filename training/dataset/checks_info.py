@@ -145,6 +145,7 @@ def not_palme_message(root: Path | str, info: dict[str, Any]) -> str:
 def _palme_problems(info: dict[str, Any]) -> list[str]:
     """What is wrong with the `palme` block's keys that training, evaluation and validation read."""
     from envs import WORLDS, load_world
+    from envs.push_blocks import BLOCK_SETS
     from envs.tasks.base import SPLITS, seed_range, task_names
 
     palme = info["palme"]
@@ -164,6 +165,10 @@ def _palme_problems(info: dict[str, Any]) -> list[str]:
     splits = palme.get("collected_splits")
     if splits is not None and (not isinstance(splits, list) or not all(s in SPLITS for s in splits)):
         out.append(f"palme.collected_splits is {splits!r:.80}, expected a list of splits {list(SPLITS)}")
+    block_sets = palme.get("block_sets")
+    if block_sets is not None and (not isinstance(block_sets, list) or not block_sets
+                                   or not all(b in BLOCK_SETS for b in block_sets)):
+        out.append(f"palme.block_sets is {block_sets!r:.80}, expected a non-empty list of block sets {list(BLOCK_SETS)}")
     ranges = palme.get("seed_ranges")
     expected = {"train": list(seed_range("train")), "test": list(seed_range("L1"))}
     if ranges is not None and ranges != expected:
