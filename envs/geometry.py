@@ -38,7 +38,7 @@ _SIZE = OBJ_FIELDS.index("size")
 _QUAT = slice(OBJ_FIELDS.index("qx"), OBJ_FIELDS.index("qw") + 1)
 
 
-def _sigmoid(x: Any) -> Any:
+def soft_step(x: Any) -> Any:
     """The soft step: torch's own kernel on tensors (what the model was trained with), else 1 / (1 + exp(-x))."""
     if is_torch_array(x):
         return x.sigmoid()
@@ -139,7 +139,7 @@ def stacked_above(rows: Any, edge: float | None = None) -> Any:
     height = (rows[None, :, 2] - rows[:, None, 2]) - r / 2
     if edge is None:
         return (overlap > 0) & (height > 0)
-    return overlap * _sigmoid(height / edge)
+    return overlap * soft_step(height / edge)
 
 
 # ---- zones ---------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def inside_zone(rows: Any, zones: Any, edge: float | None = None) -> Any:
     margins = zone_axis_margins(rows, zones)
     if edge is None:
         return xp.all(margins >= 0, axis=-1)
-    return xp.prod(_sigmoid(margins / edge), axis=-1)
+    return xp.prod(soft_step(margins / edge), axis=-1)
 
 
 def in_zone(rows: Any, zones: Any, support: Sequence[int | str | None]) -> Any:

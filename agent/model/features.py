@@ -10,6 +10,10 @@ An object token is the state MLP's output for the object's row plus, for each fe
     words_below  a learned map of the words of the cubes below it
     zone_words   a learned map of the words of the zone it lies in ("red zone"; the zone rows travel
                  with every example: `needs = ("zones",)`)
+    board_words  a learned map of the words of the push board's locations the object is at ("top left
+                 corner", "center") and of the board half it lies in ("left side")
+    near_words   a learned map of the words of the blocks it is together with (centres closer than
+                 Language-Table's 0.08 m)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -33,6 +37,7 @@ from torch import nn
 
 from envs.catalogue import COLOR_NAMES, OBJ_FIELDS, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES, ZONE_KIND
 from envs.geometry import support_weights, zone_weights
+from envs.tasks.push.geometry import LOCATION_WORDS, location_weights, together_weights
 
 _COLOR_COL, _SHAPE_COL, _SIZE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id"), OBJ_FIELDS.index("size")
 SIZE_SPLIT = sum(SIZE_EDGES[s] for s in SIZE_NAMES) / len(SIZE_NAMES)  # edge length between "small" and "large"
@@ -265,6 +270,45 @@ class ZoneWords(ObjectFeature):
         inside = zone_weights(ctx.rows, ctx.scene, ctx.is_object, zones, zone_scene).to(ctx.words.dtype)  # (N, Nz)
         zone_words = row_mix(self.table, zones).to(ctx.embeddings.dtype) @ ctx.embeddings  # (Nz, D): "<colour> zone"
         return self.map(inside @ zone_words)
+
+
+@register_object_feature("board_words")
+class BoardWords(ObjectFeature):
+    """A learned map of the words of the push board's locations the object is at and of its board half.
+
+    The locations and radii are Language-Table's (`envs.tasks.push.geometry.LOCATION_POINTS`: 0.115 m, the
+    center 0.1 m), so a block that a location task would count as there carries that location's words
+    ("top left corner", "center"), and every block the words of its half ("left side", y < 0). Pick-and-place
+    rows get the words of the same points of their table (the map learns what they are worth there).
+    """
+
+    requires = ("words",)
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        self.register_buffer("table", setup.word_table(LOCATION_WORDS), persistent=False)
+        self.map = _zero_map(setup.width)
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor:
+        at = location_weights(ctx.rows) * ctx.is_object[:, None]  # (N, len(LOCATION_WORDS)); zone rows: none
+        words = self.table.to(ctx.embeddings.dtype) @ ctx.embeddings  # (len(LOCATION_WORDS), D)
+        return self.map(at.to(words.dtype) @ words)
+
+
+@register_object_feature("near_words")
+class NearWords(ObjectFeature):
+    """A learned map of the words of the blocks the object is together with (`together_weights`: centre
+    distance under Language-Table's 0.08 m "together" threshold, as side_together and separate judge it)."""
+
+    requires = ("words",)
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        self.map = _zero_map(setup.width)
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor:
+        near = together_weights(ctx.rows, ctx.scene, ctx.is_object).to(ctx.words.dtype)  # (N, N)
+        return self.map(near @ ctx.words)
 
 
 def color_kind_table(setup: FeatureSetup) -> torch.Tensor:

@@ -6,8 +6,12 @@ points and tests that the tasks judge success with.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
+import numpy as np
+from array_api_compat import array_namespace, device
+
+from envs.geometry import horizontal_distance, soft_step
 from envs.push import WORKSPACE_BUFFER, X_MAX, X_MIN, Y_MAX, Y_MIN
 from envs.push_blocks import BLOCK_WIDTH
 from envs.vocab import DIRECTIONS
@@ -39,6 +43,7 @@ DRAG_DIST = 0.05  # ... the reference block may not be dragged further
 SEPARATE_OFFSET = 0.1  # separate: target 0.1 m from the avoided block, away from it
 SEPARATE_DIST = 0.025  # ... success radius
 JOINED_DIST = 0.08  # blocks closer than this are "together" (Language-Table's separate threshold)
+BOARD_EDGE = 0.01  # soft step width (m) of the model's board relations (`location_weights`, `together_weights`)
 MIN_GAP = 0.0175  # reset: free space between blocks' nominal footprints
 MIN_CENTRE_DIST = BLOCK_WIDTH + MIN_GAP
 ARM_CLEARANCE = 0.06 + BLOCK_WIDTH / 2  # reset: blocks start this far from the effector
@@ -65,6 +70,37 @@ def location_radius(location: str) -> float:
 def in_location(xy: np.ndarray, location: str, margin: float = 0.0) -> bool:
     """Whether a block at `xy` counts as being at a board location."""
     return float(np.linalg.norm(xy - LOCATION_POINTS[location])) < location_radius(location) - margin
+
+
+# ---- the model's soft board relations (torch or numpy rows: envs.catalogue.OBJ_FIELDS, x and y first) ------
+def location_weights(rows: Any, edge: float = BOARD_EDGE) -> Any:
+    """(N, 9 + 2) soft weights of "block i is at board location k" (`in_location`, k in LOCATION_POINTS' order)
+    and then of "block i lies in the left / right half" (y < 0 / y > 0, as side_together.on_side), each with a smooth edge of `edge` metres.
+
+    rows: (N, OBJ_DIM) object rows (x, y in metres, world frame); same dtype as `rows`.
+    """
+    xp = array_namespace(rows)
+    points = xp.asarray(np.stack(list(LOCATION_POINTS.values())), dtype=rows.dtype, device=device(rows))
+    radii = xp.asarray([location_radius(k) for k in LOCATION_POINTS], dtype=rows.dtype, device=device(rows))
+    dist = xp.linalg.vector_norm(rows[:, None, :2] - points[None, :, :], axis=-1)  # (N, 9)
+    at = soft_step((radii[None, :] - dist) / edge)
+    right = soft_step(rows[:, 1:2] / edge)  # (N, 1)
+    return xp.concat([at, 1 - right, right], axis=1)
+
+
+LOCATION_WORDS: tuple[str, ...] = (*(f"{k} corner" if k in CORNERS else k for k in LOCATION_POINTS),
+                                   "left side", "right side")  # the words of `location_weights`' columns
+
+
+def together_weights(rows: Any, scene: Any, is_object: Any, edge: float = BOARD_EDGE) -> Any:
+    """(N, N) soft "blocks i and j are together" weights (centre distance under JOINED_DIST, as `clusters` links
+    blocks in side_together) with a smooth edge of `edge` metres; rows of other scenes, zone rows and a row
+    with itself weigh 0. rows: (N, OBJ_DIM); scene: (N,) example index; is_object: (N,) bool.
+    """
+    xp = array_namespace(rows)
+    same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]
+    same &= ~xp.eye(rows.shape[0], dtype=xp.bool, device=device(rows))
+    return soft_step((JOINED_DIST - horizontal_distance(rows, rows)) / edge) * same
 
 
 def inside_bounds(xy: np.ndarray, buffer: float = WORKSPACE_BUFFER) -> bool:

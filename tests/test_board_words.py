@@ -1,0 +1,97 @@
+"""The push world's board features (#21): `board_words` and `near_words` give an object token the words of the
+board location it is at and of the blocks it is together with, by the same tests the push tasks judge success with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agent.model import PalmE, make_model
+from agent.model.config import merge
+from envs.catalogue import OBJ_DIM, ObjectDesc
+from envs.tasks.push.geometry import (
+    JOINED_DIST,
+    LOCATION_POINTS,
+    LOCATION_WORDS,
+    in_location,
+    location_weights,
+    together_weights,
+)
+from tests.test_model import TINY, object_tokens, scene_rows
+
+
+def test_location_weights_agree_with_the_tasks_location_test_on_numpy_and_torch():
+    rng = np.random.default_rng(0)
+    rows = np.zeros((400, OBJ_DIM))
+    rows[:, 0], rows[:, 1] = rng.uniform(0.1, 0.6, 400), rng.uniform(-0.32, 0.32, 400)
+    soft = location_weights(rows)
+    assert soft.shape == (400, len(LOCATION_POINTS) + 2) and len(LOCATION_WORDS) == soft.shape[1]
+    torch.testing.assert_close(torch.from_numpy(soft), location_weights(torch.from_numpy(rows)))
+    for k, name in enumerate(LOCATION_POINTS):
+        hard = np.array([in_location(xy, name) for xy in rows[:, :2]])
+        sure = np.abs(soft[:, k] - 0.5) > 0.45  # off the 1 cm soft edge
+        assert sure.sum() > 300 and np.array_equal(soft[sure, k] > 0.5, hard[sure]), name
+        assert hard.any(), name
+    left = rows[:, 1] < 0
+    np.testing.assert_allclose(soft[:, -2] + soft[:, -1], 1.0)
+    assert np.array_equal((soft[:, -2] > 0.5)[np.abs(rows[:, 1]) > 0.03], left[np.abs(rows[:, 1]) > 0.03])
+
+
+def test_together_weights_link_blocks_closer_than_the_joined_distance_within_one_scene():
+    rows = torch.zeros(5, OBJ_DIM, dtype=torch.float64)
+    rows[:, :2] = torch.tensor([[0.3, 0.0], [0.3, 0.05], [0.3, 0.2], [0.3, 0.0], [0.3, 0.01]], dtype=torch.float64)
+    scene = torch.tensor([0, 0, 0, 1, 0])
+    is_object = torch.tensor([True, True, True, True, False])  # row 4: a zone row
+    w = together_weights(rows, scene, is_object)
+    assert w[0, 1] > 0.95 and w[1, 0] > 0.95  # 5 cm apart: together (< 8 cm)
+    assert w[0, 2] < 0.01 and w[1, 2] < 0.1  # 20 and 15 cm
+    assert w[0, 3] == 0 and w[0, 4] == 0 and w[0, 0] == 0  # another scene, a zone row, itself
+    assert JOINED_DIST == 0.08
+
+
+@pytest.mark.parametrize("name", ["board_words", "near_words"])
+def test_a_new_board_feature_leaves_the_object_tokens_as_they_were(name):
+    torch.manual_seed(0)
+    plain = make_model("palme-small", **merge(TINY, {"state": {"features": ["words"]}}))
+    torch.manual_seed(0)
+    model = make_model("palme-small", **merge(TINY, {"state": {"features": ["words", name]}}))
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue")], np.random.default_rng(1)))
+    with torch.no_grad():
+        torch.testing.assert_close(object_tokens(model, rows), object_tokens(plain, rows))
+
+
+def word(model: PalmE, text: str) -> torch.Tensor:
+    """The mean input embedding of the tokens of " <text>" (how features say a word)."""
+    emb = model.llm.get_input_embeddings().weight
+    return emb[model.tokenizer.encode(" " + text, add_special_tokens=False)].mean(0)
+
+
+def test_board_and_near_words_pass_the_words_of_the_location_and_of_the_neighbours_and_round_trip(tmp_path):
+    model = make_model("palme-small", **merge(TINY, {"state": {"features": ["words", "board_words", "near_words"]}}))
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")],
+                                       np.random.default_rng(2)))
+    rows[0, :2] = torch.from_numpy(LOCATION_POINTS["center"]).float() + torch.tensor([0.0, 0.05])  # right half, 5 soft edges in
+    rows[1, :2] = rows[0, :2] + torch.tensor([0.0, 0.03])  # beside red, 5 soft edges inside 8 cm
+    rows[2, :2] = torch.from_numpy(LOCATION_POINTS["top left"]).float()
+    with torch.no_grad():
+        plain = object_tokens(model, rows)
+        width = plain.shape[-1]
+        model.object_features["board_words"].map.weight.copy_(torch.eye(width))
+        board = object_tokens(model, rows) - plain
+        model.object_features["board_words"].map.weight.zero_()
+        model.object_features["near_words"].map.weight.copy_(torch.eye(width))
+        near = object_tokens(model, rows) - plain
+        want = {0: word(model, "center") + word(model, "right side"),
+                2: word(model, "top left corner") + word(model, "left side")}
+        for i, expected in want.items():
+            torch.testing.assert_close(board[i, 0], expected, atol=2e-3, rtol=0.02)  # weights >= 0.993
+        red, blue = (word(model, c) + word(model, "cube") for c in ("red", "blue"))
+        torch.testing.assert_close(near[0, 0], blue, atol=2e-3, rtol=0.02)
+        torch.testing.assert_close(near[1, 0], red, atol=2e-3, rtol=0.02)
+        assert float(near[2].abs().max()) < 1e-4  # green has no block within 8 cm
+        model.object_features["board_words"].map.weight.copy_(torch.eye(width))
+        model.save_pretrained(tmp_path)
+        loaded = PalmE.from_pretrained(tmp_path)
+        assert loaded.config.state.features == ["words", "board_words", "near_words"]
+        assert torch.equal(object_tokens(model, rows), object_tokens(loaded, rows))
