@@ -350,12 +350,24 @@ def test_config_errors_read_as_one_line_naming_the_key(override, says):
     ("eval.split=L9", "unknown eval.split 'L9'; known splits"),
     ("eval.tasks=[push/juggle]", "unknown task 'juggle' in eval.tasks for env 'push'; known tasks"),
     ("eval.tasks=[juggle]", "eval.tasks entry 'juggle' must read world/task"),
+    ("eval.block_set=BLOCK_8 eval.split=L3", "eval.block_set=BLOCK_8 with eval.split=L3: split 'L3' draws"),
 ])
 def test_closed_loop_evaluation_names_are_checked_before_training(tmp_path, override, says):
     """Met only at the first closed-loop evaluation (after training) before; now refused first, nothing written."""
     with pytest.raises(ValueError, match=rf"^{says}"):
-        run(_cfg(tmp_path / "run", tmp_path / "no-data", "eval.episodes=1", override))
+        run(_cfg(tmp_path / "run", tmp_path / "no-data", "eval.episodes=1", *override.split()))
     assert not list(tmp_path.iterdir())
+
+
+def test_the_closed_loop_during_training_takes_the_state_keys_and_the_block_set_in_push_only():
+    from training.evaluation import env_kwargs
+
+    cfg = _cfg(Path("unused"), "unused", "eval.state=noisy", "eval.state_noise_m=0.02", "eval.block_set=BLOCK_8").eval
+    assert env_kwargs(cfg, "push") == {"split": "L1", "state": "noisy", "state_noise_m": 0.02, "block_set": "BLOCK_8"}
+    assert env_kwargs(cfg, "pickplace") == {"split": "L1", "state": "noisy", "state_noise_m": 0.02}
+    assert type(cfg.executor()).__name__ == type(_cfg(Path("u"), "u").eval.executor()).__name__  # skills_use default
+    with pytest.raises(ValueError, match="state must be one of"):
+        _cfg(Path("unused"), "unused", "eval.state=magic")
 
 
 def test_device_names_are_checked():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.model import STAGES, PalmEConfig
+from agent.state_options import StateOptions
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DATA_STATES = ("privileged", "observed")  # data.state: which logged object / zone rows the model reads
@@ -47,7 +48,8 @@ RESUME_RULES: dict[str, str] = {
     "eval.every": APPLIED, "eval.final": APPLIED, "eval.examples": APPLIED, "eval.batch_size": APPLIED,
     "eval.samples": APPLIED, "eval.closed_loop_every": APPLIED, "eval.episodes": APPLIED, "eval.tasks": APPLIED,
     "eval.split": APPLIED, "eval.max_new_tokens": APPLIED, "eval.constrained": APPLIED,
-    "eval.max_long_tokens": APPLIED,
+    "eval.max_long_tokens": APPLIED, "eval.state": APPLIED, "eval.state_noise_m": APPLIED,
+    "eval.skills_use": APPLIED, "eval.block_set": APPLIED,
     # every random draw of training (initialisation, data order, dropout)
     "seed": MUST_MATCH,
     # where the weights came from: on resume they come from the checkpoint, so another value would be
@@ -78,6 +80,7 @@ class DataConfig:
     # cube, found by position; a cube without one is not asked about), and the state normalisation. Labels stay as
     # logged: plan steps are the oracle's, and VQA / caption / success answers come from the simulator's rows, since
     # they are the truth about the scene (only the model's inputs change). A folder without observed rows is refused.
+    # The closed loop during training reads the rows eval.state says (eval.state=estimated|noisy for such a model).
     state: str = "privileged"  # privileged | observed: the object/zone rows examples carry (observed: needs logs collected with state=estimated|noisy)
     max_plan_examples: int = 0  # keep at most this many planning examples (PaLM-E's 1% setting: 320); 0 = all
     max_episodes: int = 0  # use at most this many training episodes per folder; 0 = all
@@ -136,8 +139,10 @@ class OptimConfig:
 
 
 @dataclass
-class TrainEvalConfig:
-    """Evaluation during training (rank 0; other ranks wait)."""
+class TrainEvalConfig(StateOptions):
+    """Evaluation during training (rank 0; other ranks wait). The closed loop takes palme-eval's state keys
+    (`agent.state_options.StateOptions`: state, state_noise_m, skills_use, block_set; block_set reaches the push
+    tasks only): a model trained with data.state=observed is evaluated with eval.state=estimated|noisy."""
 
     every: int = 200  # planning exact match + VQA accuracy on held-out examples every N updates; 0 = off
     final: bool = True  # also evaluate (held-out, and closed loop when episodes > 0) after the last update

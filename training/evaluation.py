@@ -7,6 +7,7 @@ mixture with held-out examples reports `<source>_acc`, scored by its `metric`; t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from training.config import TrainEvalConfig
@@ -47,6 +48,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " <br> ")
 
 
+def env_kwargs(cfg: TrainEvalConfig, world: str) -> dict[str, Any]:
+    """`make_env` keywords of the closed loop in `world`: the split and the state keys, the block set only in the
+    worlds that have block sets (a mixed-world run evaluates its pick-and-place tasks without one)."""
+    from envs import BLOCK_SET_WORLDS
+
+    state = cfg.state_options()
+    if world not in BLOCK_SET_WORLDS:
+        state = replace(state, block_set=None)
+    return state.env_kwargs(world, cfg.split)
+
+
 def closed_loop_success(model: Any, data: TrainData, cfg: TrainEvalConfig, seed_offset: int = 0) -> dict[str, float]:
     """Success rate of the agent loop with the model as planner, per task, on test seeds of `cfg.split`."""
     from agent.loop import Agent
@@ -56,15 +68,13 @@ def closed_loop_success(model: Any, data: TrainData, cfg: TrainEvalConfig, seed_
 
     tasks = [tuple(t.split("/", 1)) for t in cfg.tasks] if cfg.tasks else data.tasks
     planner = PalmEPlanner(model=model, max_new_tokens=cfg.max_new_tokens, constrained=cfg.constrained)
-    agent = Agent(planner)
-    kwargs: dict[str, Any] = {"split": cfg.split}
-    if data.image_shape is not None:
-        kwargs["image_size"] = tuple(data.image_shape[:2])
+    agent = Agent(planner, executor=cfg.executor())
+    image: dict[str, Any] = {} if data.image_shape is None else {"image_size": tuple(data.image_shape[:2])}
     metrics: dict[str, float] = {}
     total = wins = 0
     lo, _ = seed_range(cfg.split)
     for world, task in tasks:
-        env = make_env(world, task, **kwargs)
+        env = make_env(world, task, **env_kwargs(cfg, world), **image)
         try:
             ok = [bool(agent.episode(env, seed=lo + seed_offset + i).success) for i in range(cfg.episodes)]
         finally:

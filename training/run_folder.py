@@ -111,3 +111,10 @@ def check_eval_names(cfg: TrainConfig) -> None:
         load_world(world)
         if task not in task_names(world):
             raise ValueError(f"unknown task {task!r} in eval.tasks for env {world!r}; known tasks: {task_names(world)}")
+    if cfg.eval.block_set is not None:  # a fixed block set with L2 / L3 (they draw other blocks)
+        from training.evaluation import env_kwargs
+
+        try:
+            env_kwargs(cfg.eval, "push")
+        except ValueError as err:
+            raise ValueError(f"eval.block_set={cfg.eval.block_set} with eval.split={cfg.eval.split}: {err}") from None
