@@ -17,7 +17,7 @@ for tn in ${COUNTS:-block2block:50 block2absolutelocation:50 block2relativelocat
   $PY -m training.collect env=push task=$t planner=palme checkpoint=$T/$M keep_failures=true episodes=$((want - h)) seed_start=$SEED workers=2 image_size=[64,64] out=$out hydra.run.dir=/work/main/outputs/r21/dagger_$M/$t progress=false || exit 1
   echo "DAGGER $M $t $(( $(date +%s) - start )) s"
 done
-for t in ${BLOCK8:-corner_to_same_color sort_corners side_together}; do
+for t in ${BLOCK8-corner_to_same_color sort_corners side_together}; do  # BLOCK8="": none
   out=$D/push8_$t; h=$(have $out)
   [ "$h" -ge 100 ] && continue
   $PY -m training.collect env=push task=$t block_set=BLOCK_8 episodes=$((100 - h)) workers=2 image_size=[64,64] out=$out hydra.run.dir=/work/main/outputs/r21/push8/$t progress=false || exit 1
