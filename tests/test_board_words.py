@@ -10,12 +10,16 @@ import torch
 from agent.model import PalmE, make_model
 from agent.model.config import merge
 from envs.catalogue import OBJ_DIM, ObjectDesc
+from envs.tasks.push.corner_to_same_color import closest_to
 from envs.tasks.push.geometry import (
+    CORNERS,
     JOINED_DIST,
     LOCATION_POINTS,
     LOCATION_WORDS,
+    NEAREST_WORDS,
     in_location,
     location_weights,
+    nearest_weights,
     together_weights,
 )
 from tests.test_model import TINY, object_tokens, scene_rows
@@ -50,7 +54,26 @@ def test_together_weights_link_blocks_closer_than_the_joined_distance_within_one
     assert JOINED_DIST == 0.08
 
 
-@pytest.mark.parametrize("name", ["board_words", "near_words"])
+def test_nearest_weights_pick_the_block_t1_names_and_sum_to_one_over_each_scene():
+    rng = np.random.default_rng(3)
+    rows = np.zeros((60, OBJ_DIM))
+    rows[:, 0], rows[:, 1] = rng.uniform(0.15, 0.6, 60), rng.uniform(-0.3, 0.3, 60)
+    scene, is_object = np.repeat(np.arange(10), 6), np.ones(60, bool)
+    is_object[5::6] = False  # the last row of every scene is a zone row
+    w = nearest_weights(rows, scene, is_object)
+    torch.testing.assert_close(torch.from_numpy(w), nearest_weights(*map(torch.from_numpy, (rows, scene, is_object))))
+    assert w.shape == (60, len(CORNERS)) == (60, len(NEAREST_WORDS)) and not w[~is_object].any()
+    for s in range(10):
+        blocks = np.flatnonzero((scene == s) & is_object)
+        np.testing.assert_allclose(w[blocks].sum(0), 1.0)
+        for k, corner in enumerate(CORNERS):
+            dist = np.sort(np.linalg.norm(rows[blocks, :2] - LOCATION_POINTS[corner], axis=1))
+            if dist[1] - dist[0] > 0.03:  # three soft edges between the nearest and the next
+                assert blocks[closest_to(rows[blocks, :2], LOCATION_POINTS[corner])] == blocks[np.argmax(w[blocks, k])]
+                assert w[blocks, k].max() > 0.95
+
+
+@pytest.mark.parametrize("name", ["board_words", "near_words", "corner_words"])
 def test_a_new_board_feature_leaves_the_object_tokens_as_they_were(name):
     torch.manual_seed(0)
     plain = make_model("palme-small", **merge(TINY, {"state": {"features": ["words"]}}))
@@ -95,3 +118,17 @@ def test_board_and_near_words_pass_the_words_of_the_location_and_of_the_neighbou
         loaded = PalmE.from_pretrained(tmp_path)
         assert loaded.config.state.features == ["words", "board_words", "near_words"]
         assert torch.equal(object_tokens(model, rows), object_tokens(loaded, rows))
+
+
+def test_corner_words_say_which_corner_a_block_is_the_nearest_to():
+    model = make_model("palme-small", **merge(TINY, {"state": {"features": ["words", "corner_words"]}}))
+    rows = torch.from_numpy(scene_rows([ObjectDesc("red"), ObjectDesc("blue")], np.random.default_rng(4)))[:2]
+    rows[0, :2] = torch.tensor([0.2, -0.25])  # near the top left corner (and nearer the bottom left than blue)
+    rows[1, :2] = torch.tensor([0.5, 0.25])  # near the bottom right corner (and nearer the top right than red)
+    with torch.no_grad():
+        plain = object_tokens(model, rows)
+        model.object_features["corner_words"].map.weight.copy_(torch.eye(plain.shape[-1]))
+        extra = object_tokens(model, rows) - plain
+    phrase = {c: word(model, f"closest to the {c} corner") for c in CORNERS}
+    torch.testing.assert_close(extra[0, 0], phrase["top left"] + phrase["bottom left"], atol=2e-3, rtol=0.02)
+    torch.testing.assert_close(extra[1, 0], phrase["bottom right"] + phrase["top right"], atol=2e-3, rtol=0.02)

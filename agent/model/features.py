@@ -14,6 +14,8 @@ An object token is the state MLP's output for the object's row plus, for each fe
                  corner", "center") and of the board half it lies in ("left side")
     near_words   a learned map of the words of the blocks it is together with (centres closer than
                  Language-Table's 0.08 m)
+    corner_words a learned map of "closest to the <corner> corner" for each board corner it is the scene's
+                 nearest block to (PaLM-E's T1 names its block so)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -37,7 +39,13 @@ from torch import nn
 
 from envs.catalogue import COLOR_NAMES, OBJ_FIELDS, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES, ZONE_KIND
 from envs.geometry import support_weights, zone_weights
-from envs.tasks.push.geometry import LOCATION_WORDS, location_weights, together_weights
+from envs.tasks.push.geometry import (
+    LOCATION_WORDS,
+    NEAREST_WORDS,
+    location_weights,
+    nearest_weights,
+    together_weights,
+)
 
 _COLOR_COL, _SHAPE_COL, _SIZE_COL = OBJ_FIELDS.index("color_id"), OBJ_FIELDS.index("shape_id"), OBJ_FIELDS.index("size")
 SIZE_SPLIT = sum(SIZE_EDGES[s] for s in SIZE_NAMES) / len(SIZE_NAMES)  # edge length between "small" and "large"
@@ -309,6 +317,24 @@ class NearWords(ObjectFeature):
     def forward(self, ctx: ObjectContext) -> torch.Tensor:
         near = together_weights(ctx.rows, ctx.scene, ctx.is_object).to(ctx.words.dtype)  # (N, N)
         return self.map(near @ ctx.words)
+
+
+@register_object_feature("corner_words")
+class CornerWords(ObjectFeature):
+    """A learned map of "closest to the <corner> corner" for each board corner the object is its scene's nearest
+    block to (`nearest_weights`, soft): the block PaLM-E's T1 (corner_to_same_color) names by its place."""
+
+    requires = ("words",)
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        self.register_buffer("table", setup.word_table(NEAREST_WORDS), persistent=False)
+        self.map = _zero_map(setup.width)
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor:
+        nearest = nearest_weights(ctx.rows, ctx.scene, ctx.is_object)  # (N, 4)
+        words = self.table.to(ctx.embeddings.dtype) @ ctx.embeddings  # (4, D)
+        return self.map(nearest.to(words.dtype) @ words)
 
 
 def color_kind_table(setup: FeatureSetup) -> torch.Tensor:

@@ -92,6 +92,26 @@ LOCATION_WORDS: tuple[str, ...] = (*(f"{k} corner" if k in CORNERS else k for k 
                                    "left side", "right side")  # the words of `location_weights`' columns
 
 
+def nearest_weights(rows: Any, scene: Any, is_object: Any, names: tuple[str, ...] = CORNERS,
+                    edge: float = BOARD_EDGE) -> Any:
+    """(N, len(names)) soft "block i is the block of its scene nearest to board location k" weights (the choice
+    of `corner_to_same_color.closest_to`, PaLM-E's T1): a softmax over the scene's blocks of -distance / `edge`,
+    so each column sums to 1 over a scene's blocks. Zone rows weigh 0. rows: (N, OBJ_DIM); scene: (N,) example
+    index; is_object: (N,) bool; names: keys of LOCATION_POINTS.
+    """
+    xp = array_namespace(rows)
+    points = xp.asarray(np.stack([LOCATION_POINTS[k] for k in names]), dtype=rows.dtype, device=device(rows))
+    dist = xp.linalg.vector_norm(rows[:, None, :2] - points[None, :, :], axis=-1)  # (N, K)
+    same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]  # (N, N), with itself
+    # weight of i = 1 / sum_j exp((d_i - d_j) / edge) over the blocks j of i's scene (an overflow: weight 0)
+    ratios = xp.exp((dist[:, None, :] - dist[None, :, :]) / edge) * xp.astype(same, rows.dtype)[:, :, None]
+    alone = xp.astype(~is_object, rows.dtype)[:, None]  # a zone row's sum is 0: divide it by 1 instead
+    return xp.where(is_object[:, None], 1 / (xp.sum(ratios, axis=1) + alone), xp.zeros_like(dist))
+
+
+NEAREST_WORDS: tuple[str, ...] = tuple(f"closest to the {k} corner" for k in CORNERS)  # `nearest_weights`' columns
+
+
 def together_weights(rows: Any, scene: Any, is_object: Any, edge: float = BOARD_EDGE) -> Any:
     """(N, N) soft "blocks i and j are together" weights (centre distance under JOINED_DIST, as `clusters` links
     blocks in side_together) with a smooth edge of `edge` metres; rows of other scenes, zone rows and a row
