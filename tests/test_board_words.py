@@ -73,6 +73,17 @@ def test_nearest_weights_pick_the_block_t1_names_and_sum_to_one_over_each_scene(
                 assert w[blocks, k].max() > 0.95
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_nearest_weights_stay_finite_with_rows_far_apart_in_other_scenes(dtype):
+    """Two scenes of a batch a metre apart (exp((d_i - d_j) / 1 cm) overflows float32 and bfloat16)."""
+    rows = torch.zeros(4, OBJ_DIM, dtype=dtype)
+    rows[:, :2] = torch.tensor([[0.2, -0.25], [0.3, 0.0], [1.0, 0.6], [-0.5, -0.6]])
+    w = nearest_weights(rows, torch.tensor([0, 0, 1, 1]), torch.tensor([True, True, True, False]))
+    assert torch.isfinite(w).all()
+    assert w[2].tolist() == [1.0] * len(CORNERS) and w[3].tolist() == [0.0] * len(CORNERS)
+    torch.testing.assert_close(w[:2].sum(0).float(), torch.ones(len(CORNERS)), atol=1e-2, rtol=0)
+
+
 @pytest.mark.parametrize("name", ["board_words", "near_words", "corner_words"])
 def test_a_new_board_feature_leaves_the_object_tokens_as_they_were(name):
     torch.manual_seed(0)

@@ -290,8 +290,6 @@ class BoardWords(ObjectFeature):
     rows get the words of the same points of their table (the map learns what they are worth there).
     """
 
-    requires = ("words",)
-
     def __init__(self, setup: FeatureSetup) -> None:
         super().__init__(setup)
         self.register_buffer("table", setup.word_table(LOCATION_WORDS), persistent=False)
@@ -323,8 +321,6 @@ class NearWords(ObjectFeature):
 class CornerWords(ObjectFeature):
     """A learned map of "closest to the <corner> corner" for each board corner the object is its scene's nearest
     block to (`nearest_weights`, soft): the block PaLM-E's T1 (corner_to_same_color) names by its place."""
-
-    requires = ("words",)
 
     def __init__(self, setup: FeatureSetup) -> None:
         super().__init__(setup)

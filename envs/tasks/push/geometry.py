@@ -43,7 +43,9 @@ DRAG_DIST = 0.05  # ... the reference block may not be dragged further
 SEPARATE_OFFSET = 0.1  # separate: target 0.1 m from the avoided block, away from it
 SEPARATE_DIST = 0.025  # ... success radius
 JOINED_DIST = 0.08  # blocks closer than this are "together" (Language-Table's separate threshold)
-BOARD_EDGE = 0.01  # soft step width (m) of the model's board relations (`location_weights`, `together_weights`)
+BOARD_EDGE = 0.01  # soft step width (m) of the model's board relations (`location_weights`, `together_weights`);
+# in `nearest_weights` the softmax temperature (m) over the blocks' distances
+MAX_EXPONENT = 80.0  # `nearest_weights` caps its exponents here: exp(80) ~ 5.5e34 fits float32 and bfloat16
 MIN_GAP = 0.0175  # reset: free space between blocks' nominal footprints
 MIN_CENTRE_DIST = BLOCK_WIDTH + MIN_GAP
 ARM_CLEARANCE = 0.06 + BLOCK_WIDTH / 2  # reset: blocks start this far from the effector
@@ -75,7 +77,8 @@ def in_location(xy: np.ndarray, location: str, margin: float = 0.0) -> bool:
 # ---- the model's soft board relations (torch or numpy rows: envs.catalogue.OBJ_FIELDS, x and y first) ------
 def location_weights(rows: Any, edge: float = BOARD_EDGE) -> Any:
     """(N, 9 + 2) soft weights of "block i is at board location k" (`in_location`, k in LOCATION_POINTS' order)
-    and then of "block i lies in the left / right half" (y < 0 / y > 0, as side_together.on_side), each with a smooth edge of `edge` metres.
+    and then of "block i lies in the left / right half" (y < 0 / y > 0, as side_together.on_side), each with a
+    smooth edge of `edge` metres.
 
     rows: (N, OBJ_DIM) object rows (x, y in metres, world frame); same dtype as `rows`.
     """
@@ -103,8 +106,10 @@ def nearest_weights(rows: Any, scene: Any, is_object: Any, names: tuple[str, ...
     points = xp.asarray(np.stack([LOCATION_POINTS[k] for k in names]), dtype=rows.dtype, device=device(rows))
     dist = xp.linalg.vector_norm(rows[:, None, :2] - points[None, :, :], axis=-1)  # (N, K)
     same = (scene[:, None] == scene[None, :]) & is_object[:, None] & is_object[None, :]  # (N, N), with itself
-    # weight of i = 1 / sum_j exp((d_i - d_j) / edge) over the blocks j of i's scene (an overflow: weight 0)
-    ratios = xp.exp((dist[:, None, :] - dist[None, :, :]) / edge) * xp.astype(same, rows.dtype)[:, :, None]
+    # weight of i = 1 / sum_j exp((d_i - d_j) / edge) over the blocks j of i's scene: other rows are masked before
+    # the exp (exp(-inf) = 0), and the exponent is capped at MAX_EXPONENT (then the weight is ~0, never inf * 0)
+    gap = xp.minimum((dist[:, None, :] - dist[None, :, :]) / edge, xp.asarray(MAX_EXPONENT, dtype=rows.dtype))
+    ratios = xp.exp(xp.where(same[:, :, None], gap, xp.asarray(-xp.inf, dtype=rows.dtype)))
     alone = xp.astype(~is_object, rows.dtype)[:, None]  # a zone row's sum is 0: divide it by 1 instead
     return xp.where(is_object[:, None], 1 / (xp.sum(ratios, axis=1) + alone), xp.zeros_like(dist))
 
