@@ -28,6 +28,9 @@ def _blocks(objects) -> list[str]:
 
 
 def test_collect_on_block_8_writes_its_eight_blocks_and_records_the_set(tmp_path):
+    from agent.prompts import PromptBuilder
+    from training.config import DataConfig
+    from training.data import load_data
     from training.dataset import LogDataset
     from training.dataset.validate import validate
 
@@ -41,6 +44,16 @@ def test_collect_on_block_8_writes_its_eight_blocks_and_records_the_set(tmp_path
     info = json.loads(info_path.read_text())
     assert info["palme"]["block_sets"] == ["BLOCK_8"]
     assert not [p for p in validate(out, images=False) if p.level == "error"]
+    # a seed names a scene within one block set: another set is refused in this folder, and is no twin in another
+    args = ("env=push", "task=block2block", "episodes=2", "workers=1", "image_size=[32,32]", "progress=false")
+    refused = _cli("training.collect", *args, f"out={out}", f"hydra.run.dir={tmp_path / 'col2'}")
+    assert refused.returncode == 2 and "holds scenes drawn from block set BLOCK_8, this run draws from N_CHOOSE_K" \
+        in refused.stderr, refused.stderr[-2000:]
+    plain = tmp_path / "plain"
+    assert _cli("training.collect", *args, f"out={plain}", f"hydra.run.dir={tmp_path / 'col3'}").returncode == 0
+    assert [ep.seed for ep in LogDataset(plain).episodes] == [ep.seed for ep in episodes]
+    data = load_data(DataConfig(dirs=[str(out), str(plain)]), PromptBuilder(), 0, log=lambda *_: None)
+    assert data.skipped == 0 and [len(b.ds.episodes) for b in data.builders] == [2, 2]
     info["palme"]["block_sets"] = ["BLOCK_9"]  # validate names a set that does not exist
     info_path.write_text(json.dumps(info))
     assert any("palme.block_sets" in p.message for p in validate(out, images=False) if p.level == "error")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from training.config import DataConfig
 from training.dataset import LogDataset
 from training.dataset.checks import summarize
 from training.dataset.schema import load_info
+from training.dataset.writer import block_sets_of
 from training.examples import ExampleBuilder, ExampleSpec, check_state, mixture_weights
 from training.sources import get_source
 
@@ -110,13 +112,21 @@ def open_folder(root: str | Path, cfg: DataConfig, log: Callable[[str], None] = 
     return ds
 
 
-def drop_twins(ds: LogDataset, root: str | Path, seen: dict[tuple[str, str, int], str], skip: bool,
+def scene_key(info: dict[str, Any], task: str, seed: int) -> tuple[str, str, str, int]:
+    """What names a scene of a folder: (world, block sets, task, seed). The push world draws a seed's blocks from
+    the folder's block set (`block_sets_of`: palme.block_sets, or the split's N_CHOOSE_K), so BLOCK_8 seed 1 is another scene
+    than seed 1 of the default draw; palme-collect keeps one block set per folder."""
+    palme = info["palme"]
+    return palme["world"], "+".join(block_sets_of(palme)), task, seed
+
+
+def drop_twins(ds: LogDataset, root: str | Path, seen: dict[tuple[str, str, str, int], str], skip: bool,
                log: Callable[[str], None] = print) -> int:
-    """Refuse (or, with `skip`, drop and count) episodes whose scene (world, task, seed) an earlier folder
-    holds: a held-out episode must never have a twin among the training episodes. Records the rest in `seen`."""
+    """Refuse (or, with `skip`, drop and count) episodes whose scene (`scene_key`) an earlier folder holds: a
+    held-out episode must never have a twin among the training episodes. Records the rest in `seen`."""
     world = ds.info["palme"]["world"]
-    twins = [(pos, seen[(world, ep.task_name, ep.seed)]) for pos, ep in enumerate(ds.episodes)
-             if (world, ep.task_name, ep.seed) in seen]
+    keys = [scene_key(ds.info, ep.task_name, ep.seed) for ep in ds.episodes]
+    twins = [(pos, seen[key]) for pos, key in enumerate(keys) if key in seen]
     if twins and not skip:
         pos, where = twins[0]
         ep = ds.episodes[pos]
@@ -131,7 +141,7 @@ def drop_twins(ds: LogDataset, root: str | Path, seen: dict[tuple[str, str, int]
         log(f"skipped {len(twins)} episode(s) of {root} that repeat a scene of an earlier folder "
             f"(first: {twins[0][1]})")
     for ep in ds.episodes:
-        seen[(world, ep.task_name, ep.seed)] = f"episode {ep.index} of {root}"
+        seen[scene_key(ds.info, ep.task_name, ep.seed)] = f"episode {ep.index} of {root}"
     return len(twins)
 
 

@@ -91,6 +91,13 @@ def tasks_table(tasks: list[str]) -> pa.Table:
     return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
+
+def block_sets_of(palme: dict[str, Any]) -> tuple[str, ...]:
+    """The block sets a folder's scenes were drawn from (info.json palme.block_sets); push folders written before
+    the key existed drew the split's blocks (N_CHOOSE_K); worlds without block sets: ()."""
+    sets = palme.get("block_sets")
+    return tuple(sets) if sets else (("N_CHOOSE_K",) if palme.get("world") == "push" else ())
+
 class RunningStats:
     """Dataset-level mean/std/min/max/count merged from per-episode stats (parallel-variance formula)."""
 
@@ -316,6 +323,10 @@ class DatasetWriter:
         block = self.info.setdefault("palme", {"schema_version": SCHEMA_VERSION})
         if block.get("world") and palme.get("world") and block["world"] != palme["world"]:
             raise ValueError(f"{self.root}: dataset holds the {block['world']!r} world, this run collects {palme['world']!r}")
+        if self.total_episodes and palme.get("world") and block_sets_of(block) != block_sets_of(palme):
+            have, want = (", ".join(block_sets_of(b)) for b in (block, palme))
+            raise ValueError(f"{self.root}: dataset holds scenes drawn from block set {have}, this run draws from "
+                             f"{want}; the seed alone names a scene within one block set: collect into another folder")
         for key, value in palme.items():
             if isinstance(value, list) and isinstance(block.get(key), list):
                 block[key] = block[key] + [v for v in value if v not in block[key]]
