@@ -487,7 +487,7 @@ def test_bad_inputs_raise_clear_errors(fresh):
         PalmEConfig.from_dict({"hiden": 3})
     with pytest.raises(ValueError, match="unknown PalmEConfig.llm keys \\['hiden'\\]"):
         PalmEConfig.from_dict({"llm": {"hiden": 3}})
-    with pytest.raises(ValueError, match="unknown object feature 'wrods'; known object features: \\['size_word'"):
+    with pytest.raises(ValueError, match="unknown object feature 'wrods'; known object features: \\['board_words', 'corner_words'"):
         features("wrods")
 
 
