@@ -3,7 +3,7 @@
 # Round 2 data: r19's pick-and-place logs and their DAgger logs of B's round 1 (data/r19/dagger_B_*), data/r21's push
 # logs, push DAgger logs of r21-F-r1 (r21_dagger.sh) and BLOCK_8 T1-T3 oracle logs. Round 3 adds r19's DAgger logs of
 # B's round 2 and push DAgger logs (BLOCK_4 and BLOCK_8) of this variant's round 2. $EXTRA: overrides of both rounds
-# (the variant's model keys are in its round-1 checkpoint). Code frozen at $CODE (default /work/snap7).
+# (the variant's model keys are in its round-1 checkpoint). Code frozen at $CODE (default /work/snap7: 8ee7375).
 # Re-running continues: finished rounds are skipped and each collection tops its folder up.
 set -e
 W=$1

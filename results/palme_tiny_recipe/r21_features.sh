@@ -4,7 +4,7 @@
 # features board_words and near_words added (variant L), code frozen at /work/snap7 (789394b). Then the choice between
 # r21-F-r1 and r21-L-r1 on validation seeds only: push L1 at seed_offset=400000 (50 per task; reports use offset 0)
 # and the pick-and-place validation phrasings v2 (r19_val2.sh's protocol).
-# Other variants: V=C EXTRA_FEATURES=corner_words CODE=/work/snap7 (L plus corner_words: the block nearest each
+# Other variants: V=C EXTRA_FEATURES=corner_words CODE=/work/snap7 (a worktree at 2424a2c or later; L plus corner_words: the block nearest each
 # corner, T1's choice); ended with "R21 FEATURES $V DONE".
 V=${V:-L}
 FEATURES="[words,size_word,words_above,words_below,zone_words,board_words,near_words${EXTRA_FEATURES:+,$EXTRA_FEATURES}]"

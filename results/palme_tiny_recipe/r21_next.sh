@@ -7,7 +7,7 @@
 # with the training phrasing, and pick-and-place validation phrasings v2 / grammar phrasings (validation seeds).
 while ! grep -q "R21 FEATURES DONE" /work/logs/r21_features.log; do sleep 30; done
 set -e
-cd /work/snap7  # the code of the runs (789394b); logs and outputs go to /work/main
+cd /work/snap7  # the code of the runs (8ee7375: `git worktree add /work/snap7 8ee7375`); logs and outputs go to /work/main
 push() { python3 -c "import sys,re; t=open(sys.argv[1]).read(); print(re.search(r'^all +all +\d+ +([\d.]+)', t, re.M).group(1))" $1; }
 pooled() { python3 -c "import json,sys; e=json.load(open(sys.argv[1]))['episodes']; print(round(100*sum(r['new'] for r in e)/len(e),1))" $1; }
 PF=$(push /work/logs/r21_val_push_r21-F-r1.txt); PL=$(push /work/logs/r21_val_push_r21-L-r1.txt)
