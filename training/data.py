@@ -113,9 +113,9 @@ def open_folder(root: str | Path, cfg: DataConfig, log: Callable[[str], None] = 
 
 
 def scene_key(info: dict[str, Any], task: str, seed: int) -> tuple[str, str, str, int]:
-    """What names a scene of a folder: (world, block sets, task, seed). The push world draws a seed's blocks from
-    the folder's block set (`block_sets_of`: palme.block_sets, or the split's N_CHOOSE_K), so BLOCK_8 seed 1 is another scene
-    than seed 1 of the default draw; palme-collect keeps one block set per folder."""
+    """What names a scene of a folder: (world, block sets, task, seed). The push world draws a seed's blocks
+    from the folder's block set (`block_sets_of`: palme.block_sets, or the split's N_CHOOSE_K), so BLOCK_8
+    seed 1 is another scene than seed 1 of the default draw; palme-collect keeps one block set per folder."""
     palme = info["palme"]
     return palme["world"], "+".join(block_sets_of(palme)), task, seed
 

@@ -325,8 +325,9 @@ class DatasetWriter:
             raise ValueError(f"{self.root}: dataset holds the {block['world']!r} world, this run collects {palme['world']!r}")
         if self.total_episodes and palme.get("world") and block_sets_of(block) != block_sets_of(palme):
             have, want = (", ".join(block_sets_of(b)) for b in (block, palme))
-            raise ValueError(f"{self.root}: dataset holds scenes drawn from block set {have}, this run draws from "
-                             f"{want}; the seed alone names a scene within one block set: collect into another folder")
+            raise ValueError(f"{self.root}: dataset holds scenes drawn from block set {have}, this run draws "
+                             f"from {want}; the seed alone names a scene within one block set: collect into "
+                             "another folder")
         for key, value in palme.items():
             if isinstance(value, list) and isinstance(block.get(key), list):
                 block[key] = block[key] + [v for v in value if v not in block[key]]
