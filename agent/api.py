@@ -32,8 +32,9 @@ def make_env(world: str = "pickplace", task: str = "stack", split: str = "train"
     `Agent.run`); `run_episode` resets it anyway. `block_set` (push only): N_CHOOSE_K | BLOCK_4 | BLOCK_8
     (Language-Table's fixed sets; not with L2, L3); None: the split decides. Other kwargs go to the env
     (`image_size=(H, W)`, `obs_type="state"`, `render_mode=None`, `state="estimated"`, `state_noise_m=0.01`:
-    envs.state_sources). Raises ValueError for an unknown world, task, split, state source or block set
-    (listing the known ones), and for a block set with a world that has none or a split it does not fit.
+    envs.state_sources; `blank_perception=True`: perception's camera is blank, what palme-eval's `blank_frames`
+    adds to the model's blank frame). Raises ValueError for an unknown world, task, split, state source or
+    block set (listing the known ones), and for a block set with a world that has none or a split it does not fit.
     """
     from envs import block_set_kwargs
     from envs import make_env as _make_env
@@ -49,8 +50,9 @@ def make_planner(name: str = "palme", checkpoint: str | Path | None = None, **op
 
     `checkpoint`: the model folder of `palme` / `text_only` (None: the shipped checkpoints/palme-tiny).
     `options`: the other planner keys of the CLIs (agent.planners.PlannerOptions: `mode`, `constrained`,
-    `check_done`, `max_new_tokens`, `max_plan_tokens`, `device`, `planner_seed`, `blank_frames`). Raises
-    ValueError for an unknown name, an unknown or bad option, or a checkpoint the loader refuses.
+    `check_done`, `max_new_tokens`, `max_plan_tokens`, `device`, `planner_seed`, `blank_frames`: the model's
+    frame only; give the env `blank_perception=True` to blank perception's too). Raises ValueError for an
+    unknown name, an unknown or bad option, or a checkpoint the loader refuses.
     """
     known = {f for f in PlannerOptions.__dataclass_fields__ if f != "checkpoint"}
     bad = sorted(set(options) - known)

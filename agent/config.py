@@ -18,6 +18,8 @@ class RunConfig(StateOptions, PlannerOptions):
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
     device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
     state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-eval and palme-collect.
+    `blank_frames=true` blanks the camera for the model and for perception (the env's `blank_perception`:
+    state=estimated and skills_use=estimated see no objects).
     """
 
     planner: str = "palme"  # palme (the shipped checkpoints/palme-tiny by default) | oracle | text_only | random | human (you type each step)

@@ -87,7 +87,8 @@ class EpisodeRunner:
 
         if self.env_key != (task, split):
             self.close()
-            kw = build_state_options(self.settings).env_kwargs(self.settings["env"], split)
+            blank = self.settings.get("planner_options", {}).get("blank_frames", False)  # blank for perception too
+            kw = build_state_options(self.settings).env_kwargs(self.settings["env"], split, blank)
             if self.settings.get("image_size"):
                 kw["image_size"] = tuple(self.settings["image_size"])
             self.env = make_env(self.settings["env"], task, **kw)

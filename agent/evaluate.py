@@ -50,7 +50,8 @@ class EvalConfig(StateOptions, PlannerOptions):
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
     device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
     state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-run and palme-collect;
-    here `checkpoint` without `planner` means planner=palme.
+    here `checkpoint` without `planner` means planner=palme. `blank_frames=true` blanks the camera for the model
+    and for perception (the envs' `blank_perception`: state=estimated and skills_use=estimated see no objects).
     """
 
     planner: str | None = None  # oracle | palme | a baseline (see agent.planners); default: palme with a checkpoint
@@ -245,7 +246,7 @@ def check_setup(cfg: EvalConfig, settings: dict[str, Any]) -> Any:
     size = {"image_size": tuple(cfg.image_size)} if cfg.image_size else {}
     for split in cfg.splits:
         for task in cfg.tasks:
-            make_env(cfg.env, task, **cfg.env_kwargs(cfg.env, split), **size).close()
+            make_env(cfg.env, task, **cfg.env_kwargs(cfg.env, split, cfg.blank_frames), **size).close()
     return build_planner(settings)
 
 

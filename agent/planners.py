@@ -68,7 +68,7 @@ class PlannerOptions:
     max_plan_tokens: int = 256  # model planners, mode=open: tokens of the whole plan
     device: str = "cpu"  # model planners: torch device (cpu | cuda | cuda:N)
     planner_seed: int = 0  # random planner: generator seed (palme-eval combines it with each episode's seed)
-    blank_frames: bool = False  # model planners: the model sees an all-zero camera frame (same shape) in place of each rendered one (camera reliance: benchmarks/camera_reliance.py)
+    blank_frames: bool = False  # the camera is blank for the model and for perception: a model planner sees an all-zero frame (same shape) in place of each rendered one, and state=estimated / skills_use=estimated read a blank frame (no objects); privileged and noisy rows, success and the oracle stay on the simulator (camera reliance: benchmarks/camera_reliance.py)
 
     def __post_init__(self) -> None:
         if self.checkpoint == "":  # palme-collect's former spelling of "the shipped checkpoint"

@@ -26,9 +26,9 @@ class StateOptions:
     unknown block set; a block set the world or the split cannot take is refused by `env_kwargs`.
     """
 
-    state: str = "privileged"  # the model planner's object and zone rows: privileged (simulator) | estimated (envs.perception on the camera's RGB-D frame) | noisy (simulator + Gaussian position noise); the oracle planner always plans from privileged state (the upper bound), and success is always judged on the simulator
+    state: str = "privileged"  # the model planner's object and zone rows: privileged (simulator) | estimated (envs.perception on the camera's RGB-D frame; with blank_frames=true a blank frame: no rows) | noisy (simulator + Gaussian position noise); the oracle planner always plans from privileged state (the upper bound), and success is always judged on the simulator
     state_noise_m: float = DEFAULT_NOISE_M  # state=noisy: standard deviation of the position noise (m), drawn from a generator seeded by the episode's seed
-    skills_use: str = "privileged"  # what pick/place/push act on: privileged (simulator poses) | estimated (envs.perception at each decision point; an object the estimate lacks fails the step)
+    skills_use: str = "privileged"  # what pick/place/push act on: privileged (simulator poses) | estimated (envs.perception at each decision point; an object the estimate lacks fails the step, every one with blank_frames=true)
     block_set: str | None = None  # env=push only: the blocks of every scene: N_CHOOSE_K (4-6 of the 16 blocks, as the split draws them) | BLOCK_4 | BLOCK_8 (Language-Table's fixed 4 and 8 blocks; not with splits L2, L3); null: the split decides (N_CHOOSE_K)
 
     def __post_init__(self) -> None:
@@ -44,12 +44,15 @@ class StateOptions:
         """The state keys alone: a CLI config (a subclass) reduced to a plain StateOptions (plain data)."""
         return StateOptions(**{f.name: getattr(self, f.name) for f in fields(StateOptions)})
 
-    def env_kwargs(self, world: str, split: str) -> dict[str, Any]:
-        """Keyword arguments for `envs.make_env(world, task, ...)`: the split, the env's state source and, only in
-        the push world, the block set; raises ValueError (one line) for a block set that `world` (only push has
-        them) or `split` (L2, L3 with a fixed set) cannot take (`envs.block_set_kwargs`)."""
+    def env_kwargs(self, world: str, split: str, blank_frames: bool = False) -> dict[str, Any]:
+        """Keyword arguments for `envs.make_env(world, task, ...)`: the split, the env's state source, only in
+        the push world the block set, and with `blank_frames` (the planner key, `PlannerOptions.blank_frames`)
+        `blank_perception=True`: perception's camera is blank too (`state=estimated`, `skills_use=estimated`
+        see nothing). Raises ValueError (one line) for a block set that `world` (only push has them) or `split`
+        (L2, L3 with a fixed set) cannot take (`envs.block_set_kwargs`)."""
+        blank = {"blank_perception": True} if blank_frames else {}  # nothing reaches the env by default
         return {"split": split, "state": self.state, "state_noise_m": self.state_noise_m,
-                **block_set_kwargs(world, self.block_set, split)}
+                **block_set_kwargs(world, self.block_set, split), **blank}
 
     def executor(self) -> Any:
         """The agent loop's skill executor for `skills_use` (`policies.base.skill_executor`)."""

@@ -1,11 +1,14 @@
-"""How much a model planner relies on its camera frame: success on the same seeds with the frames as rendered and
-with the frames blanked (all zeros) for the model (issue #20).
+"""How much a model planner relies on its camera: success on the same seeds with the camera as rendered and
+with the camera blanked, for the model and for perception (issue #20).
 
 Both runs are palme-eval runs (`agent.evaluate.evaluate`) with the same checkpoint, tasks, split, seeds and
-state keys; they differ in one planner key, `blank_frames` (`agent.planners.PalmEPlanner.seen`: the model is given
-an all-zero frame of the same shape at every decision, the rest of its input unchanged). Everything else sees
-the scene as usual: the object rows (`--state`), the skills, the task's success check. A model that reads its
-plan off the object tokens loses little; one that needs the image loses much.
+state keys; they differ in one planner key, `blank_frames`. Blanked, everything that reads the camera sees a
+blank one: the model is given an all-zero frame of the same shape at every decision
+(`agent.planners.PalmEPlanner.seen`), and perception an all-zero RGB frame with the depth at the far plane (the
+env's `blank_perception`), so `--state estimated` gives no object rows and `--skills-use estimated` finds no
+object. What does not come from the camera is unchanged: `--state privileged|noisy` rows, the task's success
+check. With privileged rows, a model that reads its plan off the object tokens loses little and one that needs
+the image loses much; with `--state estimated` the planner sees nothing of the scene, so success should collapse.
 
     python benchmarks/camera_reliance.py CHECKPOINT [--tasks stack grasp ...] [--episodes 50] [--split L1]
         [--seed-offset 600000] [--state privileged|estimated|noisy] [--skills-use privileged|estimated]

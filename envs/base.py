@@ -66,6 +66,11 @@ class TabletopEnv(gym.Env):
     `state` / `state_noise_m`: where the observation's `objects` and `zones` rows come from
     (`envs.state_sources`: privileged | estimated | noisy, noise in m); success, the oracles and the
     skills' privileged helpers always read the simulator (`object_rows()`, `zone_rows()`, ...).
+    `blank_perception`: perception's camera is blank (`envs.perception.render_for_perception` gives an
+    all-zero RGB frame and a depth buffer at the far plane, 1.0): `state=estimated` rows and the skills on
+    estimated state (`policies.estimated`) see no objects and no zones; the privileged and noisy rows, the
+    observation's `rgb` and `render()` are unchanged (palme-eval/run/collect set it with `blank_frames=true`,
+    whose model planner blanks its own frame). Settable later (`env.unwrapped.blank_perception = True`).
     Raises ValueError (one line) for an unknown source or a bad noise.
     """
 
@@ -86,6 +91,7 @@ class TabletopEnv(gym.Env):
         split: str = "train",
         state: str = "privileged",
         state_noise_m: float = DEFAULT_NOISE_M,
+        blank_perception: bool = False,
     ) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
@@ -94,6 +100,7 @@ class TabletopEnv(gym.Env):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
         self.state_source: StateSource = make_state_source(state, state_noise_m)
+        self.blank_perception = bool(blank_perception)  # perception's camera is blank (see the class docstring)
         self.task: Task = make_task(self.world, task)
         self.task_name = task
         self.split = split
@@ -131,7 +138,7 @@ class TabletopEnv(gym.Env):
         self._episode_seed: int | None = None
         self._state_rng: np.random.Generator | None = None
         self._perception: Any = None  # envs.perception.Perception, built by state_sources.perceive on first use
-        self._estimate_cache: tuple[tuple[int, int], Any] | None = None
+        self._estimate_cache: tuple[tuple[int, int, bool], Any] | None = None
 
     # ---- hooks for the worlds -------------------------------------------------------------
     @abstractmethod

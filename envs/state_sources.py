@@ -13,7 +13,8 @@ Sources (one class each, registered by name):
   perception size), from the camera alone; rows sorted by x then y (not in the scene's slot order), objects
   it cannot see are missing. `perceive(env)` gives the whole `Estimate` (confidence, support), cached per
   scene and control step, so the planner's rows and the skills' positions at one decision point are one
-  estimate.
+  estimate. An env built with `blank_perception=True` (palme-eval/run/collect's `blank_frames=true`) gives
+  perception a blank camera: no object and no zone rows.
 - `noisy`: the simulator's object and zone rows through `perception.noisy_rows` with Gaussian noise of
   `noise_m` (m) on x, y, z, drawn from the env's `state_rng` (seeded from the episode seed at reset: the same
   seed gives the same noise, no global randomness).
@@ -148,14 +149,15 @@ def perceive(env: Any, fresh: bool = False) -> Estimate:
     """`envs.perception`'s estimate of the env's scene now: a frame rendered for it (`render_for_perception`, the
     world's default size) read by the env's `Perception` (built on first use).
 
-    Cached per scene (`env.scene_id`) and control step (`env.t`): the planner's rows and the skills' positions
-    at one decision point come from one estimate; `fresh=True` renders again (after a change that moved nothing
-    in control time, e.g. a test that teleports a body).
+    Cached per scene (`env.scene_id`), control step (`env.t`) and `env.blank_perception` (a blank camera, see
+    `render_for_perception`): the planner's rows and the skills' positions at one decision point come from one
+    estimate; `fresh=True` renders again (after a change that moved nothing in control time, e.g. a test that
+    teleports a body).
     """
     from envs.perception import Perception, render_for_perception
 
     u = getattr(env, "unwrapped", env)
-    key = (u.scene_id, u.t)
+    key = (u.scene_id, u.t, u.blank_perception)
     cached = u._estimate_cache
     if not fresh and cached is not None and cached[0] == key:
         return cached[1]

@@ -1,5 +1,5 @@
 """Issue #20: the state source switch (state=privileged|estimated|noisy), skills on estimated state
-(skills_use=estimated) and blank frames for the model planner (blank_frames=true)."""
+(skills_use=estimated) and the blanked camera (blank_frames=true: for the model planner and for perception)."""
 
 from __future__ import annotations
 
@@ -308,6 +308,60 @@ def test_blank_frames_zero_the_frame_the_model_sees():
         assert image.shape == frame.shape and image.dtype == np.uint8 and not image.any()
     given, frame = _seen_images(blank=False)
     assert all(np.array_equal(image, frame) for image in given)
+
+
+def _blank_env(state: str, blank: bool, **kw):
+    """An L1 grasp env built from the CLI keys as palme-eval builds it (`blank_frames` -> `blank_perception`)."""
+    kwargs = StateOptions(state=state, **kw).env_kwargs("pickplace", "L1", blank_frames=blank)
+    return make_env("pickplace", "grasp", obs_type="state", **kwargs)
+
+
+def test_blank_frames_blank_the_camera_perception_reads():
+    env = _blank_env("estimated", blank=True)
+    try:
+        obs, _ = env.reset(seed=SEED)
+        u = env.unwrapped
+        assert u.blank_perception and u.object_rows().any()  # the scene is there; the camera shows nothing of it
+        assert not obs["objects"].any() and not obs["zones"].any()
+        assert perceive(env).n_objects == 0
+        u.blank_perception = False  # the same env at the same control step, camera back: the estimate is redone
+        seen = u.observe()
+        assert int(seen["objects"][:, -1].sum()) == len(u.object_ids) and seen["zones"].any()
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(("state", "kw"), [("privileged", {}), ("noisy", {"state_noise_m": 0.02})])
+def test_blank_frames_leave_rows_that_do_not_come_from_the_camera_alone(state, kw):
+    rows = {}
+    for blank in (False, True):
+        env = _blank_env(state, blank=blank, **kw)
+        try:
+            obs, _ = env.reset(seed=SEED)
+            assert env.unwrapped.blank_perception is blank
+            rows[blank] = obs["objects"], obs["zones"]
+        finally:
+            env.close()
+    assert rows[False][0].any()
+    for with_camera, blanked in zip(rows[False], rows[True], strict=True):
+        np.testing.assert_array_equal(blanked, with_camera)
+
+
+@pytest.mark.parametrize("planner", ["palme", "oracle"])  # the shipped model; the oracle surely tries a pick
+def test_an_evaluation_with_the_camera_blanked_runs_and_its_skills_see_nothing(tmp_path, planner):
+    import json
+
+    from agent.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(planner=planner, tasks=["grasp"], split="L1", episodes=1, videos_per_task=0, progress=False,
+                     image_size=[64, 64], state="estimated", skills_use="estimated", blank_frames=True, max_steps=3)
+    info = evaluate(cfg, tmp_path / "run")
+    assert info["overall"]["n_episodes"] == 1 and info["config"]["blank_frames"] is True
+    (episode,) = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert episode["traceback"] is None and episode["failure"] != "exception" and not episode["success"]
+    picks = [s for s in episode["steps"] if s["text"] != "done"]
+    assert all(s["failure"] == "skill_failure" and "it sees no objects" in s["feedback"] for s in picks)
+    assert picks or planner == "palme"
 
 
 def test_camera_reliance_pairs_the_same_seeds_and_pools_them():

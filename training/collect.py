@@ -63,7 +63,9 @@ class CollectConfig(StateOptions, PlannerOptions):
     The planner keys (checkpoint, mode, constrained, check_done, max_new_tokens, max_plan_tokens,
     device, planner_seed, blank_frames) are agent.planners.PlannerOptions', the state keys (state,
     state_noise_m, skills_use) agent.state_options.StateOptions', both shared with palme-run and palme-eval;
-    the planner keys shape the acting model with planner=palme.
+    the planner keys shape the acting model with planner=palme. `blank_frames=true` blanks the camera for the
+    model and for perception (the envs' `blank_perception`: state=estimated and skills_use=estimated see no
+    objects); the recorded frames stay as rendered.
     """
 
     planner: str = "oracle"  # who acts: oracle (demonstrations) | palme (a model; the oracle labels each step: DAgger)
@@ -106,7 +108,8 @@ def register_configs() -> None:
 
 
 def _env_kwargs(cfg: CollectConfig) -> dict[str, Any]:
-    kw = cfg.env_kwargs(cfg.env, cfg.split)  # block_set: only env=push takes one (ValueError otherwise)
+    # block_set: only env=push takes one (ValueError otherwise); blank_frames blanks perception's camera too
+    kw = cfg.env_kwargs(cfg.env, cfg.split, cfg.blank_frames)
     if cfg.image_size is not None:
         kw["image_size"] = tuple(cfg.image_size)
     return kw

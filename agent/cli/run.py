@@ -113,7 +113,8 @@ def run(cfg: RunConfig, out_dir: str | Path, stdin: Iterable[str] | None = None,
 
     check_names(cfg)
     cfg.seed = check_seed(cfg)
-    kwargs = cfg.env_kwargs(cfg.env, cfg.split)  # block_set: only env=push takes one (ValueError otherwise)
+    # block_set: only env=push takes one (ValueError otherwise); blank_frames blanks perception's camera too
+    kwargs = cfg.env_kwargs(cfg.env, cfg.split, cfg.blank_frames)
     if cfg.image_size is not None:
         kwargs["image_size"] = tuple(cfg.image_size)
     out_dir = check_writable(out_dir, "output folder")

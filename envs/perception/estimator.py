@@ -127,12 +127,16 @@ def render_for_perception(env: Any, size: tuple[int, int] | None = None) -> tupl
     """(rgb (H, W, 3) uint8, depth (H, W) float32 depth buffer) of `env`'s fixed camera at `size` (H, W).
 
     The same view and projection matrices as the env's own frames (`env._view`, `env._proj`), rendered by
-    TinyRenderer on the env's client; the default size is the world's DEFAULT_SIZES entry.
+    TinyRenderer on the env's client; the default size is the world's DEFAULT_SIZES entry. An env whose
+    `blank_perception` is set gives a blank camera instead, nothing rendered: an all-zero RGB frame and the
+    depth buffer at the far plane (1.0, background to `Perception.estimate`, which then finds nothing).
     """
     import pybullet as p
 
     env = getattr(env, "unwrapped", env)
     h, w = DEFAULT_SIZES[env.world] if size is None else size
+    if getattr(env, "blank_perception", False):
+        return np.zeros((int(h), int(w), 3), np.uint8), np.ones((int(h), int(w)), np.float32)
     _, _, rgba, depth, _ = p.getCameraImage(
         int(w), int(h), env._view, env._proj, renderer=p.ER_TINY_RENDERER, physicsClientId=env.client
     )
