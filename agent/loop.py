@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.parser import PlanError, PlanParser, SceneContext
+from agent.parser import PlanError, PlanParser, SceneContext, planning_scene
 from agent.planners import PlanContext, Planner
 from agent.prompts import format_feedback
 from envs.vocab import SkillCall, render_step
@@ -243,7 +243,8 @@ class Agent:
         example = None
         if planner.prompts is not None:
             example = planner.prompts.for_obs("plan", obs, instruction=words, history=list(history))
-        ctx = PlanContext(u, obs, words, list(history), scene, example, len(trace.steps))
+        ctx = PlanContext(u, obs, words, list(history), scene, example, len(trace.steps),
+                          seen=planning_scene(u, obs, scene))
         text = planner.next_step(ctx)
         parsed = PlanParser(scene).parse(text)
         call = parsed if isinstance(parsed, SkillCall) else None

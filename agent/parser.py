@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc
+import numpy as np
+
+from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc, descs_from_rows, zone_colors_from_rows
 from envs.plan_skills import BOARD_SYNONYMS
 from envs.vocab import (
     ERROR_KINDS,
@@ -46,7 +48,7 @@ from envs.vocab import (
 
 __all__ = [
     "BOARD_SYNONYMS", "ERROR_KINDS", "MAX_STEP_CHARS", "PlanError", "PlanParser", "SceneContext", "parse_step",
-    "valid_calls", "valid_steps",
+    "planning_scene", "valid_calls", "valid_steps",
 ]
 
 MAX_STEP_CHARS = 300  # longer text is not a plan step (and is not worth scanning)
@@ -92,6 +94,57 @@ class SceneContext:
             held=held,
             track_held=callable(held_fn),
         )
+
+    @classmethod
+    def from_obs(cls, obs: Mapping[str, Any], base: SceneContext) -> SceneContext:
+        """The scene as an observation's rows show it: what a planner whose rows are not the simulator's
+        (`state=estimated`, `noisy`) may name, so that its allowed steps come from what it perceives.
+
+        Objects: `descs_from_rows(obs["objects"])` in row order, with their canonical names (`object_names`);
+        zones: `zone_colors_from_rows(obs["zones"])`; world and `track_held`: `base`'s (the env's, from
+        `from_env`). The held object is a fact of touch (the fingers close on something) and of the planner's own
+        pick, so it comes from `base` too, placed on the row of its colour and shape (and size, where both say one)
+        nearest the end effector (`obs["robot"]`). When the hand holds an object no row shows, the scene has
+        no objects: nothing can be picked with a full hand and the held object has no name to place it by.
+        """
+        objects = descs_from_rows(obs["objects"])
+        zones = zone_colors_from_rows(obs["zones"])
+        held = None
+        if base.track_held and base.held is not None:
+            held = _seen_held(base.objects[base.held], objects, obs)
+            if held is None:
+                objects = []
+        return cls(objects=tuple(objects), world=base.world, zones=tuple(zones), held=held,
+                   track_held=base.track_held)
+
+
+def planning_scene(env: Any, obs: Mapping[str, Any], scene: SceneContext) -> SceneContext:
+    """The scene a planner's allowed steps come from (constrained decoding, the random baseline) at a decision point
+    with observation `obs` on `env`, whose simulator scene is `scene` (`from_env`).
+
+    `scene` itself when the env's rows are the simulator's (`state=privileged`, or an env without a state source);
+    otherwise (`estimated`, `noisy`) the scene as the observation's rows show it (`SceneContext.from_obs`): the
+    planner is constrained to what it perceives, never told by its allowed steps which objects the simulator holds
+    (with the camera blanked under `state=estimated` that leaves the object-free steps, `done`). Parsing and execution
+    still resolve the written step against `scene`: a step naming an object the simulator lacks fails to parse.
+    """
+    source = getattr(getattr(env, "unwrapped", env), "state_source", None)
+    if source is None or source.name == "privileged":
+        return scene
+    return SceneContext.from_obs(obs, scene)
+
+
+def _seen_held(desc: ObjectDesc, seen: Sequence[ObjectDesc], obs: Mapping[str, Any]) -> int | None:
+    """The index among `seen` (the present rows of `obs["objects"]`) of the held object `desc`: the row of its
+    colour and shape (and size, where both have one) nearest the end effector; None when no row fits."""
+    fits = [k for k, d in enumerate(seen) if d.color == desc.color and d.shape == desc.shape
+            and (d.size is None or desc.size is None or d.size == desc.size)]
+    if len(fits) <= 1:
+        return fits[0] if fits else None
+    rows = np.asarray(obs["objects"], dtype=np.float64)
+    rows = rows[rows[:, -1] > 0.5]
+    ee = np.asarray(obs["robot"], dtype=np.float64)[:3]
+    return min(fits, key=lambda k: float(np.linalg.norm(rows[k, :3] - ee)))
 
 
 # ---- object words ------------------------------------------------------------------------------

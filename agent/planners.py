@@ -3,7 +3,7 @@
 - `oracle`: privileged; the task's oracle plan from the current state, first step (upper bound, data).
 - `palme`: the PalmE model from a checkpoint; closed-loop next-step mode, or open-loop whole-plan
   mode (PaLM-E's TAMP p1/p2: the plan is written once from the first observation); optional
-  grammar-constrained decoding to the steps valid in the scene.
+  grammar-constrained decoding to the steps valid in the scene as its rows show it (`PlanContext.valid_steps`).
 - `text_only`: the same model class trained without image/state tokens (PaLM-E's "LLM only").
 - `random`: uniform over the valid steps of the scene (a floor for every success rate).
 - `human`: a person types each step (teaching by hand); every line is checked by the parser first.
@@ -40,9 +40,15 @@ class PlanContext:
     obs: dict[str, Any]  # the observation of this decision point (rgb only when the planner needs it)
     instruction: str
     history: list[tuple[str, str]]  # (step text, feedback) of the steps so far
-    scene: SceneContext  # objects, names, held object, zones
+    scene: SceneContext  # objects, names, held object, zones of the simulator: what the written step is parsed against
     example: Example | None = None  # the planning prompt with its arrays, when the planner has a PromptBuilder
     step_index: int = 0  # 0-based index of the step being planned
+    seen: SceneContext | None = None  # the scene as the planner's rows show it (agent.parser.planning_scene); None: `scene`
+
+    def valid_steps(self) -> list[str]:
+        """The steps a planner may choose among here (constrained decoding, the random baseline): those valid in
+        the scene it perceives (`seen`; with state=privileged the simulator's `scene`), not in the simulator's."""
+        return valid_steps(self.seen if self.seen is not None else self.scene)
 
 
 MODES = ("closed", "open")  # model planners: next step after each skill | whole plan once (PaLM-E TAMP p1/p2)
@@ -62,7 +68,7 @@ class PlannerOptions:
 
     checkpoint: str | None = None  # model planners: checkpoint folder; None (or ""): the shipped checkpoints/palme-tiny
     mode: str = "closed"  # model planners: closed (next step after each skill) | open (whole plan once)
-    constrained: bool = True  # model planners: decode only the steps valid in the scene (palme-tiny: +6 points)
+    constrained: bool = True  # model planners: decode only the steps valid in the scene its rows show (state=estimated: what perception sees; palme-tiny: +6 points)
     check_done: bool = False  # model planners: before each step, the model's own success detection may stop the episode
     max_new_tokens: int = 48  # model planners: tokens per generated step
     max_plan_tokens: int = 256  # model planners, mode=open: tokens of the whole plan
@@ -161,7 +167,8 @@ class OraclePlanner(Planner):
 
 @register_planner
 class RandomValidPlanner(Planner):
-    """Baseline: a step drawn uniformly from the steps valid in the scene (including "done")."""
+    """Baseline: a step drawn uniformly from the steps valid in the scene it perceives (`PlanContext.valid_steps`,
+    including "done")."""
 
     name = "random"
 
@@ -173,7 +180,7 @@ class RandomValidPlanner(Planner):
         return cls(seed=opts.planner_seed)
 
     def next_step(self, ctx: PlanContext) -> str:
-        steps = valid_steps(ctx.scene)
+        steps = ctx.valid_steps()
         return steps[int(self.rng.integers(len(steps)))]
 
 
@@ -335,14 +342,16 @@ class PalmEPlanner(Planner):
             return self._open_loop_step(ctx)
         if ctx.example is None:
             raise ValueError("the closed-loop PalmE planner needs the planning prompt (ctx.example)")
-        allowed = [valid_steps(ctx.scene)] if self.constrained else None
+        allowed = [ctx.valid_steps()] if self.constrained else None
         if self.check_done and ctx.history and self.task_done(ctx):
             return "done"
         example = self.seen(ctx.example)
         step = first_step(self.model.generate([example], max_new_tokens=self.max_new_tokens, allowed=allowed)[0])
         if self.check_done and step.strip().lower() == "done":
-            # The success detector just said "not yet": ask again among the valid steps other than done.
-            others = [s for s in valid_steps(ctx.scene) if s != "done"]
+            # The success detector just said "not yet": ask again among the valid steps other than done (if any).
+            others = [s for s in ctx.valid_steps() if s != "done"]
+            if not others:
+                return step
             step = first_step(self.model.generate([example], max_new_tokens=self.max_new_tokens,
                                                   allowed=[others])[0])
         return step

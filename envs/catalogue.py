@@ -112,3 +112,20 @@ def descs_from_rows(rows: np.ndarray) -> list[ObjectDesc]:
         size = min(SIZE_NAMES, key=lambda s: abs(SIZE_EDGES[s] - row[7]))
         out.append(ObjectDesc(COLOR_NAMES[color], SHAPE_NAMES[shape], size if abs(SIZE_EDGES[size] - row[7]) < 0.0025 else None))
     return out
+
+
+def zone_colors_from_rows(rows: np.ndarray) -> list[str]:
+    """The colour of each present zone row (catalogue.zone_row layout), in row order, each colour once: the target
+    zones a state estimate shows. Rows that are not zone rows (an object's shape id) are refused."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != OBJ_DIM:
+        raise ValueError(f"zone rows must be (n, {OBJ_DIM}) in the OBJ_FIELDS layout, got shape {rows.shape}")
+    out: list[str] = []
+    for row in rows[rows[:, -1] > 0.5]:
+        color, kind = round(float(row[8])), round(float(row[9]))
+        if kind != len(SHAPE_NAMES) or not 0 <= color < len(COLOR_NAMES):
+            raise ValueError(f"zone row has colour id {color} / shape id {kind}; expected a colour id below "
+                             f"{len(COLOR_NAMES)} and shape id {len(SHAPE_NAMES)} ({ZONE_KIND})")
+        if COLOR_NAMES[color] not in out:
+            out.append(COLOR_NAMES[color])
+    return out

@@ -13,12 +13,20 @@ import pybullet as p
 import pytest
 
 from agent.loop import Agent
-from agent.planners import PalmEPlanner, PlannerOptions, make_planner, planner_from_options
+from agent.parser import SceneContext, valid_steps
+from agent.planners import (
+    PalmEPlanner,
+    PlanContext,
+    Planner,
+    PlannerOptions,
+    make_planner,
+    planner_from_options,
+)
 from agent.state_options import StateOptions
 from envs import make_env
-from envs.catalogue import COLOR_NAMES
+from envs.catalogue import COLOR_NAMES, descs_from_rows
 from envs.state_sources import make_state_source, perceive, state_source_names
-from envs.vocab import SkillCall
+from envs.vocab import SkillCall, object_names
 from policies.base import skill_executor
 from policies.estimated import VIEW_POSE, find_named, run_skill_estimated
 
@@ -362,6 +370,83 @@ def test_an_evaluation_with_the_camera_blanked_runs_and_its_skills_see_nothing(t
     picks = [s for s in episode["steps"] if s["text"] != "done"]
     assert all(s["failure"] == "skill_failure" and "it sees no objects" in s["feedback"] for s in picks)
     assert picks or planner == "palme"
+
+
+# ---- the planner's allowed steps: the scene as its rows show it --------------------------------------------
+class _Recording(Planner):
+    """Writes the oracle's step (or done) and records the steps the loop lets a planner choose among."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.allowed: list[list[str]] = []
+        self.obs: list[dict] = []
+        self.oracle = make_planner("oracle")
+
+    def next_step(self, ctx: PlanContext) -> str:
+        self.allowed.append(ctx.valid_steps())
+        self.obs.append(ctx.obs)
+        step = self.oracle.next_step(ctx)
+        return step if step in self.allowed[-1] else "done"
+
+
+def _allowed(state: str, blank: bool = False, task: str = "grasp", steps: int = 1) -> tuple[_Recording, list]:
+    """The recording planner after up to `steps` decisions of an L1 episode, and the simulator's scenes there."""
+    env = _blank_env(state, blank=blank) if task == "grasp" else _env(task, state=state)
+    planner, scenes = _Recording(), []
+    try:
+        Agent(planner, max_steps=steps,
+              on_step_start=lambda _: scenes.append(SceneContext.from_env(env))).episode(env, seed=SEED)
+    finally:
+        env.close()
+    return planner, scenes
+
+
+def test_with_the_camera_blanked_the_planner_may_name_no_object():
+    planner, scenes = _allowed("estimated", blank=True)
+    assert planner.allowed == [["done"]]  # no object row: only the steps that need no object
+    assert len(scenes[0].objects) == 3 and "pick up the green cube" in valid_steps(scenes[0])  # the simulator's scene
+    env = _blank_env("estimated", blank=True)
+    try:  # the random baseline draws from the same set
+        trace = Agent(make_planner("random"), max_steps=3).episode(env, seed=SEED)
+    finally:
+        env.close()
+    assert [s.step for s in trace.steps] == ["done"] and not trace.success
+
+
+@pytest.mark.parametrize("blank", [False, True])
+def test_with_privileged_state_the_allowed_steps_are_the_simulators(blank):
+    planner, scenes = _allowed("privileged", blank=blank)
+    assert planner.allowed == [valid_steps(scenes[0])] and len(planner.allowed[0]) == 4  # three picks and done
+
+
+def test_with_estimated_state_the_allowed_steps_name_what_perception_sees():
+    planner, _ = _allowed("estimated")
+    (allowed,), (obs,) = planner.allowed, planner.obs
+    seen = object_names(descs_from_rows(obs["objects"]))
+    assert sorted(seen) == ["green cube", "large orange cube", "small orange cube"]
+    assert allowed == [f"pick up the {name}" for name in seen] + ["done"]  # in the estimate's row order
+    planner, scenes = _allowed("estimated", task="put_in_zone", steps=2)  # a held cube: its place steps, zones seen
+    held = scenes[1].names[scenes[1].held]
+    seen = object_names(descs_from_rows(planner.obs[1]["objects"]))
+    places = (f"place the {held} on the ", f"place the {held} in the ")  # the held cube only, nothing to pick
+    assert held in seen and all(s.startswith(places) for s in planner.allowed[1] if s != "done")
+    zones = [COLOR_NAMES[round(z[8])] for z in planner.obs[1]["zones"] if z[-1] > 0.5]
+    assert sorted(zones) == sorted(scenes[1].zones)
+    assert [s for s in planner.allowed[1] if s.endswith("zone")] == [f"place the {held} in the {z} zone" for z in zones]
+
+
+def test_the_shipped_model_with_the_camera_blanked_cannot_name_the_cube(tmp_path):
+    import json
+
+    from agent.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(planner="palme", tasks=["grasp"], split="L1", episodes=2, videos_per_task=0, progress=False,
+                     image_size=[64, 64], state="estimated", blank_frames=True, skills_use="privileged")
+    info = evaluate(cfg, tmp_path / "run")
+    assert info["overall"]["n_episodes"] == 2 and info["overall"]["n_successes"] == 0
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    assert all(s["text"] == "done" for ep in episodes for s in ep["steps"])  # constrained to what it sees: nothing
 
 
 def test_camera_reliance_pairs_the_same_seeds_and_pools_them():
