@@ -10,8 +10,11 @@ executor, the trace and the task's success check work with:
 
 - `match_rows`: each seen row is the simulator object of its colour and shape (and size, when both give one)
   nearest it, one to one (greedy by distance; the held object is paired first: which object is in the hand is
-  known by touch and by the planner's own pick, `SceneContext.from_obs`). No distance gate: a seen row is
-  a phantom only when every simulator object of its kind is taken (or there is none).
+  known by touch and by the planner's own pick, `SceneContext.from_obs`). Then a row left over takes the nearest
+  object of its colour and shape left over whatever their sizes: perception misjudges sizes (a large cube stacked
+  on a small one is estimated small), and a size word that disambiguates nothing must not make a phantom of the
+  cube. No distance gate: a seen row is a phantom only when every simulator object of its colour and shape is
+  taken (or there is none).
 - `ground`: the parsed call with its object indices mapped; a step naming a phantom is a `PlanError`
   (`unknown_object`, an invalid reference of the step, fed back to the planner), never an exception.
 
@@ -34,7 +37,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from agent.parser import PlanError, PlanParser, SceneContext
-from envs.catalogue import same_kind
+from envs.catalogue import ObjectDesc, same_kind
 from envs.state_sources import NamedRows
 from envs.vocab import OBJECT_FIELDS, SkillCall, render_step
 
@@ -51,8 +54,10 @@ def match_rows(seen: SceneContext, rows: np.ndarray, scene: SceneContext, sim_ro
 
     `rows`: the observation's object rows `seen` was read from (`SceneContext.from_obs`: its objects are the
     present rows, in order); `sim_rows`: the simulator's (`env.object_rows()`, slot i = `scene.objects[i]`).
-    One to one: the held objects of both scenes (when both are known) are paired first, then the (seen, simulator)
-    pairs of the same kind (`same_kind`) nearest first, each object once. Ties fall to the lower indices.
+    One to one: the held objects of both scenes (when both are known and look alike) are paired first, then the
+    (seen, simulator) pairs of the same kind (`catalogue.same_kind`: sizes agree where both give one) nearest first,
+    then the rows left over with the objects left over of their colour and shape, nearest first (a misjudged
+    size). Each object once; ties fall to the lower indices.
     """
     if not seen.objects:  # nothing seen (or a held object no row shows: `from_obs` then keeps no objects)
         return []
@@ -63,17 +68,23 @@ def match_rows(seen: SceneContext, rows: np.ndarray, scene: SceneContext, sim_ro
                          f"objects, {len(sim_xyz)} for {len(scene.objects)} simulator objects")
     out: list[int | None] = [None] * len(seen.objects)
     taken: set[int] = set()
-    if seen.held is not None and scene.held is not None and same_kind(seen.objects[seen.held], scene.objects[scene.held]):
+    if seen.held is not None and scene.held is not None and _looks_alike(seen.objects[seen.held], scene.objects[scene.held]):
         out[seen.held] = scene.held
         taken.add(scene.held)
-    pairs = sorted((float(np.linalg.norm(seen_xyz[k] - sim_xyz[i])), k, i)
-                   for k, d in enumerate(seen.objects) if out[k] is None
-                   for i, o in enumerate(scene.objects) if i not in taken and same_kind(d, o))
-    for _, k, i in pairs:
-        if out[k] is None and i not in taken:
-            out[k] = i
-            taken.add(i)
+    for fits in (same_kind, _looks_alike):  # sizes agreeing first; then the sizes perception got wrong
+        pairs = sorted((float(np.linalg.norm(seen_xyz[k] - sim_xyz[i])), k, i)
+                       for k, d in enumerate(seen.objects) if out[k] is None
+                       for i, o in enumerate(scene.objects) if i not in taken and fits(d, o))
+        for _, k, i in pairs:
+            if out[k] is None and i not in taken:
+                out[k] = i
+                taken.add(i)
     return out
+
+
+def _looks_alike(a: ObjectDesc, b: ObjectDesc) -> bool:
+    """Colour and shape equal, whatever the sizes."""
+    return a.color == b.color and a.shape == b.shape
 
 
 def ground(call: SkillCall, seen: SceneContext, match: list[int | None]) -> SkillCall | PlanError:

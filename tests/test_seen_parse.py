@@ -222,5 +222,10 @@ def test_match_rows_pairs_by_kind_and_distance_one_to_one():
     seen = SceneContext((green, large, small, small))
     # sizes first: the large row near the small cube is the large cube; the second small row is a phantom
     assert match_rows(seen, seen_rows, scene, sim) == [2, 1, 0, None]
+    # a size perception got wrong (a large cube stacked on a small one is estimated small): the cube, not a phantom
+    purple = ObjectDesc("purple", "cube", "large")
+    on_top = SceneContext((ObjectDesc("purple", "cube", "small"),))
+    assert match_rows(on_top, rows([(on_top.objects[0], 0.31, 0.04)]), SceneContext((small, purple)),
+                      rows([(small, 0.5, 0.04), (purple, 0.3, 0.05)])) == [1]
     unsized = SceneContext((green, ObjectDesc("orange", "cube")))
     assert match_rows(unsized, rows([(green, 0.3, 0.04), (small, 0.59, 0.045)]), scene, sim) == [2, 1]  # nearest
