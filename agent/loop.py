@@ -6,6 +6,10 @@ the planner's history ("failed: there is no pink cube in the scene") so it can r
 spirit of Inner Monologue. Skill failures are fed back the same way. Nothing ends an episode by
 raising: an exception in the planner or a skill ends it as a failure with the traceback stored.
 
+With state=estimated or noisy a planner that is not `privileged` writes its step in the scene its rows show: the
+step is parsed there and carried onto the simulator's objects (`agent.grounding.read_step`); the record's `call`
+is the simulator's, `seen_call` the call as read, `step` (the history) the step in the planner's own names.
+
 Failure taxonomy (`EpisodeTrace.failure`, set when the episode did not succeed):
 - parse_error / invalid_reference / precondition / skill_failure: the episode hit the limit of
   consecutive failed steps and all of them were of that kind (steps record their own kind);
@@ -27,10 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.parser import PlanError, PlanParser, SceneContext, planning_scene
+from agent.grounding import read_step
+from agent.parser import PlanError, SceneContext, planning_scene
 from agent.planners import PlanContext, Planner
 from agent.prompts import format_feedback
-from envs.vocab import SkillCall, render_step
+from envs.state_sources import naming_rows
+from envs.vocab import SkillCall
 from policies.base import SkillResult, run_skill
 
 FAILURE_KINDS: tuple[str, ...] = (
@@ -56,8 +62,9 @@ class StepRecord:
 
     index: int  # 0-based
     text: str  # the planner's text, as written
-    step: str  # the text that enters the history: canonical text of the call, or the raw text when it failed to parse
-    call: dict[str, Any] | None  # the SkillCall as a dict (None when the text did not parse)
+    step: str  # the text that enters the history: canonical text of the call in the names of the scene it was read
+    # against (the planner's rows' scene, see agent.grounding), or the raw text when it failed to parse
+    call: dict[str, Any] | None  # the SkillCall on the simulator's objects as a dict (None when it cannot run)
     error: dict[str, str] | None  # the PlanError as a dict (kind, reason, text), when the text did not parse
     success: bool
     reason: str  # the skill's or the parser's reason
@@ -66,6 +73,9 @@ class StepRecord:
     start_t: int  # env control step when the step started
     end_t: int  # env control step when it ended
     prompt: str | None = None  # the planning prompt text (without arrays), when the planner used one
+    # the call as read against the scene the planner's rows show (their indices), when that is not the simulator's
+    # scene (state=estimated, noisy; agent.grounding): `call` is it mapped onto the simulator's objects
+    seen_call: dict[str, Any] | None = None
 
 
 @dataclass
@@ -246,9 +256,11 @@ class Agent:
         ctx = PlanContext(u, obs, words, list(history), scene, example, len(trace.steps),
                           seen=planning_scene(u, obs, scene))
         text = planner.next_step(ctx)
-        parsed = PlanParser(scene).parse(text)
-        call = parsed if isinstance(parsed, SkillCall) else None
-        error = parsed if isinstance(parsed, PlanError) else None
+        if planner.privileged or ctx.seen is scene:  # the simulator's names (and always so with state=privileged)
+            read = read_step(text, scene)
+        else:  # the names and `obj j` of the scene its rows show, then onto the simulator's objects
+            read = read_step(text, scene, ctx.seen, obs["objects"], u.object_rows())
+        call, error = read.call, read.error
         start = u.t
         if self.on_step_start is not None:
             self.on_step_start(StepStart(len(trace.steps), obs, str(text), call, error, start))
@@ -258,16 +270,17 @@ class Agent:
             success, reason, failure = True, "done", None
         else:
             assert call is not None
-            result = self.executor(u, call)
+            with naming_rows(u, read.named):
+                result = self.executor(u, call)
             success, reason = result.success, result.reason
             failure = None if success else ("physics" if u.failure is not None else "skill_failure")
-        step_text = render_step(call, scene.names) if call is not None else _history_text(text)
         record = StepRecord(
-            index=len(trace.steps), text=str(text)[:500], step=step_text,
+            index=len(trace.steps), text=str(text)[:500], step=read.step or _history_text(text),
             call=asdict(call) if call is not None else None,
             error=error.to_dict() if error is not None else None,
             success=success, reason=reason, feedback=printable(format_feedback(success, reason)), failure=failure,
             start_t=start, end_t=u.t, prompt=example.prompt if example is not None else None,
+            seen_call=asdict(read.seen_call) if read.seen_call is not None else None,
         )
         return record, call
 

@@ -30,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, ObjectDesc, descs_from_rows, zone_colors_from_rows
+from envs.catalogue import (
+    COLOR_NAMES,
+    SHAPE_NAMES,
+    ObjectDesc,
+    descs_from_rows,
+    same_kind,
+    zone_colors_from_rows,
+)
 from envs.plan_skills import BOARD_SYNONYMS
 from envs.vocab import (
     ERROR_KINDS,
@@ -125,8 +132,9 @@ def planning_scene(env: Any, obs: Mapping[str, Any], scene: SceneContext) -> Sce
     `scene` itself when the env's rows are the simulator's (`state=privileged`, or an env without a state source);
     otherwise (`estimated`, `noisy`) the scene as the observation's rows show it (`SceneContext.from_obs`): the
     planner is constrained to what it perceives, never told by its allowed steps which objects the simulator holds
-    (with the camera blanked under `state=estimated` that leaves the object-free steps, `done`). Parsing and execution
-    still resolve the written step against `scene`: a step naming an object the simulator lacks fails to parse.
+    (with the camera blanked under `state=estimated` that leaves the object-free steps, `done`). The agent loop
+    reads the written step against this scene too, then carries it onto the simulator's objects for execution
+    (`agent.grounding.read_step`; a step naming an object the simulator does not hold fails there).
     """
     source = getattr(getattr(env, "unwrapped", env), "state_source", None)
     if source is None or source.name == "privileged":
@@ -137,8 +145,7 @@ def planning_scene(env: Any, obs: Mapping[str, Any], scene: SceneContext) -> Sce
 def _seen_held(desc: ObjectDesc, seen: Sequence[ObjectDesc], obs: Mapping[str, Any]) -> int | None:
     """The index among `seen` (the present rows of `obs["objects"]`) of the held object `desc`: the row of its
     colour and shape (and size, where both have one) nearest the end effector; None when no row fits."""
-    fits = [k for k, d in enumerate(seen) if d.color == desc.color and d.shape == desc.shape
-            and (d.size is None or desc.size is None or d.size == desc.size)]
+    fits = [k for k, d in enumerate(seen) if same_kind(d, desc)]
     if len(fits) <= 1:
         return fits[0] if fits else None
     rows = np.asarray(obs["objects"], dtype=np.float64)

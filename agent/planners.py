@@ -40,10 +40,12 @@ class PlanContext:
     obs: dict[str, Any]  # the observation of this decision point (rgb only when the planner needs it)
     instruction: str
     history: list[tuple[str, str]]  # (step text, feedback) of the steps so far
-    scene: SceneContext  # objects, names, held object, zones of the simulator: what the written step is parsed against
+    scene: SceneContext  # objects, names, held object, zones of the simulator: what the step runs on
     example: Example | None = None  # the planning prompt with its arrays, when the planner has a PromptBuilder
     step_index: int = 0  # 0-based index of the step being planned
-    seen: SceneContext | None = None  # the scene as the planner's rows show it (agent.parser.planning_scene); None: `scene`
+    # the scene as the planner's rows show it (agent.parser.planning_scene; None: `scene`): what a planner that is
+    # not `privileged` names objects in, and what its written step is read against (agent.grounding)
+    seen: SceneContext | None = None
 
     def valid_steps(self) -> list[str]:
         """The steps a planner may choose among here (constrained decoding, the random baseline): those valid in
@@ -95,6 +97,11 @@ class Planner(ABC):
 
     name: ClassVar[str]
     prompts: PromptBuilder | None = None
+    # Whether the planner reads the simulator's scene (`ctx.env`, `ctx.scene`) and names objects as it does: its
+    # steps are read against the simulator's scene whatever the state source. Otherwise (a model, the random
+    # baseline) it names what its rows show, and its steps are read against that scene (`ctx.seen`; the same scene
+    # with state=privileged) and then carried onto the simulator's objects (`agent.grounding`).
+    privileged: ClassVar[bool] = False
 
     @property
     def needs_image(self) -> bool:
@@ -156,6 +163,7 @@ class OraclePlanner(Planner):
     """Privileged: the task's oracle plan from the current state; its first step as text, or "done"."""
 
     name = "oracle"
+    privileged = True
 
     def next_step(self, ctx: PlanContext) -> str:
         env = ctx.env
@@ -196,6 +204,7 @@ class HumanPlanner(Planner):
     """
 
     name = "human"
+    privileged = True  # shown the simulator's objects, its lines parsed against them (as before issue #20)
 
     def __init__(self, stdin: Any = None, stdout: Any = None) -> None:
         self.stdin = stdin

@@ -18,7 +18,7 @@ import pybullet as p
 import pybullet_data
 
 from envs.catalogue import MAX_OBJECTS, MAX_ZONES, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
-from envs.state_sources import DEFAULT_NOISE_M, StateSource, make_state_source, state_rng
+from envs.state_sources import DEFAULT_NOISE_M, NamedRows, StateSource, make_state_source, state_rng
 from envs.tasks.base import SPLITS, Task, TaskInstance, make_task
 from envs.vocab import object_names
 
@@ -139,6 +139,7 @@ class TabletopEnv(gym.Env):
         self._state_rng: np.random.Generator | None = None
         self._perception: Any = None  # envs.perception.Perception, built by state_sources.perceive on first use
         self._estimate_cache: tuple[tuple[int, int, bool], Any] | None = None
+        self.named_rows: NamedRows | None = None  # set (state_sources.naming_rows) while a step named from the planner's rows runs
 
     # ---- hooks for the worlds -------------------------------------------------------------
     @abstractmethod

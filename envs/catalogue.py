@@ -64,6 +64,11 @@ class ObjectDesc:
             raise ValueError(f"unknown size {self.size!r}; expected one of {list(SIZE_NAMES)} or None")
 
 
+def same_kind(a: ObjectDesc, b: ObjectDesc) -> bool:
+    """Whether two descriptions may be one object: colour and shape equal, and size too where both give one."""
+    return a.color == b.color and a.shape == b.shape and (a.size is None or b.size is None or a.size == b.size)
+
+
 def object_row(pos, quat, size: float, desc: ObjectDesc, dtype: type = np.float32) -> np.ndarray:
     """One object-state row in the OBJ_FIELDS layout (float32 as observed; float64 keeps the simulator's values)."""
     row = np.zeros(OBJ_DIM, dtype=dtype)

@@ -21,12 +21,19 @@ Sources (one class each, registered by name):
 
 Add a source: subclass `StateSource`, set `name`, implement `rows(env)`, decorate with
 `@register_state_source`; `state=<name>` then works in the env and the CLIs.
+
+`NamedRows` / `naming_rows`: while a plan step the planner wrote in the scene its rows show runs (`agent.grounding`),
+the env holds which of those rows each of the call's (simulator) objects was named by, for skills that act on the
+camera's estimate (`policies.estimated`).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -167,3 +174,37 @@ def perceive(env: Any, fresh: bool = False) -> Estimate:
     est = u._perception.estimate(rgb, depth, u._view, u._proj)
     u._estimate_cache = (key, est)
     return est
+
+
+@dataclass(frozen=True)
+class NamedRows:
+    """The observation's object rows a running plan step named its objects by (`env.named_rows`, see `naming_rows`).
+
+    `rows`: the observation's object rows (OBJ_FIELDS layout) the planner read; `of`: simulator object index (of
+    the running call) -> index among the present `rows` that the step named it by. Made by `agent.grounding` for a
+    step read against the scene the planner's rows show (state estimated, noisy) and mapped onto the simulator's
+    objects; `policies.estimated` acts on those very rows when they are the estimate it acts on (`rows_for`).
+    """
+
+    rows: np.ndarray
+    of: Mapping[int, int]
+
+    def rows_for(self, objects: np.ndarray) -> Mapping[int, int]:
+        """`of` when `objects` (an estimate's object rows) are the rows the step was named from, else nothing."""
+        same = self.rows.shape == objects.shape and np.array_equal(self.rows, objects)
+        return self.of if same else {}
+
+
+@contextmanager
+def naming_rows(env: Any, named: NamedRows | None) -> Iterator[None]:
+    """Set `env.named_rows` to `named` for the duration (the env untouched when `named` is None), then restore it."""
+    if named is None:
+        yield
+        return
+    u = getattr(env, "unwrapped", env)
+    before = getattr(u, "named_rows", None)
+    u.named_rows = named
+    try:
+        yield
+    finally:
+        u.named_rows = before

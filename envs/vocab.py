@@ -86,6 +86,7 @@ class SkillCall:
 
 
 ARG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SkillCall) if f.name != "skill")
+OBJECT_FIELDS: tuple[str, ...] = ("obj", "target")  # the fields that hold a scene index (an object slot's field)
 _ARGS = operator.attrgetter(*ARG_FIELDS)
 _NONES = (None,) * len(ARG_FIELDS)
 
@@ -157,7 +158,7 @@ class Slot:
             raise ValueError(f"slot kind {self.kind!r} unknown; expected one of {list(SLOT_KINDS)}")
         if (self.kind == "choice") != bool(self.phrases):
             raise ValueError(f"slot {self.field!r}: a choice slot needs phrases, other kinds take none")
-        if self.kind == "object" and self.field not in ("obj", "target"):
+        if self.kind == "object" and self.field not in OBJECT_FIELDS:
             raise ValueError(f"object slot {self.field!r}: objects go in the obj or target field")
 
     @property

@@ -24,6 +24,13 @@ estimate lacks (or holds twice) first moves the hand to VIEW_POSE, where the arm
 (measured with the simulator's segmentation on the failing scenes), and takes the estimate once more; the step's
 positions then come from that estimate.
 
+A step the planner wrote in the scene its own rows show (`state=estimated`: these very estimated rows; the agent
+loop reads it there and maps it onto the simulator's objects, `agent.grounding`) names its objects by rows of this
+estimate: the loop hands them over (`env.named_rows`, `envs.state_sources.NamedRows`), and the skill acts on those
+rows, not on a lookup of the simulator's names (which can land on another row, or on none, when the estimate gives
+a size the simulator's name does not). Any other step (a privileged planner's, or rows that are not this estimate:
+`state=privileged`, `noisy`) is looked up by its words as below.
+
 Honest failures: a name the estimate still does not hold (missed by the camera, or seen with another colour, size
 or shape), a name it holds more than once, or an `obj j` referral (no words to look it up by) fails the step with
 a reason saying so, which is fed back to the planner; the simulator's pose is never used in its place. Success of
@@ -41,7 +48,7 @@ import numpy as np
 from envs.catalogue import COLOR_NAMES, SHAPE_NAMES, SIZE_NAMES, descs_from_rows
 from envs.geometry import HELD_DIST, in_zone, support_graph
 from envs.state_sources import perceive
-from envs.vocab import SkillCall, object_names, skill_spec
+from envs.vocab import OBJECT_FIELDS, SkillCall, object_names, skill_spec
 from policies.base import SkillResult, run_skill
 
 if TYPE_CHECKING:
@@ -294,17 +301,21 @@ VIEWS: dict[str, type[EstimateView]] = {"pickplace": PickPlaceView, "push": Push
 
 def _lookup(u: Any, call: SkillCall, est: Estimate) -> tuple[dict[str, int], dict[int, str], str, bool]:
     """(call field -> estimate row, estimate row -> the step's name, "", False) for the objects `call` names, or
-    ({}, {}, the reason one of them cannot be found, whether another look could find it: a name with words)."""
+    ({}, {}, the reason one of them cannot be found, whether another look could find it: a name with words).
+
+    An object the planner named by a row of this very estimate (`env.named_rows`, set by the agent loop for a step
+    read against the planner's rows: `agent.grounding`) is that row; any other is looked up by its name's words."""
     rows = _present(est)
+    pointed = u.named_rows.rows_for(est.objects) if getattr(u, "named_rows", None) is not None else {}
     mapped: dict[str, int] = {}
     named: dict[int, str] = {}
-    for key in ("obj", "target"):
+    for key in OBJECT_FIELDS:
         ref = getattr(call, key)
         if ref is None:
             continue
         if not 0 <= ref < len(u.names):
             return {}, {}, f"there is no object {ref + 1} in the scene ({len(u.names)} objects)", False
-        k, why = find_named(rows, u.names[ref])
+        k, why = (pointed[ref], "") if ref in pointed else find_named(rows, u.names[ref])
         if k is None:
             return {}, {}, why, name_words(u.names[ref]) is not None
         if k in named:
@@ -334,8 +345,9 @@ def look_from_clear_view(u: Any) -> int:
 def run_skill_estimated(env: Any, call: SkillCall, max_steps: int | None = None) -> SkillResult:
     """Execute one skill call on the camera's estimate (see the module docstring); never raises for a bad call.
 
-    The objects `call` names (indices of the env's scene, whose names are the words the step said) are looked
-    up in the estimate with `find_named`; when one is missing (or found twice) the hand moves out of the camera's
+    The objects `call` names (indices of the env's scene) are the estimate's rows the planner named them by when
+    the step was read against this estimate's rows (`env.named_rows`), else looked up by the words of their names
+    with `find_named`; when one is missing (or found twice) the hand moves out of the camera's
     view and the lookup runs on a new estimate (`look_from_clear_view`). A step whose object that estimate does
     not hold either fails with the reason, having moved only to look; an `obj j` referral fails at once.
     `SkillResult.steps` counts the looking too.
