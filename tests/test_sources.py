@@ -181,3 +181,21 @@ def _refusals() -> None:
     with pytest.raises(ValueError, match=r"unknown mixture sources \['webqa'\]; expected some of .*'vqa_higher'"):
         mixture_weights(weights={"webqa": 1.0, "vqa_higher": 1.0})
     assert "quiz" not in SOURCES and mixture_weights(weights={"vqa_higher": 1.0}) == {"vqa_higher": 1.0}
+
+
+def test_refer_asks_which_object_words_of_the_grammar_mean_and_answers_its_scene_name(logs):
+    """`refer`: "Which object is the <words>?" with words the task's grammar may say the object in (not its scene
+    name), answered with "the <scene name>"; the words read back to that object in the grammar."""
+    from envs.tasks.pickplace.language import CUBE
+
+    data = load_data(DataConfig(dirs=[logs], weights={"refer": 1.0}), PromptBuilder(), 0, log=lambda *_: None)
+    builder = data.builders[0]
+    specs = builder.specs("refer")
+    assert len(specs) >= 10
+    for spec in specs:
+        ep = builder.ds.episodes[spec.episode]
+        objects = [ObjectDesc(**o) for o in ep.objects]
+        words = spec.prompt.split("Which object is the ")[1].split("?")[0]
+        k = ep.names.index(spec.answer.removeprefix("the "))
+        assert words != ep.names[k] and words in CUBE.names(k, objects)
+        assert CUBE.readings(objects)[words] == k  # the words single out that object

@@ -30,6 +30,10 @@ The built-in sources are registered at the bottom of this module:
 - `skill_success`: "was <step> successful?" on the frame where the step ended;
 - `goal`: "where should the <X> go? Task: <instruction>" -> "on the red cube" / "in the blue zone" /
   "anywhere", answered from the goal the instruction means (`Task.goal_places`);
+- `refer`: "Which object is the pentagon?" -> "the green pentagon": words the episode's task grammar may say an
+  object in (`ObjectRef.names` of its `obj` slot: shape or colour alone when they single it out, synonyms, sizes),
+  answered with the object's scene name (referring-expression grounding, which instructions that name a block by
+  one word need);
 - `restate`: "Restate the task. Task: <instruction>" on the first frame -> the same goal in the task's canonical
   template (`TemplatePhrasing.canonical`); with `prompt.restate` the planning, success and goal prompts hold that
   restatement instead of the given words (`words`), and the planner writes it once per episode.
@@ -56,6 +60,7 @@ from agent.prompts import (
 )
 from envs import load_world
 from envs.catalogue import ObjectDesc
+from envs.language import ObjectRef
 from envs.tasks.base import make_task
 from training.vqa import (
     QA,
@@ -346,6 +351,24 @@ def words(f: Moment, rng: np.random.Generator) -> tuple[str, str]:
     return given, given
 
 
+def build_refer(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Which object is <words>? An object drawn per frame, said in one of its task grammar's phrases for this scene
+    other than its scene name (`ObjectRef.names`); the answer is "the <scene name>". None when the task has no object
+    slot or the object has no other phrase."""
+    ep = f.episode
+    task, _ = _task_goal(f)
+    slot = getattr(task, "grammar", None) and task.grammar.slots.get("obj")
+    if not isinstance(slot, ObjectRef) or not ep.names:
+        return None
+    objects = f.memo(("objects", f.pos), lambda: [ObjectDesc(**o) for o in ep.objects])
+    k = int(rng.integers(len(objects)))
+    phrases = [p for p in slot.names(k, objects) if p != ep.names[k]]
+    if not phrases:
+        return None
+    words = phrases[int(rng.integers(len(phrases)))]
+    return Draft(f.question(f"Which object is the {words}?"), f"the {ep.names[k]}")
+
+
 def build_restate(f: Moment, rng: np.random.Generator) -> Draft | None:
     """Restate the task: the given words -> the same goal in the task's canonical template (`prompt.restate`)."""
     canonical = canonical_instruction(f)
@@ -403,4 +426,5 @@ register_source(ExampleSource("success", "success", build_success, frames=succes
 register_source(ExampleSource("skill_success", "success", build_skill_success, frames=step_ends,
                               every_episode=True, vqa=True))
 register_source(ExampleSource("goal", "goal", build_goal, vqa=True))
+register_source(ExampleSource("refer", "vqa", build_refer, vqa=True))
 register_source(ExampleSource("restate", "goal", build_restate, frames=first_frame, long_answer=True))
