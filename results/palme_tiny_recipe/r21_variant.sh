@@ -3,7 +3,8 @@
 # same validation evals (push L1 at seed_offset=400000, 50 per task; pick-and-place v2 phrasings). Keys: V (the run is
 # r21-$V-r1), CODE (a frozen worktree), EXTRA_FEATURES (object features added to L's), IN_TEXT (true: the instruction's
 # words in the prompt as well as MiniLM's <instr> tokens; default false). Ends with "R21 FEATURES $V DONE".
-# Variants run: V=P CODE=<push-goal branch> (the goal source asks where T1-T3's blocks go), V=T IN_TEXT=true.
+# EXTRA: more overrides. Variants run: V=P CODE=<push-goal branch> (the goal source asks where T1-T3's blocks go),
+# V=T IN_TEXT=true, V=Q EXTRA=+data.weights.refer=0.05 (the refer source: which block words mean).
 V=${V:-L}
 FEATURES="[words,size_word,words_above,words_below,zone_words,board_words,near_words${EXTRA_FEATURES:+,$EXTRA_FEATURES}]"
 
@@ -14,7 +15,7 @@ TASKS="block2block block2absolutelocation block2relativelocation block2block_rel
 PUSH=$(for t in $TASKS; do printf "%s," $P/push_$t; done)
 cd ${CODE:-/work/snap7}
 start=$(date +%s)
-OMP_NUM_THREADS=1 /work/main/.venv/bin/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny run_name=r21-$V-r1 output_dir=$T/r21-$V-r1 "data.dirs=[$PP,${PUSH%,}]" data.rephrase=8 model.prompt.instruction.in_text=${IN_TEXT:-false} "model.state.features=$FEATURES"
+OMP_NUM_THREADS=1 /work/main/.venv/bin/torchrun --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny run_name=r21-$V-r1 output_dir=$T/r21-$V-r1 "data.dirs=[$PP,${PUSH%,}]" data.rephrase=8 model.prompt.instruction.in_text=${IN_TEXT:-false} "model.state.features=$FEATURES" $EXTRA
 echo "TRAIN r21 $V r1 $(( $(date +%s) - start )) s"
 start=$(date +%s)
 /work/main/.venv/bin/palme-eval checkpoint=$T/r21-$V-r1 env=push "tasks=[$(echo $TASKS | tr ' ' ,)]" episodes=50 seed_offset=400000 workers=2 image_size=[64,64] progress=false hydra.run.dir=/work/main/outputs/r21/val_push_r21-$V-r1 > /work/logs/r21_val_push_r21-$V-r1.txt 2>&1
