@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_model import TINY, object_tokens, scene_rows  # the small model of the model tests
 
 from agent.model import PalmE, make_model
 from agent.model.config import merge
@@ -22,7 +23,6 @@ from envs.tasks.push.geometry import (
     nearest_weights,
     together_weights,
 )
-from tests.test_model import TINY, object_tokens, scene_rows
 
 
 def test_location_weights_agree_with_the_tasks_location_test_on_numpy_and_torch():
