@@ -172,3 +172,17 @@ def test_collect_with_a_model_planner_labels_every_step(tmp_path):
         assert ep.steps and all(isinstance(s["label"], str) for s in ep.steps)
     with pytest.raises(ValueError, match="planner must be one of"):
         CollectConfig(**ARGS, planner="gpt")
+
+
+def test_info_records_whether_the_camera_was_blanked_and_keeps_both_after_a_top_up(tmp_path):
+    out = tmp_path / "blank"
+    collect(CollectConfig(**ARGS, episodes=1, out=str(out), blank_frames=True), log=lambda *_: None)
+    assert LogDataset(out).info["palme"]["blank_frames"] == [True]
+    collect(CollectConfig(**ARGS, episodes=1, out=str(out)), log=lambda *_: None)
+    assert LogDataset(out).info["palme"]["blank_frames"] == [True, False]
+    assert validate(out) == []
+    info_path = out / "meta" / "info.json"
+    info = json.loads(info_path.read_text())
+    info["palme"]["blank_frames"] = "yes"
+    info_path.write_text(json.dumps(info))
+    assert any("palme.blank_frames" in p.message for p in validate(out, images=False) if p.level == "error")

@@ -173,6 +173,8 @@ def palme_block(env: Any, task: str, fps: int, split: str, keep_failures: bool, 
         "collected_splits": [split],
         **block_sets,
         "keep_failures": bool(keep_failures),
+        # blank_frames=true: the acting planner and perception saw a blank camera (the frames recorded are as rendered)
+        "blank_frames": [bool(getattr(u, "blank_perception", False))],
         "planners": [planner],  # who acted (a planner not in DEMONSTRATORS: steps carry the oracle's label)
         "object_rows": {"fields": list(OBJ_FIELDS), "max_objects": MAX_OBJECTS},
         "camera": {"view": [float(x) for x in u._view], "proj": [float(x) for x in u._proj],

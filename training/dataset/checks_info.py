@@ -177,6 +177,10 @@ def _palme_problems(info: dict[str, Any]) -> list[str]:
     if planners is not None and (not isinstance(planners, list) or not planners
                                  or not all(isinstance(p, str) for p in planners)):
         out.append(f"palme.planners is {planners!r:.60}, expected a non-empty list of planner names")
+    blank = palme.get("blank_frames")
+    if blank is not None and not (isinstance(blank, list) and blank and all(isinstance(b, bool) for b in blank)):
+        out.append(f"palme.blank_frames is {blank!r:.60}, expected a non-empty list of true/false (whether the "
+                   "acting planner and perception saw a blank camera)")
     observed = palme.get("observed_state")
     if observed is not None and not (isinstance(observed, list) and observed and all(
             isinstance(o, dict) and isinstance(o.get("source"), str) for o in observed)):
