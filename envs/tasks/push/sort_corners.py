@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.push_blocks import color_counts
+from envs.push import X_MAX, X_MIN, Y_MAX, Y_MIN
+from envs.push_blocks import BLOCK_COLORS, color_counts
 from envs.tasks.base import register_task
 from envs.tasks.push.base import NoArgGoal, PushTask, location_pushes
 from envs.tasks.push.geometry import CORNERS, LOCATION_POINTS, in_location
@@ -16,17 +17,48 @@ if TYPE_CHECKING:
     from envs.push import PushEnv
 
 
+# Each colour's own corner (BLOCK_COLORS' order against CORNERS'), so that a planner can read a block's corner off its
+# colour; a colour leaves it only when one of its blocks is held against an edge the corner is not on.
+HOME_CORNERS: dict[str, str] = dict(zip(BLOCK_COLORS, CORNERS))
+EDGE_HOLD = 0.03  # m: a block centre this close to an edge cannot be pushed away from it
+
+
+def reachable_corners(xy: np.ndarray) -> set[str]:
+    """The corners a block at `xy` can be pushed to: all four, less those off an edge the block is held against.
+
+    A block whose centre lies within `EDGE_HOLD` of an edge can be pushed along that edge but not away from it
+    (the pusher cannot get behind it), so only the corners on that edge stay reachable.
+    """
+    out = set(CORNERS)
+    held = {
+        "top": xy[0] < X_MIN + EDGE_HOLD,
+        "bottom": xy[0] > X_MAX - EDGE_HOLD,
+        "left": xy[1] < Y_MIN + EDGE_HOLD,
+        "right": xy[1] > Y_MAX - EDGE_HOLD,
+    }
+    for edge, on in held.items():
+        if on:
+            out &= {c for c in CORNERS if edge in c.split()}
+    return out
+
+
 def color_corner_assignment(env: PushEnv) -> dict[str, str]:
-    """Colour -> corner for sort_corners: the assignment with the least total block-to-corner distance."""
+    """Colour -> corner for sort_corners: each colour's `HOME_CORNERS` corner unless that strands a block.
+
+    Over every assignment of the scene's colours to distinct corners, the least (blocks sent to a corner they
+    cannot reach, colours away from their home corner, total block-to-corner distance in m), in that order.
+    """
     xy = env.blocks_xy()
+    reach = [reachable_corners(xy[k]) for k in range(len(env.objects))]
     colours = sorted({o.color for o in env.objects})
-    best, best_cost = {}, np.inf
+    best, best_cost = {}, (np.inf,)
     for corners in itertools.permutations(CORNERS, len(colours)):
         assign = dict(zip(colours, corners))
-        cost = sum(
-            float(np.linalg.norm(xy[k] - LOCATION_POINTS[assign[o.color]])) for k, o in enumerate(env.objects)
-        )
-        if cost < best_cost - 1e-9:
+        stranded = sum(assign[o.color] not in reach[k] for k, o in enumerate(env.objects))
+        away = sum(assign[c] != HOME_CORNERS.get(c) for c in colours)
+        dist = sum(float(np.linalg.norm(xy[k] - LOCATION_POINTS[assign[o.color]])) for k, o in enumerate(env.objects))
+        cost = (stranded, away, dist)
+        if cost < best_cost:
             best, best_cost = assign, cost
     return best
 
