@@ -5,6 +5,7 @@
 # B's round 2 and push DAgger logs (BLOCK_4 and BLOCK_8) of this variant's round 2. $EXTRA: overrides of both rounds
 # (the variant's model keys are in its round-1 checkpoint). Code frozen at $CODE (default /work/snap7: 8ee7375).
 # Re-running continues: finished rounds are skipped and each collection tops its folder up.
+# $ALT: "old=new ..." folder-name swaps in both rounds' data lists (V=H: T2's home-corner logs replace T2's folders).
 set -e
 W=$1
 CODE=${CODE:-/work/snap7}
@@ -18,7 +19,9 @@ PP_DAGGER=$(for t in grasp put_in_zone sort_by_color stack unstack; do printf "%
 PP_DAGGER2=$(for t in grasp put_in_zone sort_by_color stack unstack; do printf "%s," $D/dagger2_B_pickplace_$t; done)
 PUSH_DAGGER=$(for t in $TASKS; do printf "%s," $P/dagger_r21-F-r1_push_$t; done)
 PUSH8=$(for t in $LONG; do printf "%s," $P/push8_$t; done)
-ROUND2="$PP$PUSH$PP_DAGGER$PUSH_DAGGER${PUSH8%,}"
+swap() { local out="" f n; IFS=, read -ra fs <<< "$1"; for f in "${fs[@]}"; do n=${f##*/}
+  for kv in $ALT; do [ "${kv%%=*}" = "$n" ] && f=${f%/*}/${kv#*=}; done; out+="$f,"; done; echo "${out%,}"; }
+ROUND2=$(swap "$PP$PUSH$PP_DAGGER$PUSH_DAGGER${PUSH8%,}")
 cd $CODE
 if [ ! -f $T/r21-$W-r2/train_summary.json ]; then
   start=$(date +%s)
@@ -35,7 +38,7 @@ echo "DAGGER2 r21 $W $(( $(date +%s) - start )) s"
 PUSH_DAGGER2=$(for t in $TASKS; do printf "%s," $P/dagger_r21-$W-r2_push_$t; done; for t in $LONG; do printf "%s," $P/dagger8_r21-$W-r2_push_$t; done)
 if [ ! -f $T/r21-$W/train_summary.json ]; then
   start=$(date +%s)
-  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2 run_name=r21-$W output_dir=$T/r21-$W init_from=$T/r21-$W-r2 "data.dirs=[$ROUND2,$PP_DAGGER2${PUSH_DAGGER2%,}]" data.rephrase=8 $EXTRA
+  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny_dagger2 run_name=r21-$W output_dir=$T/r21-$W init_from=$T/r21-$W-r2 "data.dirs=[$ROUND2,$(swap "$PP_DAGGER2${PUSH_DAGGER2%,}")]" data.rephrase=8 $EXTRA
   echo "TRAIN r21 $W r3 $(( $(date +%s) - start )) s"
 fi
 echo "CHAIN r21 $W DONE"
