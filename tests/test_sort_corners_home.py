@@ -6,7 +6,7 @@ import numpy as np
 import pybullet as p
 
 from envs.push import X_MAX, X_MIN, Y_MAX, Y_MIN, PushEnv
-from envs.tasks.push.geometry import CORNERS, in_location
+from envs.tasks.push.geometry import CORNERS, LOCATION_POINTS, in_location
 from envs.tasks.push.sort_corners import HOME_CORNERS, color_corner_assignment, reachable_corners
 from policies.base import run_skill
 
@@ -57,4 +57,16 @@ def test_oracle_sorts_into_home_corners():
     assert env.is_success
     xy = env.blocks_xy()
     assert all(in_location(xy[k], HOME_CORNERS[o.color]) for k, o in enumerate(env.objects))
+    env.close()
+
+
+def test_location_tasks_push_the_block_farthest_from_its_location_first():
+    env = PushEnv("all_to_center", obs_type="state")
+    env.reset(seed=3)
+    plan = env.task.oracle_plan(env, env.goal)
+    xy = env.blocks_xy()
+    dist = [float(np.linalg.norm(xy[c.obj] - LOCATION_POINTS["center"])) for c in plan]
+    assert len(plan) >= 2 and dist == sorted(dist, reverse=True)
+    run_skill(env, plan[0])
+    assert env.task.oracle_plan(env, env.goal)[0].obj != plan[0].obj  # the block just pushed in is not next
     env.close()
