@@ -189,16 +189,20 @@ class PromptBuilder:
         return instruction.strip() if self.config.instruction.in_text else "the instruction"
 
     def planning(self, instruction: str, history: Sequence[tuple[str, str]], n_objects: int, n_zones: int = 0) -> Prompt:
-        """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.`.
+        """Next-step prompt: instruction, the steps so far with their feedback, then `Step k.` (`Step.` when
+        `prompt.step_numbers` is false).
 
         The instruction, steps and feedback are plain text (never placeholders), whatever they hold.
         """
         lines: list[str] = [self._head(n_objects, n_zones, f"Task: {self.task(instruction)}")]
         window = self.config.history_window
         first = max(0, len(history) - window) if window else 0
+        def label(k: int) -> str:
+            return f"Step {k}." if self.config.step_numbers else "Step."
+
         for i, (step, feedback) in enumerate(history[first:], start=first + 1):
-            lines.append(f"Step {i}. {step}. Result: {feedback}.")
-        lines.append(f"Step {len(history) + 1}.")
+            lines.append(f"{label(i)} {step}. Result: {feedback}.")
+        lines.append(label(len(history) + 1))
         return _join("\n", lines)
 
     def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> Prompt:

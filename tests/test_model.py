@@ -712,6 +712,14 @@ def test_zone_words_pass_the_word_of_the_zone_an_object_lies_in_and_round_trip(t
         model.collate([Example(ex.prompt, image=obs["rgb"], objects=objects, robot=obs["robot"], zones=bad)], train=False)
 
 
+def test_step_numbers_off_is_saved_with_the_model_and_read_back(tmp_path):
+    model = tiny(prompt={"history_window": 2, "step_numbers": False})
+    model.save_pretrained(tmp_path)
+    loaded = PalmE.from_pretrained(tmp_path)
+    assert loaded.config.prompt.step_numbers is False
+    assert loaded.prompt_builder.planning("x", [("push it", "ok")], 1).endswith("\nStep.")
+
+
 def test_the_model_writes_its_prompts_with_its_own_prompt_config():
     model = tiny(prompt={"history_window": 4, "tokens": ["object", "robot"]})
     assert model.prompt_builder.config.history_window == 4 and list(model.encoders) == ["object", "robot"]

@@ -1,5 +1,7 @@
 """PromptBuilder: placeholders appear exactly once per object, the prompt config removes them, plans round-trip."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,12 @@ def test_history_window_shows_the_last_steps_with_their_episode_numbers():
     assert PromptBuilder(PromptConfig(history_window=9)).planning("stack it", history, 3) == full  # wider than the history
     with pytest.raises(ValueError, match="prompt.history_window must be >= 0"):
         PromptConfig(history_window=-1)
+
+
+def test_step_numbers_off_leaves_the_count_out_of_planning_prompts():
+    history = [(f"push the block {k} to the center", "ok") for k in range(1, 6)]
+    plain = PromptBuilder(PromptConfig(history_window=2, step_numbers=False)).planning("gather them", history, 5)
+    numbered = PromptBuilder(PromptConfig(history_window=2)).planning("gather them", history, 5)
+    assert plain.endswith("\nStep.") and "Step. push the block 5 to the center. Result: ok." in plain
+    assert not re.search(r"Step \d", plain) and numbered.endswith("Step 6.")
+    assert plain.split("\n")[:2] == numbered.split("\n")[:2]  # scene and task unchanged
