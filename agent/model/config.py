@@ -69,10 +69,9 @@ class PromptConfig:
     tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))  # token types, in scene order
     entity_referral: bool = True  # "Object j is <obj_j>." (PaLM-E) rather than bare object tokens
     history_window: int = 0  # planning prompts show only the last k steps so far (0: all of them)
-    # Planning prompts number the steps ("Step 3. ...", PaLM-E's format); false writes "Step." alone, so that the
-    # step count cannot stand in for reading progress off the scene (issue #21: a model said `done` at a high
-    # step number with blocks left).
-    step_numbers: bool = True
+    # false: the step count cannot stand in for reading progress off the scene (issue #21: a model said `done` at
+    # a high step number with blocks left).
+    step_numbers: bool = True  # planning prompts number the steps ("Step 3.", PaLM-E's format); false: "Step." alone
     # The instruction is first restated once per episode (source `restate`: "Restate the task." -> the task's
     # canonical template of the same goal), then the planning, success and goal prompts hold the restatement.
     restate: bool = False  # plan from the model's canonical restatement of the instruction (checked by the task's parser)
