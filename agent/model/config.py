@@ -199,7 +199,8 @@ class PalmEConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict for config.json (`prompt.instruction` only for a model that reads instructions, and
-        `prompt.restate` and `prompt.instruction.pooled` only when true: the configs of the others stay as they were)."""
+        `prompt.restate` and `prompt.instruction.pooled` only when true, `prompt.step_numbers` only when false: the
+        configs of the others stay as they were)."""
         data = dataclasses.asdict(self)
         if "instruction" not in self.prompt.tokens:
             del data["prompt"]["instruction"]
@@ -207,6 +208,8 @@ class PalmEConfig:
             del data["prompt"]["instruction"]["pooled"]
         if not self.prompt.restate:
             del data["prompt"]["restate"]
+        if self.prompt.step_numbers:
+            del data["prompt"]["step_numbers"]
         return data
 
     @classmethod
