@@ -197,12 +197,10 @@ class PromptBuilder:
         lines: list[str] = [self._head(n_objects, n_zones, f"Task: {self.task(instruction)}")]
         window = self.config.history_window
         first = max(0, len(history) - window) if window else 0
-        def label(k: int) -> str:
-            return f"Step {k}." if self.config.step_numbers else "Step."
-
+        numbered = self.config.step_numbers
         for i, (step, feedback) in enumerate(history[first:], start=first + 1):
-            lines.append(f"{label(i)} {step}. Result: {feedback}.")
-        lines.append(label(len(history) + 1))
+            lines.append(f"Step{f' {i}' if numbered else ''}. {step}. Result: {feedback}.")
+        lines.append(f"Step{f' {len(history) + 1}' if numbered else ''}.")
         return _join("\n", lines)
 
     def whole_plan(self, instruction: str, n_objects: int, n_zones: int = 0) -> Prompt:
