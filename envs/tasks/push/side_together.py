@@ -44,6 +44,11 @@ def clusters(xy: np.ndarray, members: Sequence[int], link: float = JOINED_DIST) 
     return groups
 
 
+def edge_first(xy: np.ndarray, members: Sequence[int]) -> list[int]:
+    """`members` ordered by distance from the midline y = 0, farthest (nearest the side's edge) first."""
+    return sorted(members, key=lambda k: -abs(float(xy[k][1])))
+
+
 @register_task
 class SideTogether(PushTask):
     name = "side_together"
@@ -103,20 +108,12 @@ class SideTogether(PushTask):
         return sides_kept and len(clusters(xy, goal.members)) == 1
 
     def oracle_plan(self, env, goal):
+        """Edge first: every member not yet joined to the member nearest the side's edge (largest |y|) is pushed
+        next to that member, the one nearest the edge first. Both choices read one coordinate per block, and
+        every push moves a block away from the midline, so no block crosses over."""
         if not goal.members or self.is_success(env, goal):
             return []
         xy = env.blocks_xy()
-        link = JOINED_DIST - PLACED_MARGIN
-        # Grow the biggest group (ties: the one farthest from the midline, so neighbours stay on this side).
-        groups = clusters(xy, goal.members, link)
-        core = max(groups, key=lambda g: (len(g), min(abs(xy[k][1]) for k in g)))
-        plan: list[SkillCall] = []
-        placed = list(core)
-        for k in sorted(
-            (k for k in goal.members if k not in core),
-            key=lambda k: min(float(np.linalg.norm(xy[k] - xy[g])) for g in core),
-        ):
-            nearest = min(placed, key=lambda g: float(np.linalg.norm(xy[k] - xy[g])))
-            plan.append(SkillCall("push", obj=k, target=nearest, relation="next to"))
-            placed.append(k)
-        return plan
+        order = edge_first(xy, goal.members)
+        core = next(g for g in clusters(xy, goal.members, JOINED_DIST - PLACED_MARGIN) if order[0] in g)
+        return [SkillCall("push", obj=k, target=order[0], relation="next to") for k in order if k not in core]
