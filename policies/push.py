@@ -43,6 +43,7 @@ PUSH_STEP = (
 )  # m per control step while pushing: slow near the spot, so the block does not slide on
 SPOT_REACHED = 0.012
 EDGE_MARGIN = 0.03  # spots keep the block centre this far inside the board
+LOOKAHEAD = 0.05  # m along the leg: the point the block is pushed towards (pure pursuit)
 STALL_STEPS = 60  # give up when the block has not come 5 mm closer for this many steps
 GRID = 0.01
 
@@ -153,6 +154,7 @@ class PushSkill(Skill):
         self.settle = -1  # control steps left to let the block come to rest after stopping
         self.stalled = False
         self.edge = False  # the block is at the board's edge where the pusher cannot get right behind it
+        self.leg: tuple[np.ndarray, np.ndarray] | None = None  # (where the block was, where it goes) of this leg
         return None
 
     # ---- where to ------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ class PushSkill(Skill):
                 return None
         self.edge = False
         aim = self._aim(env, b, spot)
-        d = _unit(aim - b)
+        d = _unit(self._pursue(b, aim) - b)
         rel = b - e
         along = float(rel @ d)
         lateral = float(np.linalg.norm(rel - along * d))
@@ -289,6 +291,18 @@ class PushSkill(Skill):
                 return self.detour
         self.edge = True  # push from as close behind as the board allows, off-centre
         return aim
+
+    def _pursue(self, b: np.ndarray, aim: np.ndarray) -> np.ndarray:
+        """Pure pursuit: the point LOOKAHEAD ahead of the block's projection on the leg's straight line to `aim`
+        (a new leg starts where the block is whenever the aim moves). Pushing at it steers a block that slid
+        sideways back onto the line, so it cannot wander past the board's edge, out of the pusher's reach."""
+        if self.leg is None or float(np.linalg.norm(self.leg[1] - aim)) > 0.01:
+            self.leg = (b.copy(), aim.copy())
+        start = self.leg[0]
+        length = float(np.linalg.norm(aim - start))
+        u = _unit(aim - start)
+        along = float(np.clip((b - start) @ u, 0.0, length))
+        return aim if along + LOOKAHEAD >= length else start + u * (along + LOOKAHEAD)
 
     def _block_obstacles(self, env: PushEnv) -> list[tuple[np.ndarray, float]]:
         """Discs the pushed block's centre must keep out of (other blocks, grown by its own half width)."""

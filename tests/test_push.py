@@ -219,3 +219,25 @@ def test_push_skill_used_directly_reports_a_missing_block():
     res = PushSkill().reset(e, SkillCall("push", obj=0, target=7, relation="next to"))
     assert res is not None and not res.success and "no object 8" in res.reason
     e.close()
+
+
+def test_a_long_push_towards_a_corner_keeps_the_block_within_the_pushers_reach():
+    """Pure pursuit: a block that slides sideways on a long push is steered back onto its line, so it never passes
+    the board's edge, where the pusher could not get behind it again (train seed 0, BLOCK_8: T2's first push)."""
+    e = PushEnv("sort_corners", obs_type="state", split="train", block_set="BLOCK_8")
+    e.reset(seed=0)
+    call = e.task.oracle_plan(e, e.goal)[0]
+    assert call.location == "bottom right" and e.block_xy(call.obj)[1] < -0.2  # across the whole board
+    skill = PushSkill()
+    assert skill.reset(e, call) is None
+    worst = -np.inf
+    for _ in range(200):
+        action = skill.act(e)
+        if action is None:
+            break
+        e.control(action)
+        x, y = e.block_xy(call.obj)
+        worst = max(worst, x - X_MAX, X_MIN - x, y - Y_MAX, Y_MIN - y)
+    assert skill.result(e).success
+    assert worst < 0.0, worst  # the block's centre stayed on the board all the way
+    e.close()
