@@ -110,7 +110,7 @@ class SideTogether(PushTask):
     def oracle_plan(self, env, goal):
         """Edge first: every member not yet joined to the member nearest the side's edge (largest |y|) is pushed
         next to that member, the one nearest the edge first. Both choices read one coordinate per block, and
-        every push moves a block away from the midline, so no block crosses over."""
+        every push heads for a block farther from the midline than the pushed one, so pushes lead away from it."""
         if not goal.members or self.is_success(env, goal):
             return []
         xy = env.blocks_xy()
