@@ -36,7 +36,10 @@ The built-in sources are registered at the bottom of this module:
   one word need);
 - `restate`: "Restate the task. Task: <instruction>" on the first frame -> the same goal in the task's canonical
   template (`TemplatePhrasing.canonical`); with `prompt.restate` the planning, success and goal prompts hold that
-  restatement instead of the given words (`words`), and the planner writes it once per episode.
+  restatement instead of the given words (`words`), and the planner writes it once per episode;
+- `vqa_side` (push world): "Which blocks are on the left side?" -> "the yellow pentagon and the blue cube" (nearest the
+  side's edge first) or "none"; on side_together episodes half the time "Which blocks does the task gather? Task:
+  <instruction>", so the instruction's side is bound to the blocks it means.
 Question frames are the ones a planner sees: every step start and the final frame.
 """
 
@@ -62,6 +65,8 @@ from envs import load_world
 from envs.catalogue import ObjectDesc
 from envs.language import ObjectRef
 from envs.tasks.base import make_task
+from envs.tasks.push.geometry import SIDE_MARGIN
+from envs.tasks.push.side_together import SideGoal, edge_first, on_side
 from training.vqa import (
     QA,
     Scene,
@@ -396,6 +401,37 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     return Draft(f.question(goal_question(ep.names[k], f.prompts.task(said))), answer, instruction=given)
 
 
+def name_list(names: list[str]) -> str:
+    """"the A", "the A and the B", "the A, the B and the C"; "none" for no names."""
+    said = [f"the {n}" for n in names]
+    return "none" if not said else said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+
+
+def build_side(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Which blocks are on the left (y < 0) / right side of the push board? The blocks of that half by name, the one
+    nearest the side's edge first (`edge_first`: the order side_together's oracle gathers them in), or "none". On a
+    side_together episode, half the time the side is the task's ("Which blocks does the task gather? Task: ..." with
+    the instruction in the planning prompts' words, as the `goal` source asks), so the answer binds the instruction's
+    side to names. None outside the push world and when a block is within `SIDE_MARGIN` of the midline."""
+    if f.builder.ds.info.get("palme", {}).get("world") != "push":
+        return None
+    objects = f.scene.objects
+    xy = np.array([o.pos[:2] for o in objects])
+    if not objects or np.any(np.abs(xy[:, 1]) < SIDE_MARGIN):
+        return None
+    _, goal = _task_goal(f)
+    if isinstance(goal, SideGoal) and rng.random() < 0.5:
+        given, said = words(f, rng)
+        side, instruction = goal.side, given
+        question = f"Which blocks does the task gather? Task: {f.prompts.task(said).strip().rstrip('.')}."
+    else:
+        side, instruction = ("left", "right")[int(rng.integers(2))], None
+        question = f"Which blocks are on the {side} side?"
+    members = [k for k in range(len(objects)) if on_side(xy[k], side)]
+    answer = name_list([objects[k].name for k in edge_first(xy, members)])
+    return Draft(f.question(question), answer, instruction=instruction)
+
+
 def asks(question: Callable[[Scene, np.random.Generator], QA | None], camera: bool = False) -> Build:
     """The build function of a question about the frame's scene (`camera`: it needs the camera matrices)."""
 
@@ -427,4 +463,5 @@ register_source(ExampleSource("skill_success", "success", build_skill_success, f
                               every_episode=True, vqa=True))
 register_source(ExampleSource("goal", "goal", build_goal, vqa=True))
 register_source(ExampleSource("refer", "vqa", build_refer, vqa=True))
+register_source(ExampleSource("vqa_side", "vqa", build_side, vqa=True))
 register_source(ExampleSource("restate", "goal", build_restate, frames=first_frame, long_answer=True))
