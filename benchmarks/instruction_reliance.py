@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         model = PalmE.from_pretrained(args.checkpoint)
     except ValueError as err:
         p.error(str(err))
-    results = [measure(model, folder, pairs, args.examples) for folder in args.data]
+    try:
+        results = [measure(model, folder, pairs, args.examples) for folder in args.data]
+    except ValueError as err:  # a folder that is not palme-collect logs, or fails validation
+        p.error(str(err))
     for r in results:
         m, c = r["oracle_match"], r["changed"]
         print(f"{Path(r['folder']).name}: n={c['n']}  first step = oracle's {m['pc']}% {m['ci']}  "

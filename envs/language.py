@@ -189,6 +189,11 @@ class ObjectRef(Slot):
         return replace(self, article=article)
 
 
+def and_list(items: Sequence[str]) -> str:
+    """"A", "A and B", "A, B and C" (items: at least one)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 @dataclass(frozen=True)
 class ObjectList(Slot):
     """Distinct objects in order, as a list of indices.
@@ -208,7 +213,7 @@ class ObjectList(Slot):
         items = [self.lead + self.item.say(i, objects, rng) for i in value]
         if self.sep is not None:
             return self.sep.join(items)
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        return and_list(items)
 
     def reader(self, objects: Objects) -> Reader:
         item = self.item.reader(objects)

@@ -63,7 +63,7 @@ from agent.prompts import (
 )
 from envs import load_world
 from envs.catalogue import ObjectDesc
-from envs.language import ObjectRef
+from envs.language import ObjectRef, and_list
 from envs.tasks.base import make_task
 from envs.tasks.push.geometry import SIDE_MARGIN
 from envs.tasks.push.side_together import SideGoal, edge_first, on_side
@@ -403,8 +403,7 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
 
 def name_list(names: list[str]) -> str:
     """"the A", "the A and the B", "the A, the B and the C"; "none" for no names."""
-    said = [f"the {n}" for n in names]
-    return "none" if not said else said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+    return and_list([f"the {n}" for n in names]) if names else "none"
 
 
 def build_side(f: Moment, rng: np.random.Generator) -> Draft | None:
