@@ -14,7 +14,10 @@ prompt, `<instr>` included, is rebuilt with the checkpoint's own PromptBuilder f
 Prints per folder: the episodes whose instruction holds a swapped word, the share of their first steps that equal the
 oracle's (logged words), the share that change when the words are swapped (95% Wilson intervals,
 agent.eval_metrics.wilson_interval), and a few pairs. A folder without instructions that hold the words is reported
-with n = 0.
+with n = 0. For tasks where many first steps lead to the goal (`USEFUL`: side_together, whose side's blocks may be
+joined in any order) it also prints the share of useful first steps for the logged words, for the swapped words (each
+judged against the goal its own words mean, `Task.parse_instruction`), and for both at once: a planner that reads the
+side word is useful under both; one that ignores it is useful under at most one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,24 @@ sys.path.insert(0, str(ROOT))
 from agent.eval_metrics import wilson_interval
 
 
+def _side_useful(task: Any, rows: Any, instruction: str, step: str) -> bool:
+    """side_together: `step` is a push that joins two blocks of the side `instruction` names (`useful_push`)."""
+    from agent.parser import SceneContext, parse_step
+    from envs.catalogue import descs_from_rows
+    from envs.tasks.push.side_together import useful_push
+
+    present = rows[rows[:, -1] > 0.5]  # OBJ_FIELDS ends with `present`
+    descs = descs_from_rows(present)
+    goal = task.parse_instruction(instruction, descs)
+    call = parse_step(step, SceneContext(objects=descs, world=task.world))
+    if goal is None or not isinstance(getattr(call, "target", None), int) or call.skill != "push":
+        return False
+    return useful_push(present[:, :2], goal, call.obj, call.target)
+
+
+USEFUL = {"side_together": _side_useful}  # task name -> (task, object rows, instruction, step) -> useful first step
+
+
 def swap_words(text: str, pairs: list[tuple[str, str]]) -> str:
     """`text` with each word of every pair replaced by the other (whole words, case kept for the first letter)."""
     table = {}
@@ -46,8 +67,8 @@ def swap_words(text: str, pairs: list[tuple[str, str]]) -> str:
     return pattern.sub(repl, text)
 
 
-def first_steps(model: Any, folder: str, n: int) -> list[tuple[Any, str]]:
-    """(example, logged instruction) of up to `n` first-step planning examples of `folder` (every episode)."""
+def first_steps(model: Any, folder: str, n: int) -> list[tuple[Any, str, str]]:
+    """(example, logged instruction, task name) of up to `n` first-step planning examples of `folder` (every episode)."""
     from training.config import DataConfig
     from training.data import load_data
 
@@ -58,7 +79,7 @@ def first_steps(model: Any, folder: str, n: int) -> list[tuple[Any, str]]:
     for ref in refs:
         spec = ref[1]
         ep = data.builders[0].ds.episodes[spec.episode]
-        out.append((data.example(ref), spec.instruction or ep.instruction))
+        out.append((data.example(ref), spec.instruction or ep.instruction, ep.task_name))
     return out
 
 
@@ -87,18 +108,30 @@ def rate(k: int, n: int) -> dict[str, Any]:
 
 def measure(model: Any, folder: str, pairs: list[tuple[str, str]], n: int) -> dict[str, Any]:
     """One folder's figures (see the module docstring)."""
-    cases = [(e, text) for e, text in first_steps(model, folder, n) if swap_words(text, pairs) != text]
+    cases = [(e, text, task) for e, text, task in first_steps(model, folder, n) if swap_words(text, pairs) != text]
     if not cases:
         return {"folder": folder, "oracle_match": rate(0, 0), "changed": rate(0, 0), "pairs": []}
-    originals = [rebuilt(model, e, text) for e, text in cases]
-    swapped = [rebuilt(model, e, swap_words(text, pairs)) for e, text in cases]
+    originals = [rebuilt(model, e, text) for e, text, _ in cases]
+    swapped = [rebuilt(model, e, swap_words(text, pairs)) for e, text, _ in cases]
     before, after = generate(model, originals), generate(model, swapped)
-    match = sum(p == e.answer.strip() for p, (e, _) in zip(before, cases, strict=True))
+    match = sum(p == e.answer.strip() for p, (e, _, _) in zip(before, cases, strict=True))
     changed = sum(a != b for a, b in zip(before, after, strict=True))
     shown = [{"instruction": t, "step": b, "swapped": swap_words(t, pairs), "swapped_step": a}
-             for (_, t), b, a in list(zip(cases, before, after, strict=True))[:3]]
-    return {"folder": folder, "oracle_match": rate(match, len(cases)), "changed": rate(changed, len(cases)),
-            "pairs": shown}
+             for (_, t, _), b, a in list(zip(cases, before, after, strict=True))[:3]]
+    out = {"folder": folder, "oracle_match": rate(match, len(cases)), "changed": rate(changed, len(cases)),
+           "pairs": shown}
+    judged = [(e, t, USEFUL[task], task, b, a) for (e, t, task), b, a in zip(cases, before, after, strict=True)
+              if task in USEFUL]
+    if judged:
+        from envs.tasks.base import make_task
+
+        tasks = {name: make_task("push", name) for name in {j[3] for j in judged}}
+        ok = [(f(tasks[task], e.array("objects"), t, b), f(tasks[task], e.array("objects"), swap_words(t, pairs), a))
+              for e, t, f, task, b, a in judged]
+        out["useful"] = rate(sum(u for u, _ in ok), len(ok))
+        out["useful_swapped"] = rate(sum(v for _, v in ok), len(ok))
+        out["useful_both"] = rate(sum(u and v for u, v in ok), len(ok))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         m, c = r["oracle_match"], r["changed"]
         print(f"{Path(r['folder']).name}: n={c['n']}  first step = oracle's {m['pc']}% {m['ci']}  "
               f"changed by the swap {c['pc']}% {c['ci']}")
+        if "useful" in r:
+            u, v, w = r["useful"], r["useful_swapped"], r["useful_both"]
+            print(f"    useful first step: logged words {u['pc']}% {u['ci']}  swapped words {v['pc']}% {v['ci']}  "
+                  f"both {w['pc']}% {w['ci']}")
         for s in r["pairs"]:
             print(f"    {s['instruction']!r} -> {s['step']!r}\n    {s['swapped']!r} -> {s['swapped_step']!r}")
     if args.out:

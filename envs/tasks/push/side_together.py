@@ -49,6 +49,17 @@ def edge_first(xy: np.ndarray, members: Sequence[int]) -> list[int]:
     return sorted(members, key=lambda k: -abs(float(xy[k][1])))
 
 
+def useful_push(xy: np.ndarray, goal: SideGoal, obj: int, target: int) -> bool:
+    """Whether "push block `obj` next to block `target`" is a push toward T3's goal from block positions `xy` (N, 2),
+    m: two different blocks, both on the goal's side, not yet in one group (`clusters` at the oracle's link distance,
+    JOINED_DIST - PLACED_MARGIN). The oracle's pushes are such pushes; so are others (the side's blocks may be joined
+    in any order)."""
+    if obj == target or not (on_side(xy[obj], goal.side) and on_side(xy[target], goal.side)):
+        return False
+    members = [k for k in range(len(xy)) if on_side(xy[k], goal.side)]
+    return not any(obj in g and target in g for g in clusters(xy, members, JOINED_DIST - PLACED_MARGIN))
+
+
 @register_task
 class SideTogether(PushTask):
     name = "side_together"
