@@ -38,10 +38,10 @@ from agent.eval_metrics import wilson_interval
 def _side_useful(task: Any, rows: Any, instruction: str, step: str) -> bool:
     """side_together: `step` is a push that joins two blocks of the side `instruction` names (`useful_push`)."""
     from agent.parser import SceneContext, parse_step
-    from envs.catalogue import descs_from_rows
+    from envs.catalogue import OBJ_FIELDS, descs_from_rows
     from envs.tasks.push.side_together import useful_push
 
-    present = rows[rows[:, -1] > 0.5]  # OBJ_FIELDS ends with `present`
+    present = rows[rows[:, OBJ_FIELDS.index("present")] > 0.5]
     descs = descs_from_rows(present)
     goal = task.parse_instruction(instruction, descs)
     call = parse_step(step, SceneContext(objects=descs, world=task.world))
@@ -50,7 +50,7 @@ def _side_useful(task: Any, rows: Any, instruction: str, step: str) -> bool:
     return useful_push(present[:, :2], goal, call.obj, call.target)
 
 
-USEFUL = {"side_together": _side_useful}  # task name -> (task, object rows, instruction, step) -> useful first step
+USEFUL = {"side_together": _side_useful}  # push task name -> (task, object rows, instruction, step) -> useful first step
 
 
 def swap_words(text: str, pairs: list[tuple[str, str]]) -> str:
@@ -120,14 +120,13 @@ def measure(model: Any, folder: str, pairs: list[tuple[str, str]], n: int) -> di
              for (_, t, _), b, a in list(zip(cases, before, after, strict=True))[:3]]
     out = {"folder": folder, "oracle_match": rate(match, len(cases)), "changed": rate(changed, len(cases)),
            "pairs": shown}
-    judged = [(e, t, USEFUL[task], task, b, a) for (e, t, task), b, a in zip(cases, before, after, strict=True)
-              if task in USEFUL]
+    judged = [(e, t, task, b, a) for (e, t, task), b, a in zip(cases, before, after, strict=True) if task in USEFUL]
     if judged:
         from envs.tasks.base import make_task
 
-        tasks = {name: make_task("push", name) for name in {j[3] for j in judged}}
-        ok = [(f(tasks[task], e.array("objects"), t, b), f(tasks[task], e.array("objects"), swap_words(t, pairs), a))
-              for e, t, f, task, b, a in judged]
+        tasks = {name: make_task("push", name) for name in {task for _, _, task, _, _ in judged}}
+        ok = [(USEFUL[task](tasks[task], e.array("objects"), t, b),
+               USEFUL[task](tasks[task], e.array("objects"), swap_words(t, pairs), a)) for e, t, task, b, a in judged]
         out["useful"] = rate(sum(u for u, _ in ok), len(ok))
         out["useful_swapped"] = rate(sum(v for _, v in ok), len(ok))
         out["useful_both"] = rate(sum(u and v for u, v in ok), len(ok))
