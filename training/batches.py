@@ -7,6 +7,13 @@ source is seen once before any is seen twice. A source's permutations are seeded
 mixture holds. The position (examples drawn, and per source its epoch and offset) is all a resumed
 run needs to continue the exact same stream. Held-out evaluation asks the same sampler, over the
 held-out examples, for a few examples of every source in the mixture, spread over its pool.
+
+Weights inside a source (`data.task_weights`): a source's examples may carry a group label (their task) with a
+weight per group. A slot that picked the source then picks a group with probability proportional to weight x the
+group's example count (so weight 1 everywhere keeps every example's chance as in one pool) and takes the group's
+next example in the group's own seeded permutation, epoch after epoch. Many distinct episodes of one task then
+no longer imply a large share of the draws: the share is the weight's choice (Octo's per-dataset sample weights,
+Octo Model Team 2024, applied to tasks).
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ import numpy as np
 class MixtureStream:
     """Deterministic stream of (source, index) pairs from weighted sources of known sizes."""
 
-    def __init__(self, sizes: Mapping[str, int], weights: Mapping[str, float], seed: int) -> None:
+    def __init__(self, sizes: Mapping[str, int], weights: Mapping[str, float], seed: int,
+                 groups: Mapping[str, list[str]] | None = None, group_weights: Mapping[str, float] | None = None) -> None:
+        """`groups[source]`: a label per example of the source (its task); with `group_weights` (label -> weight,
+        1.0 when absent) the source draws its groups as the module says. Without them a source is one pool."""
         self.sources = sorted(s for s, n in sizes.items() if n > 0 and weights.get(s, 0.0) > 0)
         if not self.sources:
             raise ValueError(f"no source has both examples and a positive weight: sizes {dict(sizes)}, "
@@ -31,30 +41,53 @@ class MixtureStream:
         self.probs = w / w.sum()
         self.seed = seed
         self.drawn = 0
-        self.epochs = {s: 0 for s in self.sources}
-        self.offsets = {s: 0 for s in self.sources}
+        # The pools a source draws from: its whole index range, or one pool per group (key "source/label").
+        self.pools: dict[str, list[tuple[str, np.ndarray]]] = {}
+        self.pool_cdf: dict[str, np.ndarray] = {}
+        for s in self.sources:
+            labels = (groups or {}).get(s)
+            if group_weights is None or labels is None:
+                self.pools[s] = [(s, np.arange(self.sizes[s]))]
+                continue
+            if len(labels) != self.sizes[s]:
+                raise ValueError(f"source {s!r}: {len(labels)} group labels for {self.sizes[s]} examples")
+            names = sorted(set(labels))
+            index = {g: np.array([i for i, lab in enumerate(labels) if lab == g]) for g in names}
+            mass = np.array([float(group_weights.get(g, 1.0)) * len(index[g]) for g in names])
+            if mass.sum() <= 0:
+                raise ValueError(f"source {s!r}: every group has weight 0 ({names})")
+            self.pools[s] = [(f"{s}/{g}", index[g]) for g, m in zip(names, mass, strict=True) if m > 0]
+            self.pool_cdf[s] = np.cumsum(mass[mass > 0] / mass.sum())  # cumulative: a uniform draw picks a pool
+        keys = [k for s in self.sources for k, _ in self.pools[s]]
+        self.epochs = {k: 0 for k in keys}
+        self.offsets = {k: 0 for k in keys}
         self._perms: dict[tuple[str, int], np.ndarray] = {}
 
-    def _perm(self, source: str, epoch: int) -> np.ndarray:
-        key = (source, epoch)
-        if key not in self._perms:
-            rng = np.random.default_rng([self.seed, zlib.crc32(source.encode()), epoch])
-            self._perms = {k: v for k, v in self._perms.items() if k[0] != source}  # keep one epoch per source
-            self._perms[key] = rng.permutation(self.sizes[source])
-        return self._perms[key]
+    def _perm(self, key: str, size: int, epoch: int) -> np.ndarray:
+        if (key, epoch) not in self._perms:
+            rng = np.random.default_rng([self.seed, zlib.crc32(key.encode()), epoch])
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != key}  # keep one epoch per pool
+            self._perms[(key, epoch)] = rng.permutation(size)
+        return self._perms[(key, epoch)]
 
     def next(self, n: int) -> list[tuple[str, int]]:
         """The next `n` (source, example index) pairs."""
         rng = np.random.default_rng([self.seed, self.drawn])  # depends only on the position: resumable
         picks = rng.choice(len(self.sources), size=n, p=self.probs)
+        within = rng.random(n) if self.pool_cdf else None  # drawn only with groups: one-pool streams unchanged
         out = []
-        for k in picks:
+        for slot, k in enumerate(picks):
             s = self.sources[int(k)]
-            out.append((s, int(self._perm(s, self.epochs[s])[self.offsets[s]])))
-            self.offsets[s] += 1
-            if self.offsets[s] == self.sizes[s]:
-                self.epochs[s] += 1
-                self.offsets[s] = 0
+            pools = self.pools[s]
+            j = 0
+            if s in self.pool_cdf:
+                j = min(int(np.searchsorted(self.pool_cdf[s], within[slot], side="right")), len(pools) - 1)
+            key, index = pools[j]
+            out.append((s, int(index[self._perm(key, len(index), self.epochs[key])[self.offsets[key]]])))
+            self.offsets[key] += 1
+            if self.offsets[key] == len(index):
+                self.epochs[key] += 1
+                self.offsets[key] = 0
         self.drawn += n
         return out
 
@@ -74,6 +107,9 @@ class MixtureStream:
         if dict(state["sizes"]) != self.sizes or state["seed"] != self.seed:
             raise ValueError(f"the data changed since the checkpoint: source sizes were {dict(state['sizes'])}, "
                              f"now {self.sizes} (seed {state['seed']} vs {self.seed}); resume needs the same data")
+        if set(state["epochs"]) != set(self.epochs):
+            raise ValueError(f"the data's groups changed since the checkpoint: pools were {sorted(state['epochs'])}, "
+                             f"now {sorted(self.epochs)}; resume needs the same data.task_weights")
         self.drawn = int(state["drawn"])
         self.epochs = {s: int(v) for s, v in state["epochs"].items()}
         self.offsets = {s: int(v) for s, v in state["offsets"].items()}

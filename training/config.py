@@ -29,7 +29,7 @@ RESUME_RULES: dict[str, str] = {
     # the examples and their mixture (the data stream's position is only valid for the same data)
     "data.dirs": MUST_MATCH, "data.mixture": MUST_MATCH, "data.weights": MUST_MATCH,
     "data.include_failed": MUST_MATCH, "data.max_plan_examples": MUST_MATCH, "data.max_episodes": MUST_MATCH,
-    "data.rephrase": MUST_MATCH, "data.state": MUST_MATCH,
+    "data.rephrase": MUST_MATCH, "data.state": MUST_MATCH, "data.task_weights": MUST_MATCH,
     "data.val_fraction": MUST_MATCH, "data.skip_invalid": MUST_MATCH, "data.validate_images": MUST_MATCH,
     # the length of the run: the learning-rate schedule is stretched (or shrunk) to the new end, so the LR of
     # every later update is the one a run started with this value gives it (see training.optim.set_total_steps)
@@ -70,6 +70,7 @@ class DataConfig:
     dirs: list[str] = field(default_factory=list)  # demonstration-log folders written by palme-collect
     mixture: str = "full"  # mixture preset (training.examples.MIXTURES): full | planning_only
     weights: dict[str, float] = field(default_factory=dict)  # weight per example source; replaces the preset when given
+    task_weights: dict[str, float] = field(default_factory=dict)  # weight per task inside every source (1.0 when absent, 0 drops it): a task's share of a source's draws is weight x its example count, normalised (training.batches)
     include_failed: bool = False  # also build planning/VQA examples from episodes whose task failed
     rephrase: int = 0  # instruction augmentation: prompts say each goal in its logged words or K other training phrasings
     # Which logged rows the model reads. `privileged`: the simulator's (observation.environment_state). `observed`: the
@@ -98,6 +99,9 @@ class DataConfig:
         bad = {k: v for k, v in self.weights.items() if v < 0}
         if bad:
             raise ValueError(f"data.weights must be >= 0, got {bad}")
+        bad = {k: v for k, v in self.task_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"data.task_weights must be >= 0, got {bad}")
 
 
 @dataclass

@@ -48,6 +48,7 @@ class TrainData:
     skipped: int = 0  # episodes skipped as invalid
     image_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
+    task_weights: dict[str, float] = field(default_factory=dict)  # data.task_weights ({}: each source is one pool)
 
     def example(self, ref: Ref) -> Example:
         """The Example (with arrays) of a reference."""
@@ -74,8 +75,11 @@ class TrainData:
         return {k: len(v) for k, v in self.train.items()}
 
     def stream(self, seed: int) -> MixtureStream:
-        """The training stream over the training examples (the mixture's weights, seeded)."""
-        return MixtureStream(self.sizes(), self.weights, seed)
+        """The training stream over the training examples (the mixture's weights and the task weights, seeded)."""
+        if not self.task_weights:
+            return MixtureStream(self.sizes(), self.weights, seed)
+        groups = {source: [ref_task(self.builders, r) for r in refs] for source, refs in self.train.items()}
+        return MixtureStream(self.sizes(), self.weights, seed, groups, self.task_weights)
 
     def heldout_picks(self, n: int) -> dict[str, list[Ref]]:
         """Per source of the mixture with held-out examples, `n` of them spread over its pool (the same sampler
@@ -202,6 +206,33 @@ def load_data(cfg: DataConfig, prompts: PromptBuilder, seed: int, log: Callable[
     for source, refs in train.items():
         if get_source(source).kind == "plan":
             train[source] = _cap(refs, cfg.max_plan_examples, seed)
+    names = sorted({t for _, t in tasks})
+    unknown = sorted(set(cfg.task_weights) - set(names))
+    if unknown:
+        raise ValueError(f"data.task_weights names {unknown}, not a task of the data folders; their tasks: {names}")
+    if cfg.task_weights:  # weight 0 drops the task's examples; the rest are drawn by weight x count (TrainData.stream)
+        dropped = {t for t, w in cfg.task_weights.items() if w == 0}
+        train = {k: [r for r in refs if ref_task(builders, r) not in dropped] for k, refs in train.items()}
+        log(f"data.task_weights {dict(cfg.task_weights)}: plan draws per task "
+            + task_shares(train.get("plan", []), builders, cfg.task_weights))
     if not any(train.get(s) for s, w in weights.items() if w > 0):
         raise ValueError(f"the data folders {list(cfg.dirs)} yield no training examples for the mixture {weights}")
-    return TrainData(builders, train, heldout, weights, sorted(tasks), held_all, skipped, image_shape)
+    return TrainData(builders, train, heldout, weights, sorted(tasks), held_all, skipped, image_shape,
+                     task_weights=dict(cfg.task_weights))
+
+
+def ref_task(builders: list[ExampleBuilder], ref: Ref) -> str:
+    """The task name of the episode a reference comes from."""
+    folder, spec = ref
+    return builders[folder].ds.episodes[spec.episode].task_name
+
+
+def task_shares(refs: list[Ref], builders: list[ExampleBuilder], task_weights: dict[str, float]) -> str:
+    """"grasp 12.0%, stack 30.5%, ...": each task's share of a source's draws under `task_weights`."""
+    counts: dict[str, int] = {}
+    for ref in refs:
+        task = ref_task(builders, ref)
+        counts[task] = counts.get(task, 0) + 1
+    mass = {t: task_weights.get(t, 1.0) * n for t, n in sorted(counts.items())}
+    total = sum(mass.values()) or 1.0
+    return ", ".join(f"{t} {100 * m / total:.1f}%" for t, m in mass.items())
