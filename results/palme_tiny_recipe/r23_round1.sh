@@ -1,9 +1,10 @@
 #!/bin/bash
 # #21 stop 33 -> 34: r22's round 1 (same data, keys and 6,000 updates) with data.task_weights that give the planning
-# draws back to pick-and-place while the 3,000-scene T1/T3 folders stay: weights chosen by arithmetic on the folders'
-# frame counts (pick-and-place 78.7k, T3 29.8k, T1 20.0k, T2 21.9k, the other push tasks 9.2k), for shares of about
-# pick-and-place 66%, T3 14%, T2 7%, T1 5%, others 8% (r22: 49 / 19 / 14 / 13 / 6). Question: does stack come back
-# (r22-r1: 24% while collecting DAgger logs) with T1/T3's scenes kept? Then validation evals (seed_offset 400000).
+# draws back to pick-and-place while the 3,000-scene T1/T3 folders stay. Weights from the planning example counts
+# per task (read off palme-train's "plan draws per task" line of a first start): r22's unweighted shares were
+# pick-and-place 31.6% (stack 4.3%), T3 27.6%, T1 20.1%; r21-HF's round 1 about 68% pick-and-place. These weights
+# give pick-and-place 59.9% (stack 8.2%), T3 12.5%, T2 6.3%, T1 4.6%. Question: does stack come back (r22-r1: 24%
+# while collecting DAgger logs) with T1/T3's scenes kept? Then validation evals (seed_offset 400000).
 # Code frozen at $CODE (a worktree of the commit that adds this script).
 set -e
 CODE=${CODE:-/work/snap23}
@@ -16,7 +17,7 @@ PUSH8="$D/push8_corner_to_same_color,$D/push8_sort_corners,$D/push8_side_togethe
 cd $CODE
 if [ ! -f $T/r23-r1/train_summary.json ]; then
   start=$(date +%s)
-  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny run_name=r23-r1 output_dir=$T/r23-r1 "data.dirs=[$PP$PUSH,$PUSH8]" data.rephrase=8 model.prompt.instruction.in_text=false "model.state.features=[words,size_word,words_above,words_below,zone_words,board_words,near_words]" '+data.task_weights={side_together:0.57,corner_to_same_color:0.28,sort_corners:0.37}' train.steps=6000 save_every=1000 progress=false > /work/logs/r23_r1.log 2>&1
+  OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny run_name=r23-r1 output_dir=$T/r23-r1 "data.dirs=[$PP$PUSH,$PUSH8]" data.rephrase=8 model.prompt.instruction.in_text=false "model.state.features=[words,size_word,words_above,words_below,zone_words,board_words,near_words]" '+data.task_weights={side_together:0.24,corner_to_same_color:0.12,sort_corners:0.28}' train.steps=6000 save_every=1000 progress=false > /work/logs/r23_r1.log 2>&1
   echo "TRAIN r23 r1 $(( $(date +%s) - start )) s"
 fi
 M=r23-r1
