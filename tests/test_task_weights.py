@@ -18,7 +18,7 @@ from agent.model.config import PromptConfig
 from agent.prompts import PromptBuilder
 from training.batches import MixtureStream
 from training.config import DataConfig
-from training.data import load_data
+from training.data import load_data, ref_task
 from training.dataset import DatasetWriter, encode_episode
 
 LABELS = ["a"] * 30 + ["b"] * 10  # 40 examples of one source: 30 of task a, 10 of task b
@@ -85,14 +85,13 @@ def test_training_draws_follow_the_task_weights_and_say_the_shares(logs):
     data, lines = _data(logs, unstack=0.25)
     assert any("plan draws per task stack 80.0%, unstack 20.0%" in ln for ln in lines)
     stream = data.stream(seed=0)
-    tasks = Counter(data.builders[data.train[s][i][0]].ds.episodes[data.train[s][i][1].episode].task_name
-                    for s, i in stream.next(3000))
+    tasks = Counter(ref_task(data.builders, data.train[s][i]) for s, i in stream.next(3000))
     assert tasks["unstack"] / 3000 == pytest.approx(0.2, abs=0.03)
 
 
 def test_weight_zero_drops_a_task_and_an_unknown_task_is_refused_by_name(logs):
     data, _ = _data(logs, unstack=0.0)
-    assert {data.builders[f].ds.episodes[spec.episode].task_name for f, spec in data.train["plan"]} == {"stack"}
+    assert {ref_task(data.builders, r) for r in data.train["plan"]} == {"stack"}
     with pytest.raises(ValueError) as err:
         _data(logs, stak=2.0)
     assert "\n" not in str(err.value) and "['stak']" in str(err.value) and "['stack', 'unstack']" in str(err.value)

@@ -52,7 +52,8 @@ class MixtureStream:
             if len(labels) != self.sizes[s]:
                 raise ValueError(f"source {s!r}: {len(labels)} group labels for {self.sizes[s]} examples")
             names = sorted(set(labels))
-            index = {g: np.array([i for i, lab in enumerate(labels) if lab == g]) for g in names}
+            arr = np.asarray(labels)
+            index = {g: np.flatnonzero(arr == g) for g in names}
             mass = np.array([float(group_weights.get(g, 1.0)) * len(index[g]) for g in names])
             if mass.sum() <= 0:
                 raise ValueError(f"source {s!r}: every group has weight 0 ({names})")

@@ -96,12 +96,10 @@ class DataConfig:
             raise ValueError(f"data.state must be one of {list(DATA_STATES)}, got {self.state!r}")
         if self.rephrase < 0:
             raise ValueError(f"data.rephrase must be >= 0 (phrasings per episode), got {self.rephrase}")
-        bad = {k: v for k, v in self.weights.items() if v < 0}
-        if bad:
-            raise ValueError(f"data.weights must be >= 0, got {bad}")
-        bad = {k: v for k, v in self.task_weights.items() if v < 0}
-        if bad:
-            raise ValueError(f"data.task_weights must be >= 0, got {bad}")
+        for key, given in (("weights", self.weights), ("task_weights", self.task_weights)):
+            bad = {k: v for k, v in given.items() if v < 0}
+            if bad:
+                raise ValueError(f"data.{key} must be >= 0, got {bad}")
 
 
 @dataclass
