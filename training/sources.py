@@ -39,7 +39,10 @@ The built-in sources are registered at the bottom of this module:
   restatement instead of the given words (`words`), and the planner writes it once per episode;
 - `vqa_side` (push world): "Which blocks are on the left side?" -> "the yellow pentagon and the blue cube" (nearest the
   side's edge first) or "none"; on side_together episodes half the time "Which blocks does the task gather? Task:
-  <instruction>", so the instruction's side is bound to the blocks it means.
+  <instruction>", so the instruction's side is bound to the blocks it means;
+- `task_objects`: "Which objects does the task name? Task: <instruction>" -> "the yellow pentagon and the green cube":
+  the blocks the goal names by scene name, the instruction read as planning prompts read it (a block named by one
+  word, "the pentagon", bound to its object token through the planner's own route; `refer` asks in text).
 Question frames are the ones a planner sees: every step start and the final frame.
 """
 
@@ -63,7 +66,7 @@ from agent.prompts import (
 )
 from envs import load_world
 from envs.catalogue import ObjectDesc
-from envs.language import ObjectRef, and_list
+from envs.language import SLOT, ObjectList, ObjectRef, and_list
 from envs.tasks.base import make_task
 from envs.tasks.push.geometry import SIDE_MARGIN
 from envs.tasks.push.side_together import SideGoal, edge_first, on_side
@@ -401,6 +404,44 @@ def build_goal(f: Moment, rng: np.random.Generator) -> Draft | None:
     return Draft(f.question(goal_question(ep.names[k], f.prompts.task(said))), answer, instruction=given)
 
 
+def _named_objects(f: Moment) -> list[int]:
+    """The objects the episode's goal names, in the order its task's first imperative template that can say the goal
+    names them (`ObjectRef` and `ObjectList` slots; each once), memoised per episode; [] when the instruction does not
+    parse or the goal names no object (a corner, a side, "every block")."""
+    def named() -> list[int]:
+        task, goal = _task_goal(f)
+        if goal is None or not hasattr(task, "slots_for"):
+            return []
+        objects = [ObjectDesc(**o) for o in f.episode.objects]
+        for template in task.templates:
+            slots = task.slots_for(template, goal, objects)
+            if slots is None:
+                continue
+            out: list[int] = []
+            for name in SLOT.findall(template):
+                kind, value = task.grammar.slots.get(name), slots.get(name)
+                if isinstance(kind, ObjectRef) and isinstance(value, int):
+                    out.append(value)
+                elif isinstance(kind, ObjectList) and value is not None:
+                    out.extend(int(i) for i in value)
+            return list(dict.fromkeys(out))
+        return []
+    return f.memo(("named_objects", f.pos), named)
+
+
+def build_task_objects(f: Moment, rng: np.random.Generator) -> Draft | None:
+    """Which objects does the task name? Task: <instruction> -> "the yellow pentagon and the green cube": the objects
+    its goal names, by scene name, in the canonical template's order (`_named_objects`), with the instruction in the
+    planning prompts' words, so that a block the instruction names by one word ("the pentagon") is bound to its
+    object token through the same route the planner reads the instruction by. None when the goal names no object."""
+    named = _named_objects(f)
+    if not named or not f.episode.names:
+        return None
+    given, said = words(f, rng)
+    question = f"Which objects does the task name? Task: {f.prompts.task(said).strip().rstrip('.')}."
+    return Draft(f.question(question), name_list([f.episode.names[k] for k in named]), instruction=given)
+
+
 def name_list(names: list[str]) -> str:
     """"the A", "the A and the B", "the A, the B and the C"; "none" for no names."""
     return and_list([f"the {n}" for n in names]) if names else "none"
@@ -463,4 +504,5 @@ register_source(ExampleSource("skill_success", "success", build_skill_success, f
 register_source(ExampleSource("goal", "goal", build_goal, vqa=True))
 register_source(ExampleSource("refer", "vqa", build_refer, vqa=True))
 register_source(ExampleSource("vqa_side", "vqa", build_side, vqa=True))
+register_source(ExampleSource("task_objects", "vqa", build_task_objects, vqa=True))
 register_source(ExampleSource("restate", "goal", build_restate, frames=first_frame, long_answer=True))
