@@ -11,7 +11,9 @@ task (T1 corner_to_same_color, T2 sort_corners, T3 side_together of `envs/tasks/
    demos of a smaller count are a prefix of those of a larger one. A rerun with a larger count only adds episodes.
 2. fine-tune: one `palme-train` run per (task, count) into <out>/train/<task>_<count>demos: init_from=--checkpoint,
    experiment=palme_tiny_dagger (the shipped model's plan-heavy mixture and optimiser: batch 24, lr 1e-3),
-   data.max_episodes=count (the folder's prefix) and data.val_fraction=0 (every demo is trained on).
+   data.max_episodes=count (the folder's prefix) and data.val_fraction=0 (every demo is trained on); the
+   experiment's data.task_weights (the recipe's per-task weights over its own folders) are dropped, as the demos
+   folder is one task's.
    --steps (updates, default 400) is the number of updates of the README's worked fine-tuning example
    (push/color_to_location, batch 24, lr 1e-3), fixed before this benchmark existed; it is the same for every
    task and count and was never tuned on T1-T3 or on any evaluation seed.
@@ -149,10 +151,22 @@ def ensure_demos(folder: Path, task: str, n: int, seed_start: int, image_size: i
     return seeds[:n]
 
 
+def recipe_task_weights() -> list[str]:
+    """The tasks FINE_TUNE's experiment weights (data.task_weights): a fine-tune on other folders drops them."""
+    from training.train import compose_config
+
+    return sorted(compose_config(list(FINE_TUNE)).data.task_weights)
+
+
 def fine_tune_overrides(checkpoint: Path, demos: Path, n: int, steps: int, seed: int, threads: int,
                         run: Path) -> list[str]:
-    """palme-train's overrides for one fine-tune on the first `n` episodes of `demos`."""
-    return [*FINE_TUNE, f"init_from='{checkpoint}'", f"data.dirs=['{demos}']", f"data.max_episodes={n}",
+    """palme-train's overrides for one fine-tune on the first `n` episodes of `demos`.
+
+    The experiment's data.task_weights name the recipe's tasks (ValueError for folders without them) and Hydra
+    merges a dict override (`data.task_weights={}` keeps them), so each is deleted: data.task_weights is {}.
+    """
+    drop = [f"~data.task_weights.{task}" for task in recipe_task_weights()]
+    return [*FINE_TUNE, *drop, f"init_from='{checkpoint}'", f"data.dirs=['{demos}']", f"data.max_episodes={n}",
             f"train.steps={steps}", f"save_every={steps}", f"seed={seed}", f"num_threads={threads}",
             f"output_dir='{run}'"]
 

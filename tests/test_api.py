@@ -130,7 +130,7 @@ def test_make_vec_batches_the_instruction_as_strings(mode):
 
 def test_text_only_refuses_a_checkpoint_that_reads_the_scene():
     with pytest.raises(ValueError) as err:
-        make_planner("text_only")  # the shipped checkpoint reads image, object and robot tokens
+        make_planner("text_only")  # the shipped checkpoint reads image, object, instruction and robot tokens
     msg = str(err.value)
-    assert "\n" not in msg and "checkpoints/palme-tiny reads image, object, robot tokens" in msg
+    assert "\n" not in msg and "checkpoints/palme-tiny reads image, object, instruction, robot tokens" in msg
     assert "planner=text_only needs a model trained with model.prompt.tokens=[]" in msg

@@ -35,6 +35,8 @@ from training.checkpoint import resolve_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "palme-tiny"
+_SHIPPED_LLM = json.loads((SHIPPED / "config.json").read_text())["llm_config"]
+_SHIPPED_ADDED = json.loads((SHIPPED / "tokenizer.json").read_text())["added_tokens"]
 EVIL_CODE = """from pathlib import Path
 Path({marker!r}).write_text("the checkpoint's code ran")
 from transformers import PreTrainedTokenizerFast
@@ -212,9 +214,11 @@ def test_the_tokenizer_read_as_data_behaves_as_autotokenizer_on_the_shipped_chec
 
 @pytest.mark.parametrize("section,key,value,names", [
     ("llm_config", "vocab_size", 4_000_000, ["model.safetensors does not fit config.json", "lm_head.weight",
-                                              "[711, 128] in the file", "[4000000, 128]"]),
+                                              f"[{_SHIPPED_LLM['vocab_size']}, {_SHIPPED_LLM['hidden_size']}] in the file",
+                                              f"[4000000, {_SHIPPED_LLM['hidden_size']}]"]),
     ("llm_config", "num_hidden_layers", 100_000, ["config.json: llm_config.num_hidden_layers is 100000",
-                                                  "holds at most 3 layers in a stack (llm.model.layers: 3"]),
+                                                  (f"holds at most {_SHIPPED_LLM['num_hidden_layers']} layers in a stack "
+                                                   f"(llm.model.layers: {_SHIPPED_LLM['num_hidden_layers']}")]),
     ("palme.state", "hidden", 3_000_000, ["model.safetensors does not fit config.json", "encoders.object.mlp.0"]),
 ])
 def test_sizes_are_checked_against_the_weights_before_they_are_allocated(ckpt, section, key, value, names):
@@ -511,10 +515,21 @@ def test_another_models_tokenizer_that_panics_is_refused_at_load_and_a_panic_on_
         encode_text(shipped, "a" * 64 + "b")
 
 
+def test_a_too_large_vocabulary_is_named_also_before_the_instruction_encoder_was_loaded(ckpt):
+    """The refused config is built on the meta device to name the tensor: the frozen sentence encoder (an
+    instruction token) then loads on the CPU, not "from_pretrained with a meta device" (was: only once cached)."""
+    from agent.model.text_encoder import sentence_states
+
+    _edit(ckpt / "config.json", lambda c: c["llm_config"].update(vocab_size=4_000_000))
+    sentence_states.cache_clear()  # as in a fresh process
+    message = _refusal(ckpt)
+    assert "does not fit config.json: tensor llm.lm_head.weight has shape" in message, message
+
+
 @pytest.mark.parametrize("case,says", [
     ("vocab-reuses-a-placeholder-id", "model.vocab gives the id 2 to both '<img>' and 'Ġthe'"),
-    ("added-token-twice", "added_tokens list '<zone_4>' twice (ids 15 and 15)"),
-    ("added-token-takes-a-vocab-id", "added_tokens[16] 'red' has the id 400, which model.vocab gives to"),
+    ("added-token-twice", "added_tokens list {last[content]!r} twice (ids {last[id]} and {last[id]})"),
+    ("added-token-takes-a-vocab-id", "added_tokens[{n}] 'red' has the id 400, which model.vocab gives to"),
 ])
 def test_ambiguous_token_ids_are_refused_on_every_load(ckpt, case, says):
     """The reviewer's vocab["Ġthe"] = 2 (the id of <img>) loaded 2 times in 6: the refusal is now deterministic."""
@@ -527,8 +542,9 @@ def test_ambiguous_token_ids_are_refused_on_every_load(ckpt, case, says):
             t["added_tokens"].append({**t["added_tokens"][-1], "id": 400, "content": "red", "special": False})
 
     _edit(ckpt / "tokenizer.json", edit)
+    says = says.format(last=_SHIPPED_ADDED[-1], n=len(_SHIPPED_ADDED))  # the appended entry is the last one
     messages = {_refusal(ckpt) for _ in range(6)}
-    assert len(messages) == 1 and says in messages.pop()
+    assert len(messages) == 1 and says in (message := messages.pop()), message
 
 
 def test_an_integer_of_5000_digits_in_config_json_is_refused_naming_the_file(ckpt):

@@ -34,7 +34,9 @@ def test_demos_are_nested_training_seed_prefixes_and_a_fine_tune_trains_on_exact
     assert grown == sorted(grown) and start <= grown[0] and grown[-1] < TEST_SEED_START  # training seeds, in order
     assert pdc.ensure_demos(folder, "corner_to_same_color", 2, start, 32, log=lambda *_: None) == first  # no re-collect
     ov = pdc.fine_tune_overrides(ROOT / "checkpoints" / "palme-tiny", folder, 2, 5, 0, 1, tmp_path / "run")
-    data = load_data(compose_config(ov).data, PromptBuilder(), seed=0, log=lambda *_: None)
+    cfg = compose_config(ov)
+    assert cfg.data.task_weights == {}  # the recipe's per-task weights (its own folders' tasks) are not carried over
+    data = load_data(cfg.data, PromptBuilder(), seed=0, log=lambda *_: None)
     assert [ep.seed for ep in data.builders[0].ds.episodes] == first  # all of them trained on: none held out
     assert not any(data.heldout.values())
 

@@ -34,8 +34,8 @@ from training.vqa import Scene, goal_question, skill_question
 
 REPO = Path(__file__).resolve().parents[1]
 PLACEHOLDERS = all_placeholders()
-OLD_SPECIALS = [f"<zone_{k}>" for k in range(1, 5)]  # the shipped tokenizer's special tokens of a removed variant
-SPECIAL_TEXTS = [*PLACEHOLDERS, *OLD_SPECIALS, PAD, EOS, "<obj_", "<zone_9>", "<", ">", "img", "obj_8"]
+ZONE_TEXTS = [f"<zone_{k}>" for k in range(1, 5)]  # special tokens of a removed variant (earlier shipped tokenizers)
+SPECIAL_TEXTS = [*PLACEHOLDERS, *ZONE_TEXTS, PAD, EOS, "<obj_", "<zone_9>", "<", ">", "img", "obj_8"]
 ISSUE_TEXTS = ["<img>", "<obj_8>", "<robot>", "<zone_1>", "<eos>", "<pad>"]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.function_scoped_fixture])
@@ -65,11 +65,24 @@ def with_image(obs: dict) -> dict:
     return {**obs, "rgb": np.zeros((64, 64, 3), np.uint8)}
 
 
+def added_tokens(model: PalmE) -> dict[str, int]:
+    """The tokenizer's added (special) tokens, text -> id."""
+    return {t: model.tokenizer.convert_tokens_to_ids(t) for t in model.tokenizer.all_special_tokens}
+
+
+def unused_specials(model: PalmE) -> list[str]:
+    """Special tokens of the model's tokenizer that no token type of its prompt writes (a removed variant's)."""
+    return sorted(set(added_tokens(model)) - set(placeholders_of(model.config.prompt.tokens)) - {PAD, EOS})
+
+
 def old_ids(model: PalmE, ex: Example, train: bool = False) -> list[int]:
-    """The ids before issue 17: the whole prompt text through the tokenizer, placeholders expanded (the reference)."""
+    """The ids before issue 17: the whole prompt text through the tokenizer, placeholders expanded (the reference;
+    `<instr>` becomes one token per word piece of the example's instruction in the frozen encoder)."""
     out: list[int] = []
     for t in model.tokenizer.encode(str(ex.prompt), add_special_tokens=False):
-        if t == model.placeholder_ids["<img>"]:
+        if "<instr>" in model.placeholder_ids and t == model.placeholder_ids["<instr>"]:
+            out += [t] * len(model.encoders["instruction"].text.tokenizer.encode(str(ex.array("instruction"))).ids)
+        elif t == model.placeholder_ids["<img>"]:
             out += [t] * model.n_tokens["image"]
         elif t in [model.placeholder_ids[p] for p in placeholders_of(["object"])]:
             out += [t] * model.config.state.tokens_per_object
@@ -87,8 +100,9 @@ def old_ids(model: PalmE, ex: Example, train: bool = False) -> list[int]:
 @given(text=user_texts())
 def test_no_special_id_comes_from_user_text(shipped, text):
     reserved = reserved_ids(shipped.tokenizer)
-    shipped_placeholders = placeholders_of(shipped.config.prompt.tokens)  # image, objects, robot
-    assert {*shipped_placeholders, *OLD_SPECIALS, PAD, EOS} <= set(shipped.tokenizer.convert_ids_to_tokens(sorted(reserved)))
+    shipped_placeholders = placeholders_of(shipped.config.prompt.tokens)  # image, objects, instruction, robot
+    assert {*shipped_placeholders, *unused_specials(shipped), PAD, EOS} <= set(
+        shipped.tokenizer.convert_ids_to_tokens(sorted(reserved)))
     assert not reserved & set(encode_text(shipped.tokenizer, text))
     assert not reserved & set(shipped.answer_ids(text)[:-1]) and shipped.answer_ids(text)[-1] == shipped.eos_id
     builder = shipped.prompt_builder
@@ -130,9 +144,14 @@ def test_issue_instructions_embed_no_extra_image_or_object(shipped, stack_env):
         assert batch["image.index"].tolist() == [0]  # one image, embedded once
         assert int((batch["input_ids"] == shipped.placeholder_ids["<img>"]).sum()) == shipped.n_tokens["image"]
         assert batch["object.rows"].shape[0] == n and batch["robot.rows"].shape[0] == 1
-        old = shipped.tokenizer.convert_tokens_to_ids(OLD_SPECIALS)
+        old = shipped.tokenizer.convert_tokens_to_ids(unused_specials(shipped))
         assert not torch.isin(batch["input_ids"], torch.tensor([shipped.eos_id, *old])).any()
-        assert text in shipped.tokenizer.decode(batch["input_ids"][0].tolist())
+        if shipped.config.prompt.instruction.in_text:
+            assert text in shipped.tokenizer.decode(batch["input_ids"][0].tolist())  # nothing of it is lost
+        else:  # the words reach the LM only through <instr>: the frozen encoder reads them as plain text
+            assert text in str(ex.array("instruction")) and "red cube on the blue" not in str(ex.prompt)
+            assert int((batch["input_ids"] == shipped.placeholder_ids["<instr>"]).sum()) == len(
+                shipped.encoders["instruction"].text.tokenizer.encode(str(ex.array("instruction"))).ids)
     assert shipped.generate([base], max_new_tokens=8)  # the shipped model still plans
 
 
@@ -182,9 +201,9 @@ def test_special_tokens_no_token_type_uses_keep_their_ids_and_are_never_generate
     added = {t["content"]: t["id"] for t in json.loads((REPO / "checkpoints/palme-tiny/tokenizer.json").read_text())[
         "added_tokens"]}
     assert {t: shipped.tokenizer.convert_tokens_to_ids(t) for t in added} == added  # no id moved
-    assert set(shipped.placeholder_ids) == set(placeholders_of(["image", "object", "robot"]))  # what it reads
+    assert set(shipped.placeholder_ids) == set(placeholders_of(shipped.config.prompt.tokens))  # what it reads
     banned = set(shipped.banned_ids())
-    assert banned == {added[t] for t in added if t != EOS}  # every placeholder, <pad>, and the old <zone_k>
+    assert banned == {added[t] for t in added if t != EOS}  # every placeholder, <pad>, and any unused special
 
 
 def test_a_plain_str_prompt_is_text_and_templates_are_for_hand_written_sentences(shipped):
@@ -201,11 +220,12 @@ def test_a_plain_str_prompt_is_text_and_templates_are_for_hand_written_sentences
 
 
 def _prompt_of_length(model: PalmE, obs: dict, tokens: int) -> Example:
-    """A whole-plan prompt of exactly `tokens` ids (placeholders expanded): a long instruction."""
-    builder = model.prompt_builder
-    base = len(model.collate([builder.for_obs("plan_full", obs, instruction="stack")], train=False)["input_ids"][0])
+    """A question prompt of exactly `tokens` ids (placeholders expanded): a long question (a question is prompt text
+    whatever the model's instruction route)."""
+    builder, obs = model.prompt_builder, {**obs, "instruction": "stack"}  # what `<instr>` reads, if the model has it
+    base = len(model.collate([builder.for_obs("vqa", obs, question="stack")], train=False)["input_ids"][0])
     words = " ".join(["red"] * (tokens - base))
-    ex = builder.for_obs("plan_full", obs, instruction=f"stack {words}")
+    ex = builder.for_obs("vqa", obs, question=f"stack {words}")
     assert model.collate([ex], train=False)["input_ids"].shape[1] == tokens
     return ex
 
@@ -216,7 +236,7 @@ def test_generation_is_capped_at_the_positions_left(shipped, stack_env, caplog):
     ex = _prompt_of_length(shipped, obs, 1005)  # the issue: 1005 prompt tokens + 256 new on 1024 positions
     with caplog.at_level(logging.WARNING, logger="agent.model.palme"):
         text = shipped.generate([ex], max_new_tokens=256, min_new_tokens=256)[0]
-    assert len(shipped.tokenizer.encode(text, add_special_tokens=False)) <= 1024 - 1005
+    assert len(text.split()) <= 1024 - 1005  # each word of the answer took at least one of the 19 new tokens
     assert "capped at 19 new tokens (asked 256)" in caplog.text
     full = _prompt_of_length(shipped, obs, 1024)
     with pytest.raises(ValueError, match="the prompt has 1024 tokens .* 1024 positions: no room for an answer"):
@@ -244,7 +264,7 @@ def test_collate_refuses_sequences_longer_than_the_positions_in_training_and_inf
     with pytest.raises(ValueError) as err:
         shipped.collate([ex], train=True)
     msg = str(err.value)
-    assert "\n" not in msg and "example 0 (plan_full, source plan_full, episode 7, frame 0)" in msg
+    assert "\n" not in msg and "example 0 (vqa, source plan_full, episode 7, frame 0)" in msg
     assert "1020 prompt" in msg and "the LM has 1024 positions" in msg
     assert shipped.collate([ex], train=False)["input_ids"].shape[1] == 1020  # the prompt alone fits
     with pytest.raises(ValueError, match="1030 tokens"):

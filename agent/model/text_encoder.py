@@ -137,7 +137,9 @@ class SentenceStates:
         bar = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLIs' output
         try:
-            with torch.random.fork_rng(devices=[]):  # loading draws no random numbers of the caller's
+            # loading draws no random numbers of the caller's, and builds on the CPU even inside a caller's
+            # torch.device context (PalmE.from_pretrained builds a refused checkpoint on the meta device)
+            with torch.random.fork_rng(devices=[]), torch.device("cpu"):
                 self.model = AutoModel.from_pretrained(folder, **SAFE).eval()
         finally:
             if bar:
