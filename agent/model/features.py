@@ -54,11 +54,13 @@ _KINDS = (*SHAPE_NAMES, ZONE_KIND)  # the shape column: object shapes, then the 
 
 @dataclass(frozen=True)
 class FeatureSetup:
-    """What a feature is built from: the LM's embedding width D and vocabulary (for word mixes)."""
+    """What a feature is built from: the LM's embedding width D and vocabulary (for word mixes), and the model's
+    frozen instruction encoder (`text_encoder.SentenceStates`; None when the model has no `instruction` tokens)."""
 
     width: int
     tokenizer: Any
     vocab_size: int
+    text: Any = None
 
     def word_table(self, words: Sequence[str]) -> torch.Tensor:
         """(len(words), vocab_size): row r averages the token ids of " <words[r]>" (its mean embedding is row @ E)."""
@@ -77,6 +79,8 @@ class ObjectContext:
     scene: torch.Tensor  # (N,) example index of each row
     context: Mapping[str, tuple[torch.Tensor, torch.Tensor]]  # key -> ((Nk, OBJ_DIM) rows, (Nk,) example index)
     embeddings: torch.Tensor  # (V, D) the LM's input embeddings
+    # ((M, W) frozen encoder states of the instructions, (M,) example index of each), for `reads_instruction`
+    instruction: tuple[torch.Tensor, torch.Tensor] | None = None
     mixes: list[torch.Tensor] = field(default_factory=list)  # (N, V) word mixes of the features, in config order
     _memo: dict[str, Any] = field(default_factory=dict)
 
@@ -115,6 +119,7 @@ class ObjectFeature(nn.Module):
     role: ClassVar[str] = "state"  # trains with the state encoders (config.STAGE_ROLES)
     needs: ClassVar[tuple[str, ...]] = ()  # observation keys it reads besides the object rows (collated with them)
     requires: ClassVar[tuple[str, ...]] = ()  # features that must come before it in state.features
+    reads_instruction: ClassVar[bool] = False  # whether it reads `ObjectContext.instruction` (collated with the rows)
     name: str = ""  # set by the registry
 
     def __init__(self, setup: FeatureSetup) -> None:
@@ -331,6 +336,62 @@ class CornerWords(ObjectFeature):
         nearest = nearest_weights(ctx.rows, ctx.scene, ctx.is_object)  # (N, 4)
         words = self.table.to(ctx.embeddings.dtype) @ ctx.embeddings  # (4, D)
         return self.map(nearest.to(words.dtype) @ words)
+
+
+INSTRUCTION_MATCH = 0.65  # cosine similarity at which a word counts as said (gate 0.5; learnt from there)
+
+
+@register_object_feature("instruction_words")
+class InstructionWords(ObjectFeature):
+    """Where the instruction names the object, and the words around it there.
+
+    For each of the object's words w (colour; shape, or "zone" for a zone row; size for objects), its
+    query q_w is the frozen instruction encoder's state of the word said alone (the mean over its word
+    pieces). Over the word-piece states s_t of the example's instruction: attention a_t = softmax_t(k cos(q_w,
+    s_t)) and a gate g_w = sigmoid(c (max_t cos(q_w, s_t) - m)), k, c, m learnt from 20, 20 and
+    `INSTRUCTION_MATCH` (all-MiniLM-L6-v2: a word said in the sentence scores 0.7-0.9, any other 0.6 or less).
+    Output (N, D): sum_w g_w (V sum_t a_t s_t + e_w), V (W -> D) and e_w learnt from zero. A block named by
+    its shape alone ("the pentagon") so carries, in its own token, the encoder's state of the word that named
+    it in context (which block of the sentence it is), and the plan copies its colour from there. Examples
+    without an instruction get nothing.
+    """
+
+    reads_instruction = True
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        if setup.text is None:
+            raise ValueError("object feature 'instruction_words' reads the instruction's encoder states: "
+                             "list 'instruction' in model.prompt.tokens")
+        with torch.no_grad():
+            table = torch.stack([setup.text.states(w)[1:-1].mean(0) for w in [*COLOR_NAMES, *_KINDS, *SIZE_NAMES]])
+        self.register_buffer("queries", nn.functional.normalize(table, dim=-1), persistent=False)  # (words, W)
+        self.value = nn.Linear(table.shape[1], setup.width, bias=False)
+        nn.init.zeros_(self.value.weight)
+        self.said = nn.Parameter(torch.zeros(3, setup.width))  # e_w: colour, kind, size
+        self.sharpness = nn.Parameter(torch.tensor(20.0))  # k
+        self.slope = nn.Parameter(torch.tensor(20.0))  # c
+        self.match = nn.Parameter(torch.tensor(INSTRUCTION_MATCH))  # m
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+        if ctx.instruction is None or not ctx.instruction[0].numel():
+            return None
+        states, where = ctx.instruction  # (M, W), (M,)
+        rows = ctx.rows
+        color = rows[:, _COLOR_COL].round().long().clamp(0, len(COLOR_NAMES) - 1)
+        kind = len(COLOR_NAMES) + kind_of(rows)
+        size = len(COLOR_NAMES) + len(_KINDS) + (rows[:, _SIZE_COL] >= SIZE_SPLIT).long()
+        q = self.queries[torch.stack([color, kind, size], 1)].to(self.value.weight.dtype)  # (N, 3, W)
+        s = states.to(q.dtype)
+        cos = torch.einsum("nqw,mw->nqm", q, nn.functional.normalize(s, dim=-1))  # (N, 3, M)
+        own = (ctx.scene[:, None] == where[None, :])[:, None, :]  # (N, 1, M): the row's own instruction
+        attn = torch.softmax((self.sharpness * cos).masked_fill(~own, -1e4), dim=-1)
+        best = cos.masked_fill(~own, -1.0).amax(-1)  # (N, 3)
+        gate = torch.sigmoid(self.slope * (best - self.match)) * own.any(-1)  # (N, 3); no instruction: 0
+        gate = gate * torch.stack([torch.ones_like(gate[:, 0]), torch.ones_like(gate[:, 0]),
+                                   ctx.is_object.to(gate.dtype)], 1)  # zone rows have no size word
+        attended = attn @ s  # (N, 3, W)
+        return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
 
 
 def color_kind_table(setup: FeatureSetup) -> torch.Tensor:

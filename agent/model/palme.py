@@ -107,8 +107,10 @@ class PalmE(nn.Module):
             embeddings = self.llm.get_input_embeddings()
             setup = EncoderSetup(cfg, embeddings.embedding_dim, saved)
             self.encoders = nn.ModuleDict({t.name: t.build(setup) for t in self.token_types})
+            text = getattr(self.encoders["instruction"], "text", None) if "instruction" in self.encoders else None
             self.object_features = build_features(
-                cfg.state.features, FeatureSetup(embeddings.embedding_dim, self.tokenizer, embeddings.num_embeddings))
+                cfg.state.features,
+                FeatureSetup(embeddings.embedding_dim, self.tokenizer, embeddings.num_embeddings, text))
             if cfg.lora.enabled:
                 self._apply_lora()
         self.eos_id = int(self.tokenizer.eos_token_id)

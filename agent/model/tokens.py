@@ -266,6 +266,13 @@ class Objects(TokenType):
             rows = [(b, r) for b, ex in enumerate(examples) for r in present_rows(ex.array(key), key)]
             out[key] = stack_rows([r for _, r in rows], OBJ_DIM)  # (Nk, OBJ_DIM)
             out[f"{key}_scene"] = _long(b for b, _ in rows)  # (Nk,)
+        if any(f.reads_instruction for f in model.object_features.values()):  # each example's instruction states
+            import torch
+
+            text = model.encoders["instruction"].text
+            said = [(b, text.states(str(s))) for b, ex in enumerate(examples) if (s := ex.array("instruction")) is not None]
+            out["instr_states"] = torch.cat([s for _, s in said]) if said else torch.zeros(0, text.width)  # (M, W)
+            out["instr_scene"] = _long(b for b, s in said for _ in range(len(s)))  # (M,)
         return out
 
     def encode(self, model: PalmE, part: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -275,7 +282,8 @@ class Objects(TokenType):
         if not rows.numel():
             return None
         context = {key: (part[key], part[f"{key}_scene"]) for key in model.feature_context}
-        ctx = ObjectContext(rows, part["scene"], context, model.llm.get_input_embeddings().weight)
+        said = (part["instr_states"], part["instr_scene"]) if "instr_states" in part else None
+        ctx = ObjectContext(rows, part["scene"], context, model.llm.get_input_embeddings().weight, said)
         return add_features(model.encoders[self.name](rows), model.object_features, ctx)  # (No, k, D)
 
     def fit(self, encoder: nn.Module, examples: Sequence[Any]) -> None:
