@@ -44,11 +44,12 @@ def _rows(descs=BLOCKS) -> torch.Tensor:
 
 
 def _mentions(model: PalmE, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention (4, 3, L), gate (4, 3)) of BLOCKS' colour, kind and size words over the instruction's L states."""
     rows = _rows()
     states = model.encoders["instruction"].text.states(instruction)
     ctx = ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
                         (states, torch.zeros(len(states), dtype=torch.long)))
-    return model.object_features["instruction_words"].mentions(ctx)
+    return model.object_features["instruction_words"].mentions(ctx)[:2]
 
 
 def _obs(instruction: str) -> dict:

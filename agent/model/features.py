@@ -373,31 +373,40 @@ class InstructionWords(ObjectFeature):
         self.slope = nn.Parameter(torch.tensor(20.0))  # c
         self.match = nn.Parameter(torch.tensor(INSTRUCTION_MATCH))  # m
 
-    def mentions(self, ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """((N, 3, M) attention a, (N, 3) gate g) of each row's colour, kind and size word over the batch's M
-        instruction states (zero outside the row's own instruction); None when the batch has no instruction."""
+    def mentions(self, ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """((N, 3, L) attention a, (N, 3) gate g, (N, L, W) states s) of each row's colour, kind and size word
+        over its own example's instruction (L: the batch's longest; padding gets no attention); None when the batch
+        has no instruction."""
         if ctx.instruction is None or not ctx.instruction[0].numel():
             return None
-        states, where = ctx.instruction  # (M, W), (M,)
+        states, where = ctx.instruction  # (M, W), (M,): each example's word pieces one after another
+        n_examples = int(max(where.max(), ctx.scene.max())) + 1
+        counts = torch.bincount(where, minlength=n_examples)
+        pos = torch.arange(len(where), device=where.device) - (torch.cumsum(counts, 0) - counts)[where]
+        padded = states.new_zeros(n_examples, int(counts.max()), states.shape[1])  # (B, L, W)
+        padded[where, pos] = states
+        valid = torch.zeros(padded.shape[:2], dtype=torch.bool, device=where.device)
+        valid[where, pos] = True
+        s = padded[ctx.scene].to(self.value.weight.dtype)  # (N, L, W): each row's own instruction
+        own = valid[ctx.scene][:, None, :]  # (N, 1, L)
         rows = ctx.rows
         color = rows[:, _COLOR_COL].round().long().clamp(0, len(COLOR_NAMES) - 1)
         kind = len(COLOR_NAMES) + kind_of(rows)
         size = len(COLOR_NAMES) + len(_KINDS) + (rows[:, _SIZE_COL] >= SIZE_SPLIT).long()
-        q = self.queries[torch.stack([color, kind, size], 1)].to(self.value.weight.dtype)  # (N, 3, W)
-        cos = torch.einsum("nqw,mw->nqm", q, nn.functional.normalize(states.to(q.dtype), dim=-1))  # (N, 3, M)
-        own = (ctx.scene[:, None] == where[None, :])[:, None, :]  # (N, 1, M): the row's own instruction
+        q = self.queries[torch.stack([color, kind, size], 1)].to(s.dtype)  # (N, 3, W)
+        cos = torch.einsum("nqw,nlw->nql", q, nn.functional.normalize(s, dim=-1))  # (N, 3, L)
         attn = torch.softmax((self.sharpness * cos).masked_fill(~own, -1e4), dim=-1) * own
         best = cos.masked_fill(~own, -1.0).amax(-1)  # (N, 3)
         has = own.any(-1).expand(-1, 3) & torch.stack([torch.ones_like(ctx.is_object), torch.ones_like(ctx.is_object),
                                                       ctx.is_object], 1)  # a zone row has no size word
-        return attn, torch.sigmoid(self.slope * (best - self.match)) * has
+        return attn, torch.sigmoid(self.slope * (best - self.match)) * has, s
 
     def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
         out = self.mentions(ctx)
         if out is None:
             return None
-        attn, gate = out
-        attended = attn @ ctx.instruction[0].to(attn.dtype)  # (N, 3, W)
+        attn, gate, s = out
+        attended = torch.einsum("nql,nlw->nqw", attn, s)  # (N, 3, W)
         return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
 
 
