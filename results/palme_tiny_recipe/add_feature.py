@@ -14,6 +14,8 @@ from agent.model.features import FeatureSetup, build_features
 from agent.model.palme import PalmE
 
 model = PalmE.from_pretrained(sys.argv[1])
+if "instruction" not in model.encoders:
+    sys.exit(f"{sys.argv[1]} has no instruction tokens (model.prompt.tokens): instruction_words needs them")
 names = [*model.config.state.features, *sys.argv[3:]]
 emb = model.llm.get_input_embeddings()
 setup = FeatureSetup(emb.embedding_dim, model.tokenizer, emb.num_embeddings, model.encoders["instruction"].text)
