@@ -287,7 +287,7 @@ BROKEN_FILES = {  # case: (file, edit of the parsed JSON or of the file, what th
     "section-not-object": ("config.json", lambda c: c["palme"].update(llm="scratch"),
                            ["palme.llm must be a JSON object (the model's LLMConfig), got \"scratch\" (str)"]),
     "unknown-feature": ("config.json", lambda c: c["palme"]["state"].update(features=["words", "zone_tokens"]),
-                        ["palme.state.features[1] 'zone_tokens' is not one of ['board_words', 'corner_words', 'near_words', 'size_word'"]),
+                        ["palme.state.features[1] 'zone_tokens' is not one of ['board_words', ", "'near_words', 'size_word'"]),
     "unknown-token-type": ("config.json", lambda c: c["palme"]["prompt"].update(tokens=["image", "zone"]),
                            ["palme.prompt.tokens[1] 'zone' is not one of ['image', 'instruction', 'object', 'robot']"]),
     "feature-order": ("config.json", lambda c: c["palme"]["state"].update(features=["size_word", "words"]),
