@@ -123,3 +123,53 @@ def test_it_saves_its_learned_parts_only_and_needs_instruction_tokens(model, tmp
                                model.object_features["instruction_words"].queries)  # recomputed from the package
     with pytest.raises(ValueError, match="list 'instruction' in model.prompt.tokens"):
         _model(["words", "instruction_words"], tokens=["image", "object", "robot"])
+
+
+def _side_ctx(model: PalmE, instruction: str, ys: list[float]) -> ObjectContext:
+    rows = torch.from_numpy(np.stack([object_row([0.4, y, 0.02], [0, 0, 0, 1], 0.04, d)
+                                      for y, d in zip(ys, BLOCKS, strict=False)]))
+    text = model.encoders["instruction"].text
+    states, ids = text.states(instruction), torch.tensor(text.ids(instruction))
+    zeros = torch.zeros(len(states), dtype=torch.long)
+    return ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
+                         (states, zeros), ids)
+
+
+def test_instruction_sides_gives_each_block_its_halfs_word_in_context():
+    """`instruction_sides` (T3): a block gets the encoder state of the instruction's word for its own board half
+    (y < 0 left), found by word-piece id, so the two halves of "gather the left side, leave the right side" differ,
+    and swapping the sides in the sentence swaps what the blocks carry."""
+    model = _model(["words", "instruction_sides"])
+    feature = model.object_features["instruction_sides"]
+    ys = [-0.15, -0.08, 0.1, 0.2]  # two blocks on the left half, two on the right
+    sentence = "push the blocks on the left side together without bringing over blocks from the right side"
+    ctx = _side_ctx(model, sentence, ys)
+    assert not feature(ctx).any()  # learnt from zero: a trained model gains it unchanged
+    with torch.no_grad():
+        torch.nn.init.normal_(feature.value.weight)
+        out = feature(ctx)
+        swapped = feature(_side_ctx(model, sentence.replace("left", "@").replace("right", "left").replace("@", "right"),
+                                    ys))
+        neither = feature(_side_ctx(model, "push the red moon next to the blue cube", ys))
+    torch.testing.assert_close(out[0], out[1], atol=0.01, rtol=0.01)  # one half, one word state (soft edge)
+    assert not torch.allclose(out[0], out[2], atol=1e-3)  # the gathered half and the other half differ
+    assert not torch.allclose(out[0], swapped[0], atol=1e-3)  # ... and what a half carries follows the sentence
+    assert not neither.any()  # no side word said: nothing
+
+
+def test_instruction_sides_collates_word_piece_ids_with_the_states(model):
+    sides = _model(["words", "instruction_sides"])
+    plans = [sides.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="done")
+             for s in ("gather the left side", "push the moon to the right side please")]
+    batch = sides.collate(plans, train=True)
+    text = sides.encoders["instruction"].text
+    assert batch["object.instr_ids"].tolist() == [*text.ids("gather the left side"),
+                                                  *text.ids("push the moon to the right side please")]
+    assert len(batch["object.instr_ids"]) == len(batch["object.instr_states"])
+    with torch.no_grad():
+        torch.nn.init.normal_(sides.object_features["instruction_sides"].value.weight)
+        x = sides.embed(batch)
+    objects = torch.isin(batch["input_ids"], sides._placeholder_ids(["object"]))
+    assert not torch.allclose(x[0][objects[0]], x[1][objects[1]])  # same scene, other side word
+    with pytest.raises(ValueError, match="list 'instruction' in model.prompt.tokens"):
+        _model(["words", "instruction_sides"], tokens=["image", "object", "robot"])

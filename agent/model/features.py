@@ -19,6 +19,9 @@ An object token is the state MLP's output for the object's row plus, for each fe
     instruction_words  where the instruction names the object: for its colour, shape (or "zone") and size word,
                  attention over the instruction's frozen encoder states by cosine similarity to that word's own
                  encoder state, and a learned map of the attended states (needs the `instruction` token type)
+    instruction_sides  the instruction's word for the board half the object lies in ("left" / "right"), found
+                 by its word-piece id, and a learned map of that word's encoder state in context, which says
+                 what the sentence does with that half (PaLM-E's T3 gathers one half and leaves the other)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -85,6 +88,7 @@ class ObjectContext:
     # ((M, W) frozen encoder states of the examples' instructions, [CLS] and [SEP] included, grouped by example in
     # increasing example order; (M,) the example index of each), for features that `reads_instruction`
     instruction: tuple[torch.Tensor, torch.Tensor] | None = None
+    instruction_ids: torch.Tensor | None = None  # (M,) the encoder's word-piece id of each of those states
     mixes: list[torch.Tensor] = field(default_factory=list)  # (N, V) word mixes of the features, in config order
     _memo: dict[str, Any] = field(default_factory=dict)
 
@@ -381,17 +385,11 @@ class InstructionWords(ObjectFeature):
         """((N, 3, L) attention a, (N, 3) gate g, (N, L, W) states s) of each row's colour, kind and size word
         over its own example's instruction (L: the batch's longest; padding gets no attention); None when the batch
         has no instruction."""
-        if ctx.instruction is None or not ctx.instruction[0].numel():
+        padded = padded_instruction(ctx)
+        if padded is None:
             return None
-        states, where = ctx.instruction  # (M, W), (M,): each example's word pieces one after another
-        n_examples = int(max(where.max(), ctx.scene.max())) + 1
-        counts = torch.bincount(where, minlength=n_examples)
-        pos = torch.arange(len(where), device=where.device) - (torch.cumsum(counts, 0) - counts)[where]
-        padded = states.new_zeros(n_examples, int(counts.max()), states.shape[1])  # (B, L, W)
-        padded[where, pos] = states
-        valid = torch.zeros(padded.shape[:2], dtype=torch.bool, device=where.device)
-        valid[where, pos] = True
-        s = padded[ctx.scene].to(self.value.weight.dtype)  # (N, L, W): each row's own instruction
+        states, valid, _ = padded
+        s = states[ctx.scene].to(self.value.weight.dtype)  # (N, L, W): each row's own instruction
         own = valid[ctx.scene][:, None, :]  # (N, 1, L)
         rows = ctx.rows
         color = rows[:, _COLOR_COL].round().long().clamp(0, len(COLOR_NAMES) - 1)
@@ -412,6 +410,76 @@ class InstructionWords(ObjectFeature):
         attn, gate, s = out
         attended = torch.einsum("nql,nlw->nqw", attn, s)  # (N, 3, W)
         return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
+
+
+def padded_instruction(ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+    """((B, L, W) states, (B, L) valid, (B, L) word-piece ids or None) of each example's instruction, padded to
+    the batch's longest (L); None when the batch has no instruction. Computed once per context."""
+    if ctx.instruction is None or not ctx.instruction[0].numel():
+        return None
+
+    def compute() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        states, where = ctx.instruction  # (M, W), (M,): each example's word pieces one after another
+        n_examples = int(max(where.max(), ctx.scene.max())) + 1
+        counts = torch.bincount(where, minlength=n_examples)
+        pos = torch.arange(len(where), device=where.device) - (torch.cumsum(counts, 0) - counts)[where]
+        padded = states.new_zeros(n_examples, int(counts.max()), states.shape[1])  # (B, L, W)
+        padded[where, pos] = states
+        valid = torch.zeros(padded.shape[:2], dtype=torch.bool, device=where.device)
+        valid[where, pos] = True
+        ids = None
+        if ctx.instruction_ids is not None:
+            ids = torch.full(padded.shape[:2], -1, dtype=torch.long, device=where.device)
+            ids[where, pos] = ctx.instruction_ids
+        return padded, valid, ids
+    return ctx.memo("padded_instruction", compute)
+
+
+SIDE_WORDS = ("left", "right")  # board halves y < 0 / y > 0 (side_together.on_side; location_weights' last columns)
+
+
+@register_object_feature("instruction_sides")
+class InstructionSides(ObjectFeature):
+    """The instruction's word for the board half the object lies in, in context.
+
+    For half h in ("left", "right"), with soft weight w_h of the object lying in it (`location_weights`' last two
+    columns: y < 0 is left, as Language-Table's side_together), the pieces t of its own example's instruction whose
+    word-piece id is h's (an exact match, as DrQA's exact-match features, Chen et al. 2017: the frozen encoder's
+    states of "left" and "right" in one sentence are too close for `instruction_words`' cosine match) give the
+    mean state m_h of those pieces and a gate g_h (whether h is said). Output (N, D): sum_h w_h g_h (V m_h + e),
+    V (W -> D) and e learnt from zero; zone rows get nothing. A word's state in context says what the sentence does
+    with its half ("gather the blocks on the left side" / "... from the left side"), which a block then carries
+    in its own token. Needs the `instruction` token type; examples without an instruction get nothing.
+    """
+
+    reads_instruction = True
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        if setup.text is None:
+            raise ValueError("object feature 'instruction_sides' reads the instruction's encoder states: "
+                             "list 'instruction' in model.prompt.tokens")
+        ids = [setup.text.tokenizer.encode(w, add_special_tokens=False).ids for w in SIDE_WORDS]
+        if any(len(i) != 1 for i in ids):
+            raise ValueError(f"instruction_sides needs one word piece per side word in {setup.text.package}, "
+                             f"got {dict(zip(SIDE_WORDS, ids, strict=True))}")
+        self.register_buffer("side_ids", torch.tensor([i[0] for i in ids]), persistent=False)  # (2,)
+        self.value = nn.Linear(setup.text.width, setup.width, bias=False)
+        nn.init.zeros_(self.value.weight)
+        self.said = nn.Parameter(torch.zeros(setup.width))  # e
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+        padded = padded_instruction(ctx)
+        if padded is None or padded[2] is None:
+            return None
+        states, valid, ids = padded
+        match = ((ids[ctx.scene][:, None, :] == self.side_ids[None, :, None])
+                 & valid[ctx.scene][:, None, :]).to(self.value.weight.dtype)  # (N, 2, L)
+        said = match.sum(-1)  # (N, 2)
+        mean = torch.einsum("nhl,nlw->nhw", match, states[ctx.scene].to(match.dtype)) / said.clamp(min=1)[..., None]
+        half = location_weights(ctx.rows)[:, -2:].to(match.dtype) * ctx.is_object[:, None]  # (N, 2)
+        weight = half * (said > 0)  # w_h g_h
+        return self.value((weight[..., None] * mean).sum(1)) + weight.sum(1, keepdim=True) * self.said
 
 
 def color_kind_table(setup: FeatureSetup) -> torch.Tensor:

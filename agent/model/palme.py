@@ -18,8 +18,9 @@ Batch layout (`collate`), B examples padded on the LEFT to length T:
         image.pixel_values (Ni, 3, S, S), image.index (n_img_placeholders,): which image each `<img>` shows
         object.rows (No, OBJ_DIM), object.scene (No,): one row per `<obj_j>` in text order, its example;
             object.zones (Nz, OBJ_DIM), object.zones_scene (Nz,): every present zone row, when a feature reads them
-            object.instr_states (M, 384), object.instr_scene (M,): each example's instruction states and its
-            example index, when a feature reads them (`instruction_words`)
+            object.instr_states (M, 384), object.instr_scene (M,), object.instr_ids (M,): each example's
+            instruction states, their example index and word-piece ids, when a feature reads them
+            (`instruction_words`, `instruction_sides`)
         robot.rows (Nr, ROBOT_DIM)
         instruction.states (M, 384), instruction.lengths (Ni,): each `<instr>`'s frozen encoder states, one after another
 """

@@ -148,6 +148,7 @@ class SentenceStates:
         check_weights(self.model.state_dict(), str(folder / "model.safetensors"))
         self.width = int(self.model.config.hidden_size)
         self._cached = functools.lru_cache(maxsize=cache_size)(self._compute)
+        self._ids = functools.lru_cache(maxsize=cache_size)(lambda text: tuple(self.tokenizer.encode(text).ids))
 
     def key(self, text: str) -> tuple[str, str | None, int, str]:
         """What the states of `text` depend on: the package, its version, max_tokens and the exact text."""
@@ -159,6 +160,12 @@ class SentenceStates:
             raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
         return self._cached(self.key(text))
 
+    def ids(self, text: str) -> tuple[int, ...]:
+        """The word-piece ids of `text` that `states(text)` has one state each for ([CLS] ... [SEP])."""
+        if not isinstance(text, str):
+            raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
+        return self._ids(text)
+
     def cache_info(self) -> Any:
         """functools' CacheInfo(hits, misses, maxsize, currsize) of the states cache."""
         return self._cached.cache_info()
@@ -166,7 +173,7 @@ class SentenceStates:
     def _compute(self, key: tuple[str, str | None, int, str]) -> torch.Tensor:
         import torch
 
-        ids = self.tokenizer.encode(key[-1]).ids
+        ids = list(self.ids(key[-1]))
         with torch.no_grad(), torch.device("cpu"):  # CPU states, also inside a caller's meta / CUDA device context
             out = self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
         return out.last_hidden_state[0].float().contiguous()  # (L, width)

@@ -273,6 +273,8 @@ class Objects(TokenType):
             said = [(b, text.states(str(s))) for b, ex in enumerate(examples) if (s := ex.array("instruction")) is not None]
             out["instr_states"] = torch.cat([s for _, s in said]) if said else torch.zeros(0, text.width)  # (M, W)
             out["instr_scene"] = _long(b for b, s in said for _ in range(len(s)))  # (M,)
+            out["instr_ids"] = _long(i for b, ex in enumerate(examples)  # (M,): the word-piece id of each state
+                                     if (s := ex.array("instruction")) is not None for i in text.ids(str(s)))
         return out
 
     def encode(self, model: PalmE, part: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -283,7 +285,8 @@ class Objects(TokenType):
             return None
         context = {key: (part[key], part[f"{key}_scene"]) for key in model.feature_context}
         said = (part["instr_states"], part["instr_scene"]) if "instr_states" in part else None
-        ctx = ObjectContext(rows, part["scene"], context, model.llm.get_input_embeddings().weight, said)
+        ctx = ObjectContext(rows, part["scene"], context, model.llm.get_input_embeddings().weight, said,
+                            part.get("instr_ids"))
         return add_features(model.encoders[self.name](rows), model.object_features, ctx)  # (No, k, D)
 
     def fit(self, encoder: nn.Module, examples: Sequence[Any]) -> None:

@@ -2,7 +2,10 @@
 
 For each folder of palme-collect logs, every planning example (any frame, up to N): the model's greedy, unconstrained
 step against the logged oracle step, counted per kind of oracle step ("pick", "place on a cube", "place on the
-table", "done", ...). The commonest wrong answers of each kind are listed.
+table", "done", ...). A step is right when it parses to the oracle's skill call in the logged scene
+(`agent.parser.parse_step` on the logged object rows), so a referral with a size word the scene does not need still
+counts. The commonest wrong answers of each kind are listed: another kind of step, a referral that differs by size
+words alone (one the scene needs was dropped, or a wrong one given), or other blocks.
 
     python results/palme_tiny_recipe/step_probe.py MODEL_OR_RUN_DIR DATA_DIR [DATA_DIR ...]   (N=600 by default)
 """
@@ -20,6 +23,8 @@ import torch
 from instruction_reliance import generate
 
 from agent.model.palme import PalmE
+from agent.parser import SceneContext, parse_step
+from envs.catalogue import descs_from_rows
 from training.config import DataConfig
 from training.data import load_data
 
@@ -58,9 +63,11 @@ for folder in sys.argv[2:]:
     errors: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for e, p in zip(examples, preds, strict=True):
         answer = e.answer.strip()
-        counts[kind(answer)][0] += p == answer
+        scene = SceneContext(objects=tuple(descs_from_rows(e.array("objects"))))
+        right = p == answer or parse_step(p, scene) == parse_step(answer, scene)
+        counts[kind(answer)][0] += right
         counts[kind(answer)][1] += 1
-        if p != answer:
+        if not right:
             errors[kind(answer)][wrong_kind(p, answer)] += 1
     print(ck.parent.parent.parent.name if ck.name == "pretrained_model" else ck.name, folder)
     for k, (right, n) in sorted(counts.items()):
