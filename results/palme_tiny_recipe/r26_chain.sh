@@ -6,7 +6,8 @@
 # 37. Round 1, DAgger logs of round 1 in both worlds, round 2, then validation evals only (seed_offset 400000) and the
 # shape probe. Code frozen at $CODE. Re-running continues (finished steps skip). Round 2 again with other task
 # weights: M2=<run name> WEIGHTS=<override> (r26b_round2.sh). The same recipe for another model: NAME=<prefix> (runs
-# NAME-r1 and NAME-r2, DAgger logs in data/NAME) with MODEL=<round-1 model overrides> (r28_chain.sh).
+# NAME-r1 and NAME-r2, DAgger logs in data/NAME), FEATURES=<round 1's state.features override> and MODEL=<more round-1
+# model overrides> (r28_chain.sh).
 set -e
 CODE=${CODE:-/work/snap36}; NAME=${NAME:-r26}; MODEL=${MODEL:-}
 D=/work/main/data/r22; E=/work/main/data/$NAME; S=/work/main/data/s17; T=/work/main/outputs/train; O=/work/main/outputs/$NAME
@@ -25,7 +26,7 @@ PP=$(for t in grasp put_in_zone sort_by_color stack unstack; do printf "%s," $D/
 PUSH="$S/push_block2block,$S/push_block2absolutelocation,$S/push_block2relativelocation,$S/push_block2block_relative_location,$S/push_separate,$S/push_sort_corners,$S/push_all_to_center,$S/push_corner_to_same_color_3k,$S/push_side_together_3k"
 PUSH8=$(for t in $LONG; do printf "%s," $D/push8_$t; done)
 ROUND1="$PP$PUSH,${PUSH8%,}"
-FEATURES="model.state.features=[words,size_word,words_above,words_below,zone_words,board_words,near_words,instruction_words]"
+FEATURES=${FEATURES:-"model.state.features=[words,size_word,words_above,words_below,zone_words,board_words,near_words,instruction_words]"}
 M1=$NAME-r1
 if [ ! -f $T/$M1/train_summary.json ]; then
   start=$(date +%s)
