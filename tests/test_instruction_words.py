@@ -16,7 +16,7 @@ from test_text_encoder import TINY as ENCODER_TINY
 from agent.model import PalmE, make_model
 from agent.model.features import ObjectContext
 from agent.model.text_encoder import SentenceStates
-from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row
+from envs.catalogue import MAX_OBJECTS, OBJ_DIM, ROBOT_DIM, ObjectDesc, object_row, zone_row
 
 TINY = {**ENCODER_TINY, "prompt": {**ENCODER_TINY["prompt"], "instruction": {"max_tokens": 24}}}
 BLOCKS = [ObjectDesc("red", "moon"), ObjectDesc("blue", "cube"), ObjectDesc("green", "star"),
@@ -126,50 +126,71 @@ def test_it_saves_its_learned_parts_only_and_needs_instruction_tokens(model, tmp
 
 
 def _side_ctx(model: PalmE, instruction: str, ys: list[float]) -> ObjectContext:
-    rows = torch.from_numpy(np.stack([object_row([0.4, y, 0.02], [0, 0, 0, 1], 0.04, d)
-                                      for y, d in zip(ys, BLOCKS, strict=False)]))
+    """BLOCKS at y = ys, then a red zone row on the left half, under one example's `instruction`."""
+    rows = np.stack([*(object_row([0.4, y, 0.02], [0, 0, 0, 1], 0.04, d) for y, d in zip(ys, BLOCKS, strict=False)),
+                     zone_row("red", [0.4, -0.15, 0.0], 0.1)])
     text = model.encoders["instruction"].text
     states, ids = text.states(instruction), torch.tensor(text.ids(instruction))
     zeros = torch.zeros(len(states), dtype=torch.long)
-    return ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
-                         (states, zeros), ids)
+    return ObjectContext(torch.from_numpy(rows), torch.zeros(len(rows), dtype=torch.long), {},
+                         model.llm.get_input_embeddings().weight, (states, zeros), ids)
+
+
+def _said_in_context(model: PalmE, sentence: str, word: str) -> torch.Tensor:
+    """(D,) what a block on `word`'s half should get: V (mean state of `word`'s pieces in `sentence`) + e."""
+    text, feature = model.encoders["instruction"].text, model.object_features["instruction_sides"]
+    ids = torch.tensor(text.ids(sentence))
+    return feature.value(text.states(sentence)[ids == text.tokenizer.token_to_id(word)].mean(0)) + feature.said
 
 
 def test_instruction_sides_gives_each_block_its_halfs_word_in_context():
     """`instruction_sides` (T3): a block gets the encoder state of the instruction's word for its own board half
     (y < 0 left), found by word-piece id, so the two halves of "gather the left side, leave the right side" differ,
-    and swapping the sides in the sentence swaps what the blocks carry."""
+    and swapping the sides in the sentence swaps what the blocks carry. Zone rows and sentences without a side word
+    get nothing."""
     model = _model(["words", "instruction_sides"])
     feature = model.object_features["instruction_sides"]
-    ys = [-0.15, -0.08, 0.1, 0.2]  # two blocks on the left half, two on the right
+    ys = [-0.15, -0.12, 0.1, 0.2]  # two blocks on the left half, two on the right
     sentence = "push the blocks on the left side together without bringing over blocks from the right side"
     ctx = _side_ctx(model, sentence, ys)
     assert not feature(ctx).any()  # learnt from zero: a trained model gains it unchanged
+    swapped_sentence = sentence.replace("left", "@").replace("right", "left").replace("@", "right")
     with torch.no_grad():
         torch.nn.init.normal_(feature.value.weight)
+        torch.nn.init.normal_(feature.said)
         out = feature(ctx)
-        swapped = feature(_side_ctx(model, sentence.replace("left", "@").replace("right", "left").replace("@", "right"),
-                                    ys))
+        swapped = feature(_side_ctx(model, swapped_sentence, ys))
         neither = feature(_side_ctx(model, "push the red moon next to the blue cube", ys))
-    torch.testing.assert_close(out[0], out[1], atol=0.01, rtol=0.01)  # one half, one word state (soft edge)
-    assert not torch.allclose(out[0], out[2], atol=1e-3)  # the gathered half and the other half differ
-    assert not torch.allclose(out[0], swapped[0], atol=1e-3)  # ... and what a half carries follows the sentence
-    assert not neither.any()  # no side word said: nothing
+        left, right = _said_in_context(model, sentence, "left"), _said_in_context(model, sentence, "right")
+        torch.testing.assert_close(out[0], left, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(out[1], left, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(out[3], right, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(swapped[0], _said_in_context(model, swapped_sentence, "left"), atol=1e-3, rtol=1e-3)
+    assert not torch.allclose(out[0], out[3], atol=1e-2)  # the gathered half and the other half differ
+    assert not torch.allclose(out[0], swapped[0], atol=1e-2)  # ... and what a half carries follows the sentence
+    assert not out[4].any()  # the zone row on the left half: nothing
+    assert not neither.any()  # no side word said: nothing, not even e
 
 
-def test_instruction_sides_collates_word_piece_ids_with_the_states(model):
+def test_instruction_sides_reads_each_examples_own_instruction(model):
+    """In a batch, each example's blocks read its own instruction's ids and states: the same tokens as alone."""
     sides = _model(["words", "instruction_sides"])
-    plans = [sides.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="done")
-             for s in ("gather the left side", "push the moon to the right side please")]
+    said = ("gather the blocks on the left side, leave the right side", "push the moon to the right side please")
+    plans = [sides.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="done") for s in said]
     batch = sides.collate(plans, train=True)
     text = sides.encoders["instruction"].text
-    assert batch["object.instr_ids"].tolist() == [*text.ids("gather the left side"),
-                                                  *text.ids("push the moon to the right side please")]
+    assert batch["object.instr_ids"].tolist() == [*text.ids(said[0]), *text.ids(said[1])]
     assert len(batch["object.instr_ids"]) == len(batch["object.instr_states"])
     with torch.no_grad():
         torch.nn.init.normal_(sides.object_features["instruction_sides"].value.weight)
+        torch.nn.init.normal_(sides.object_features["instruction_sides"].said)
         x = sides.embed(batch)
+        alone = [(sides.embed(b)[0], b["input_ids"][0]) for b in (sides.collate([e], train=True)
+                                                                   for e in plans)]
     objects = torch.isin(batch["input_ids"], sides._placeholder_ids(["object"]))
-    assert not torch.allclose(x[0][objects[0]], x[1][objects[1]])  # same scene, other side word
+    assert objects.sum(1).tolist() == [4, 4]
+    for b, (one, ids) in enumerate(alone):  # each example as it is alone
+        torch.testing.assert_close(x[b][objects[b]], one[torch.isin(ids, sides._placeholder_ids(["object"]))])
+    assert not torch.allclose(x[0][objects[0]], x[1][objects[1]])  # same scene, other side words
     with pytest.raises(ValueError, match="list 'instruction' in model.prompt.tokens"):
         _model(["words", "instruction_sides"], tokens=["image", "object", "robot"])
