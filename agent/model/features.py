@@ -196,9 +196,9 @@ def add_features(tokens: torch.Tensor, features: nn.ModuleDict, ctx: ObjectConte
     return tokens if total is None else tokens + total[:, None, :]
 
 
-def _zero_map(width: int) -> nn.Linear:
-    """A D x D learned map that starts at zero (a new model starts from the plain object tokens)."""
-    layer = nn.Linear(width, width, bias=False)
+def _zero_map(width: int, in_width: int | None = None) -> nn.Linear:
+    """A learned map (in_width, default D) -> D that starts at zero (a new model starts from the plain object tokens)."""
+    layer = nn.Linear(in_width or width, width, bias=False)
     nn.init.zeros_(layer.weight)
     return layer
 
@@ -368,14 +368,10 @@ class InstructionWords(ObjectFeature):
 
     def __init__(self, setup: FeatureSetup) -> None:
         super().__init__(setup)
-        if setup.text is None:
-            raise ValueError("object feature 'instruction_words' reads the instruction's encoder states: "
-                             "list 'instruction' in model.prompt.tokens")
+        self.value = _instruction_map(setup, "instruction_words")  # V
         with torch.no_grad():
             table = torch.stack([setup.text.states(w)[1:-1].mean(0) for w in [*COLOR_NAMES, *_KINDS, *SIZE_NAMES]])
         self.register_buffer("queries", nn.functional.normalize(table, dim=-1), persistent=False)  # (words, W)
-        self.value = nn.Linear(table.shape[1], setup.width, bias=False)
-        nn.init.zeros_(self.value.weight)
         self.said = nn.Parameter(torch.zeros(3, setup.width))  # e_w: colour, kind, size
         self.sharpness = nn.Parameter(torch.tensor(20.0))  # k
         self.slope = nn.Parameter(torch.tensor(20.0))  # c
@@ -410,6 +406,15 @@ class InstructionWords(ObjectFeature):
         attn, gate, s = out
         attended = torch.einsum("nql,nlw->nqw", attn, s)  # (N, 3, W)
         return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
+
+
+def _instruction_map(setup: FeatureSetup, name: str) -> nn.Linear:
+    """The zero-started map (W -> D) of a feature that reads the instruction's encoder states; ValueError (one line)
+    when the model has no `instruction` tokens."""
+    if setup.text is None:
+        raise ValueError(f"object feature '{name}' reads the instruction's encoder states: "
+                         "list 'instruction' in model.prompt.tokens")
+    return _zero_map(setup.width, setup.text.width)
 
 
 def padded_instruction(ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
@@ -456,16 +461,12 @@ class InstructionSides(ObjectFeature):
 
     def __init__(self, setup: FeatureSetup) -> None:
         super().__init__(setup)
-        if setup.text is None:
-            raise ValueError("object feature 'instruction_sides' reads the instruction's encoder states: "
-                             "list 'instruction' in model.prompt.tokens")
+        self.value = _instruction_map(setup, "instruction_sides")  # V
         ids = [setup.text.tokenizer.encode(w, add_special_tokens=False).ids for w in SIDE_WORDS]
         if any(len(i) != 1 for i in ids):
             raise ValueError(f"instruction_sides needs one word piece per side word in {setup.text.package}, "
                              f"got {dict(zip(SIDE_WORDS, ids, strict=True))}")
         self.register_buffer("side_ids", torch.tensor([i[0] for i in ids]), persistent=False)  # (2,)
-        self.value = nn.Linear(setup.text.width, setup.width, bias=False)
-        nn.init.zeros_(self.value.weight)
         self.said = nn.Parameter(torch.zeros(setup.width))  # e
 
     def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
