@@ -86,6 +86,24 @@ def test_states_are_per_token_and_cached_per_string(encoder):
         encoder.states(b"bytes")
 
 
+def test_a_batch_is_encoded_together_with_the_same_numbers_as_one_at_a_time():
+    """Training collates a micro-batch's uncached instructions in one call: strings of one word-piece count share an
+    encoder pass without padding, so each gets exactly the states it gets alone, whatever else is in the batch."""
+    texts = [RED_ON_BLUE, "push the green star", BLUE_ON_RED, "push the green star", "the red cube", "word " * 40,
+             "move the yellow moon to the top left corner of the board"]
+    batch = SentenceStates(PACKAGE, max_tokens=16, cache_size=2)  # fewer slots than the batch has strings
+    together = batch.states_of(texts)
+    assert batch.cache_info()[:2] == (1, 6)  # the repeated string hits once
+    assert batch.cache_info().currsize == 2  # bounded once the batch has its states
+    alone = SentenceStates(PACKAGE, max_tokens=16, cache_size=0)
+    for text, states in zip(texts, together, strict=True):
+        assert torch.equal(states, alone.states(text))  # bit for bit
+        assert len(states) == len(alone.ids(text))  # a prompt's length comes from the tokenizer alone
+    assert together[1] is together[3]
+    with pytest.raises(ValueError, match="an instruction must be text, got int"):
+        batch.states_of([RED_ON_BLUE, 7])
+
+
 def test_word_order_changes_the_states(encoder):
     a, b = encoder.states(RED_ON_BLUE), encoder.states(BLUE_ON_RED)
     assert a.shape == b.shape

