@@ -86,9 +86,18 @@ def test_states_are_per_token_and_cached_per_string(encoder):
         encoder.states(b"bytes")
 
 
-def test_a_batch_is_encoded_together_with_the_same_numbers_as_one_at_a_time():
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_batch_is_encoded_together_with_the_same_numbers_as_one_at_a_time(one_thread):
     """Training collates a micro-batch's uncached instructions in one call: strings of one word-piece count share an
-    encoder pass without padding, so each gets exactly the states it gets alone, whatever else is in the batch."""
+    encoder pass without padding, so each gets exactly the states it gets alone, whatever else is in the batch (with
+    one thread, as each training process runs; with more, the batched matmuls may round differently, ~1e-6)."""
     texts = [RED_ON_BLUE, "push the green star", BLUE_ON_RED, "push the green star", "the red cube", "word " * 40,
              "move the yellow moon to the top left corner of the board"]
     batch = SentenceStates(PACKAGE, max_tokens=16, cache_size=2)  # fewer slots than the batch has strings

@@ -27,7 +27,6 @@ and returns (M, D) from `encode`: each item's `count` tokens one after another, 
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
