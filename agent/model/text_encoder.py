@@ -14,9 +14,10 @@ paraphrases) comes first, as one more token: L + 1.
 Frozen states are a function of the string alone, so `SentenceStates` computes them once per unique string (an
 LRU cache keyed by the package, its version, `max_tokens` and the exact text) on the CPU, in no_grad: training
 pays for the projector only. A batch's uncached strings are encoded together, one encoder pass per word-piece
-count: no padding, so each string gets the same numbers as alone (checked in tests/test_text_encoder.py), at
-about a quarter of the time per string (`benchmarks/instruction_states.py`). A prompt's length comes from the
-tokenizer alone (`SentenceStates.ids`), so measuring lengths encodes nothing. The encoder lives outside the PalmE module tree: no parameter of it trains and
+count and no padding, so each string gets the numbers it gets alone (bit for bit with one thread, as training
+runs; tests/test_text_encoder.py) in less time (`benchmarks/instruction_states.py`: 1.43x for training's
+micro-batches of 12). A prompt's length comes from the tokenizer alone (`SentenceStates.ids`): measuring lengths
+encodes nothing. The encoder lives outside the PalmE module tree: no parameter of it trains and
 none is saved in our checkpoints; the checkpoint's config records the package and its version
 (`prompt.instruction`), and loading it with another version installed, or none, is refused in one line.
 
