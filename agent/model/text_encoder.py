@@ -323,7 +323,6 @@ def _instruction_tokens() -> type:
 
         def states(self, text: str) -> torch.Tensor:
             """(L, width) encoder states of `text`, or (L + 1, width) with the sentence embedding (their mean) first."""
-
             return self.states_of([text])[0]
 
         def states_of(self, texts: Sequence[str]) -> list[torch.Tensor]:

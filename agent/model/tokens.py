@@ -277,7 +277,7 @@ class Objects(TokenType):
 
             text = model.encoders["instruction"].text
             given = [(b, str(s)) for b, ex in enumerate(examples) if (s := ex.array("instruction")) is not None]
-            said = list(zip([b for b, _ in given], text.states_of([s for _, s in given]), strict=True))  # one batch
+            said = list(zip((b for b, _ in given), text.states_of([s for _, s in given]), strict=True))  # one batch
             out["instr_states"] = torch.cat([s for _, s in said]) if said else torch.zeros(0, text.width)  # (M, W)
             out["instr_scene"] = _long(b for b, s in said for _ in range(len(s)))  # (M,)
             out["instr_ids"] = _long(i for b, ex in enumerate(examples)  # (M,): the word-piece id of each state
