@@ -194,3 +194,25 @@ def test_instruction_sides_reads_each_examples_own_instruction(model):
     assert not torch.allclose(x[0][objects[0]], x[1][objects[1]])  # same scene, other side words
     with pytest.raises(ValueError, match="list 'instruction' in model.prompt.tokens"):
         _model(["words", "instruction_sides"], tokens=["image", "object", "robot"])
+
+
+def test_instruction_order_ranks_the_named_cubes_from_either_end():
+    """`instruction_order`: the cubes a tower instruction names get their place among the named cubes, counted
+    from the start and from the end; a cube the instruction does not name gets (nearly) no weight."""
+    model = _model(["words", "instruction_words", "instruction_order"])
+    cubes = [ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green"), ObjectDesc("yellow")]
+    rows = _rows(cubes)
+    text = "put the green cube on the red cube on the yellow cube"
+    states = model.encoders["instruction"].text.states(text)
+    ctx = ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
+                        (states, torch.zeros(len(states), dtype=torch.long)))
+    model.object_features["instruction_words"](ctx)
+    weight, rank = model.object_features["instruction_order"].ranks(ctx)
+    assert weight[[0, 2, 3]].min() > 0.7 and weight[1] < 0.2  # red, green, yellow said; blue not
+    torch.testing.assert_close(rank[[2, 0, 3]].round(), torch.tensor([[0.0, 2.0], [1.0, 1.0], [2.0, 0.0]]))
+    assert model.object_features["instruction_order"](ctx).abs().max() == 0  # learnt from zero
+
+
+def test_instruction_order_needs_instruction_words_first():
+    with pytest.raises(ValueError, match="instruction_words"):
+        _model(["words", "instruction_order"])

@@ -22,6 +22,9 @@ An object token is the state MLP's output for the object's row plus, for each fe
     instruction_sides  the instruction's word for the board half the object lies in ("left" / "right"), found
                  by its word-piece id, and a learned map of that word's encoder state in context, which says
                  what the sentence does with that half (PaLM-E's T3 gathers one half and leaves the other)
+    instruction_order  where the object's mention stands among the objects the instruction names (soft rank from the
+                 start and from the end), read with the sentence's own vector: which end of "the a on the b on the c"
+                 or "a tower of a, b and c, bottom first" it is (needs instruction_words before it)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -400,7 +403,7 @@ class InstructionWords(ObjectFeature):
         return attn, torch.sigmoid(self.slope * (best - self.match)) * has, s
 
     def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
-        out = self.mentions(ctx)
+        out = ctx.memo("instruction_mentions", lambda: self.mentions(ctx))  # shared with `instruction_order`
         if out is None:
             return None
         attn, gate, s = out
@@ -408,13 +411,19 @@ class InstructionWords(ObjectFeature):
         return self.value((gate[..., None] * attended).sum(1)) + gate @ self.said
 
 
-def _instruction_map(setup: FeatureSetup, name: str) -> nn.Linear:
-    """The zero-started map (W -> D) of a feature that reads the instruction's encoder states; ValueError (one line)
-    when the model has no `instruction` tokens."""
+def _text_width(setup: FeatureSetup, name: str) -> int:
+    """The width W of the instruction encoder's states, for feature `name`; ValueError (one line) when the model has
+    no `instruction` tokens."""
     if setup.text is None:
         raise ValueError(f"object feature '{name}' reads the instruction's encoder states: "
                          "list 'instruction' in model.prompt.tokens")
-    return _zero_map(setup.width, setup.text.width)
+    return setup.text.width
+
+
+def _instruction_map(setup: FeatureSetup, name: str) -> nn.Linear:
+    """The zero-started map (W -> D) of a feature that reads the instruction's encoder states; ValueError (one line)
+    when the model has no `instruction` tokens."""
+    return _zero_map(setup.width, _text_width(setup, name))
 
 
 def padded_instruction(ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
@@ -481,6 +490,68 @@ class InstructionSides(ObjectFeature):
         half = location_weights(ctx.rows)[:, -2:].to(match.dtype) * ctx.is_object[:, None]  # (N, 2)
         weight = half * (said > 0)  # w_h g_h
         return self.value((weight[..., None] * mean).sum(1)) + weight.sum(1, keepdim=True) * self.said
+
+
+ORDER_BINS = 3  # mention ranks 0, 1 and 2-or-more, counted from the instruction's start and from its end
+ORDER_SHARPNESS = 3.0  # per word piece: a mention two pieces before another ranks before it with weight ~1
+SENTENCE_WIDTH = 32  # the instruction's sentence vector, projected, that the rank's map reads
+
+
+@register_object_feature("instruction_order")
+class InstructionOrder(ObjectFeature):
+    """The place of the object's mention among the objects the instruction names, read with the whole sentence.
+
+    From `instruction_words`' attention of the object's colour and size words over its example's instruction
+    (gates g_c, g_s): mention weight m = g_c + g_s - g_c g_s and position p = the gate-weighted mean of the two
+    attended piece indices. Over the example's other objects o, the soft rank from the start r = sum_o m_o
+    sigmoid(k (p - p_o)) and from the end r' = sum_o m_o sigmoid(k (p_o - p)), k = `ORDER_SHARPNESS`; each falls
+    into `ORDER_BINS` triangular bins (the last one "2 or more"). Output (N, D): m sum_b w_b (e_b + U_b P z), z the
+    mean of the instruction's encoder states (all-MiniLM-L6-v2's own sentence vector), P (W -> `SENTENCE_WIDTH`)
+    learnt from a random start, e_b and U_b learnt from zero; zone rows get nothing. Which end of a list is the
+    bottom of a tower ("the a on the b on the c" / "a tower of a, b and c, bottom first") is a matter of the
+    sentence; where the cube's name stands among the others is what this adds. A linear probe of the encoder's
+    state of a tower cube's colour word tells its place in the tower from the state alone on 92% of held-out
+    3-cube instructions, 97% with the rank (results/palme_tiny_recipe/results.md, stop 38).
+    Needs `instruction_words` before it; examples without an instruction get nothing.
+    """
+
+    reads_instruction = True
+    requires = ("instruction_words",)
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        self.sentence = nn.Linear(_text_width(setup, "instruction_order"), SENTENCE_WIDTH)  # P
+        self.said = nn.Parameter(torch.zeros(2 * ORDER_BINS, setup.width))  # e_b
+        self.value = nn.Parameter(torch.zeros(2 * ORDER_BINS, SENTENCE_WIDTH, setup.width))  # U_b
+
+    def ranks(self, ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """((N,) mention weight m, (N, 2) soft rank from the start and from the end) of each row; None when the
+        batch has no instruction."""
+        mentions = ctx.memo("instruction_mentions", lambda: None)
+        if mentions is None:
+            return None
+        attn, gate, _ = mentions  # (N, 3, L), (N, 3): colour, kind, size
+        g = gate[:, [0, 2]] * ctx.is_object[:, None]  # (N, 2) colour, size
+        where = (attn[:, [0, 2]] * torch.arange(attn.shape[-1], device=attn.device, dtype=attn.dtype)).sum(-1)
+        pos = (g * where).sum(1) / g.sum(1).clamp(min=1e-6)  # (N,)
+        m = g[:, 0] + g[:, 1] - g[:, 0] * g[:, 1]
+        others = (ctx.scene[:, None] == ctx.scene[None, :]) & ~torch.eye(len(m), dtype=torch.bool, device=m.device)
+        before = torch.sigmoid(ORDER_SHARPNESS * (pos[:, None] - pos[None, :])) * others * m[None, :]  # (N, N)
+        after = torch.sigmoid(ORDER_SHARPNESS * (pos[None, :] - pos[:, None])) * others * m[None, :]
+        return m, torch.stack([before.sum(1), after.sum(1)], 1)
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+        out = self.ranks(ctx)
+        if out is None:
+            return None
+        m, rank = out
+        states, valid, _ = padded_instruction(ctx)
+        v = valid.to(states.dtype)[..., None]
+        z = self.sentence(((states * v).sum(1) / v.sum(1).clamp(min=1)).to(self.value.dtype))[ctx.scene]  # (N, P)
+        bins = torch.arange(ORDER_BINS, device=rank.device, dtype=rank.dtype)
+        w = torch.relu(1 - (rank.clamp(max=ORDER_BINS - 1)[..., None] - bins).abs()).flatten(1)  # (N, 2 * bins)
+        w = (m[:, None] * w).to(self.value.dtype)
+        return w @ self.said + torch.einsum("nb,np,bpd->nd", w, z, self.value)
 
 
 def color_kind_table(setup: FeatureSetup) -> torch.Tensor:
