@@ -216,3 +216,39 @@ def test_instruction_order_ranks_the_named_cubes_from_either_end():
 def test_instruction_order_needs_instruction_words_first():
     with pytest.raises(ValueError, match="instruction_words"):
         _model(["words", "instruction_order"])
+
+
+def test_instruction_corners_gives_the_block_nearest_a_said_corner_that_corners_words_in_context():
+    """`instruction_corners` (T1): the block nearest to the corner the instruction names ("upper" / "top" and
+    "left", found by word-piece id) gets the encoder states of those words in context; the other blocks, the zone
+    row, and a sentence that names a side but no corner get nothing."""
+    from envs.tasks.push.geometry import LOCATION_POINTS
+
+    model = _model(["words", "instruction_corners"])
+    feature = model.object_features["instruction_corners"]
+    corner = LOCATION_POINTS["top left"]
+    xy = [corner + [0.03, 0.03], LOCATION_POINTS["center"], LOCATION_POINTS["bottom right"] - [0.02, 0.02],
+          LOCATION_POINTS["right"]]
+    rows = np.stack([*(object_row([x, y, 0.02], [0, 0, 0, 1], 0.04, d) for (x, y), d in zip(xy, BLOCKS, strict=True)),
+                     zone_row("red", [*(corner + 0.01), 0.0], 0.1)])
+    text = model.encoders["instruction"].text
+
+    def run(sentence: str) -> torch.Tensor:
+        states, ids = text.states(sentence), torch.tensor(text.ids(sentence))
+        ctx = ObjectContext(torch.from_numpy(rows), torch.zeros(len(rows), dtype=torch.long), {},
+                            model.llm.get_input_embeddings().weight,
+                            (states, torch.zeros(len(states), dtype=torch.long)), ids)
+        return feature(ctx)
+
+    sentence = "push the block closest to the upper left corner to the other block of its colour"
+    assert not run(sentence).any()  # learnt from zero
+    with torch.no_grad():
+        torch.nn.init.normal_(feature.value.weight)
+        torch.nn.init.normal_(feature.said)
+        out, side = run(sentence), run("push the red moon to the left side")
+        ids = torch.tensor(text.ids(sentence))
+        pieces = torch.isin(ids, torch.tensor([text.tokenizer.token_to_id(w) for w in ("upper", "left")]))
+        want = feature.value(text.states(sentence)[pieces].mean(0)) + feature.said
+    torch.testing.assert_close(out[0], want, atol=1e-3, rtol=1e-3)  # the block nearest the top left corner
+    assert out[1:].abs().max() < 1e-3 * out[0].abs().max()  # the others (and the zone row): nothing
+    assert not side.any()  # "left" without "top" / "upper": no corner said

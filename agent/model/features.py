@@ -22,6 +22,9 @@ An object token is the state MLP's output for the object's row plus, for each fe
     instruction_sides  the instruction's word for the board half the object lies in ("left" / "right"), found
                  by its word-piece id, and a learned map of that word's encoder state in context, which says
                  what the sentence does with that half (PaLM-E's T3 gathers one half and leaves the other)
+    instruction_corners  the instruction's words for a board corner the object is the nearest block to ("top" /
+                 "upper" and "left"), found by their word-piece ids, and a learned map of their states in context
+                 (PaLM-E's T1 chooses the block closest to a corner)
     instruction_order  where the object's mention stands among the objects the instruction names (soft rank from the
                  start and from the end), read with the sentence's own vector: which end of "the a on the b on the c"
                  or "a tower of a, b and c, bottom first" it is (needs instruction_words before it)
@@ -49,6 +52,7 @@ from torch import nn
 from envs.catalogue import COLOR_NAMES, OBJ_FIELDS, SHAPE_NAMES, SIZE_EDGES, SIZE_NAMES, ZONE_KIND
 from envs.geometry import support_weights, zone_weights
 from envs.tasks.push.geometry import (
+    CORNERS,
     LOCATION_WORDS,
     NEAREST_WORDS,
     location_weights,
@@ -449,6 +453,41 @@ def padded_instruction(ctx: ObjectContext) -> tuple[torch.Tensor, torch.Tensor, 
     return ctx.memo("padded_instruction", compute)
 
 
+def piece_ids(setup: FeatureSetup, name: str, words: Sequence[str]) -> torch.Tensor:
+    """(len(words),) the instruction encoder's one word-piece id of each of `words`; ValueError (one line) when the
+    model has no `instruction` tokens or a word is more than one piece."""
+    _text_width(setup, name)
+    ids = [setup.text.tokenizer.encode(w, add_special_tokens=False).ids for w in words]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"{name} needs one word piece per word in {setup.text.package}, "
+                         f"got {dict(zip(words, ids, strict=True))}")
+    return torch.tensor([i[0] for i in ids])
+
+
+def piece_match(ctx: ObjectContext, groups: torch.Tensor) -> torch.Tensor | None:
+    """(N, K, L) 1 where a piece of the row's own example's instruction has one of the ids of group k (`groups`:
+    (K, G) word-piece ids, -2 for padding; an exact match, as DrQA's exact-match features, Chen et al. 2017), else 0;
+    None when the batch has no instruction or no word-piece ids."""
+    padded = padded_instruction(ctx)
+    if padded is None or padded[2] is None:
+        return None
+    _, valid, ids = padded
+    hit = (ids[ctx.scene][:, None, :, None] == groups[None, :, None, :]).any(-1)  # (N, K, L)
+    return (hit & valid[ctx.scene][:, None, :]).to(padded[0].dtype)
+
+
+def matched_states(ctx: ObjectContext, match: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """((N, K, W) mean encoder state of the pieces each match row marks, (N, K) how many it marks)."""
+    said = match.sum(-1)
+    states = padded_instruction(ctx)[0]
+    return torch.einsum("nkl,nlw->nkw", match, states[ctx.scene].to(match.dtype)) / said.clamp(min=1)[..., None], said
+
+
+def weighted_words(value: nn.Linear, said: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(N, D) sum_k weight_k (V mean_k + e): V = `value` (W -> D), e = `said` (D,); weight (N, K), mean (N, K, W)."""
+    return value((weight[..., None] * mean).sum(1)) + weight.sum(1, keepdim=True) * said
+
+
 SIDE_WORDS = ("left", "right")  # board halves y < 0 / y > 0 (side_together.on_side; location_weights' last columns)
 
 
@@ -471,25 +510,61 @@ class InstructionSides(ObjectFeature):
     def __init__(self, setup: FeatureSetup) -> None:
         super().__init__(setup)
         self.value = _instruction_map(setup, "instruction_sides")  # V
-        ids = [setup.text.tokenizer.encode(w, add_special_tokens=False).ids for w in SIDE_WORDS]
-        if any(len(i) != 1 for i in ids):
-            raise ValueError(f"instruction_sides needs one word piece per side word in {setup.text.package}, "
-                             f"got {dict(zip(SIDE_WORDS, ids, strict=True))}")
-        self.register_buffer("side_ids", torch.tensor([i[0] for i in ids]), persistent=False)  # (2,)
+        self.register_buffer("side_ids", piece_ids(setup, "instruction_sides", SIDE_WORDS)[:, None],
+                             persistent=False)  # (2, 1)
         self.said = nn.Parameter(torch.zeros(setup.width))  # e
 
     def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
-        padded = padded_instruction(ctx)
-        if padded is None or padded[2] is None:
+        match = piece_match(ctx, self.side_ids)  # (N, 2, L)
+        if match is None:
             return None
-        states, valid, ids = padded
-        match = ((ids[ctx.scene][:, None, :] == self.side_ids[None, :, None])
-                 & valid[ctx.scene][:, None, :]).to(self.value.weight.dtype)  # (N, 2, L)
-        said = match.sum(-1)  # (N, 2)
-        mean = torch.einsum("nhl,nlw->nhw", match, states[ctx.scene].to(match.dtype)) / said.clamp(min=1)[..., None]
+        mean, said = matched_states(ctx, match)
         half = location_weights(ctx.rows)[:, -2:].to(match.dtype) * ctx.is_object[:, None]  # (N, 2)
         weight = half * (said > 0)  # w_h g_h
-        return self.value((weight[..., None] * mean).sum(1)) + weight.sum(1, keepdim=True) * self.said
+        return weighted_words(self.value, self.said, weight, mean)
+
+
+# the words of CORNERS' two parts as the push grammar says them (envs.tasks.push.language.CORNER_SYNONYMS)
+CORNER_PART_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",), "right": ("right",)}
+
+
+@register_object_feature("instruction_corners")
+class InstructionCorners(ObjectFeature):
+    """The instruction's words for a board corner the object is the scene's nearest block to, in context.
+
+    For corner c of `CORNERS` ("top left", ...), with soft weight n_c of the object being its scene's block nearest
+    to c (`nearest_weights`, the choice of PaLM-E's T1 "the block closest to the top left corner"), the pieces of its
+    own example's instruction whose word-piece id is one of c's two parts' words (`CORNER_PART_WORDS`: "top" /
+    "upper" and "left"; an exact match, as `instruction_sides`) give their mean state m_c, and the gate g_c is
+    whether both parts are said. Output (N, D): sum_c n_c g_c (V m_c + e), V (W -> D) and e learnt from zero; zone
+    rows get nothing. The words' states in context say what the sentence does with that corner (choose the block
+    nearest it, or push a block to it). Needs the `instruction` token type; examples without an instruction get
+    nothing.
+    """
+
+    reads_instruction = True
+
+    def __init__(self, setup: FeatureSetup) -> None:
+        super().__init__(setup)
+        self.value = _instruction_map(setup, "instruction_corners")  # V
+        words = sorted({w for ws in CORNER_PART_WORDS.values() for w in ws})
+        ids = dict(zip(words, piece_ids(setup, "instruction_corners", words).tolist(), strict=True))
+        width = max(len(ws) for ws in CORNER_PART_WORDS.values())
+        part = {p: [ids[w] for w in ws] + [-2] * (width - len(ws)) for p, ws in CORNER_PART_WORDS.items()}
+        parts = [c.split() for c in CORNERS]
+        self.register_buffer("groups", torch.tensor([part[v] + part[h] for v, h in parts]), persistent=False)
+        self.register_buffer("vertical", torch.tensor([part[v] for v, _ in parts]), persistent=False)
+        self.register_buffer("horizontal", torch.tensor([part[h] for _, h in parts]), persistent=False)
+        self.said = nn.Parameter(torch.zeros(setup.width))  # e
+
+    def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
+        match = piece_match(ctx, self.groups)  # (N, 4, L)
+        if match is None:
+            return None
+        mean, _ = matched_states(ctx, match)
+        both = (piece_match(ctx, self.vertical).sum(-1) > 0) & (piece_match(ctx, self.horizontal).sum(-1) > 0)
+        nearest = nearest_weights(ctx.rows, ctx.scene, ctx.is_object).to(match.dtype)  # (N, 4)
+        return weighted_words(self.value, self.said, nearest * both, mean)  # weight n_c g_c
 
 
 ORDER_BINS = 3  # mention ranks 0, 1 and 2-or-more, counted from the instruction's start and from its end
