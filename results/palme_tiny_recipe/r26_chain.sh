@@ -7,7 +7,7 @@
 # shape probe. Code frozen at $CODE. Re-running continues (finished steps skip). Round 2 again with other task
 # weights: M2=<run name> WEIGHTS=<override> (r26b_round2.sh). The same recipe for another model: NAME=<prefix> (runs
 # NAME-r1 and NAME-r2, DAgger logs in data/NAME), FEATURES=<round 1's state.features override> and MODEL=<more round-1
-# model overrides> (r28_chain.sh).
+# model overrides> (r28_chain.sh); ROUND1_ONLY=1 stops after round 1.
 set -e
 CODE=${CODE:-/work/snap36}; NAME=${NAME:-r26}; MODEL=${MODEL:-}
 D=/work/main/data/r22; E=/work/main/data/$NAME; S=/work/main/data/s17; T=/work/main/outputs/train; O=/work/main/outputs/$NAME
@@ -33,6 +33,7 @@ if [ ! -f $T/$M1/train_summary.json ]; then
   OMP_NUM_THREADS=1 $TR --standalone --nproc_per_node 2 -m training.train experiment=palme_tiny run_name=$M1 output_dir=$T/$M1 "data.dirs=[$ROUND1]" data.rephrase=8 model.prompt.instruction.in_text=false "$FEATURES" $MODEL '+data.task_weights={side_together:0.24,corner_to_same_color:0.12,sort_corners:0.28}' train.steps=6000 save_every=500 resume=$([ -d $T/$M1/checkpoints ] && echo true || echo false) progress=false >> /work/logs/${M1/-/_}.log 2>&1
   echo "TRAIN $M1 $(( $(date +%s) - start )) s"
 fi
+[ -n "${ROUND1_ONLY:-}" ] && { echo "$NAME ROUND 1 ONLY"; exit 0; }
 start=$(date +%s)
 for tn in grasp:150 put_in_zone:300 sort_by_color:300 stack:400 unstack:50; do t=${tn%:*}
   collect $E/dagger_pickplace_$t ${tn#*:} env=pickplace task=$t planner=palme checkpoint=$T/$M1 keep_failures=true seed_start=100000; done
