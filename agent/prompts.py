@@ -159,11 +159,14 @@ class PromptBuilder:
     """Writes prompts: `config` chooses which observation tokens appear (PaLM-E's input ablations) and the history.
 
     `context`: observation keys that examples with object tokens also carry (what a model's object
-    features read, e.g. `("zones",)`); `agent.model.prompt_builder(cfg)` gives a model's builder.
+    features read, e.g. `("zones",)`); `targets`: the per-object training targets its object features learn
+    from (`ObjectFeature.targets`; training examples carry them); `agent.model.prompt_builder(cfg)` gives a
+    model's builder.
     """
 
     config: PromptConfig = field(default_factory=PromptConfig)
     context: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
 
     def reads(self, key: str) -> bool:
         """Whether examples of this builder may carry observation key `key` (`reads("rgb")`: frames are needed)."""

@@ -252,3 +252,114 @@ def test_instruction_corners_gives_the_block_nearest_a_said_corner_that_corners_
     torch.testing.assert_close(out[0], want, atol=1e-3, rtol=1e-3)  # the block nearest the top left corner
     assert out[1:].abs().max() < 1e-3 * out[0].abs().max()  # the others (and the zone row): nothing
     assert not side.any()  # "left" without "top" / "upper": no corner said
+
+
+def _support_ctx(model: PalmE, sentences: list[str], descs: list[ObjectDesc], heights: dict[int, float] | None = None
+                 ) -> ObjectContext:
+    """One scene of `descs` per sentence (a batch), cube k at height heights[k] over cube k - 1 when given."""
+    rows, states, where = [], [], []
+    for b, sentence in enumerate(sentences):
+        for k, d in enumerate(descs):
+            z = (heights or {}).get(k)
+            xy = [0.4, 0.1 * (k - 1) - 0.15] if z is not None else [0.4, 0.1 * k - 0.15]
+            rows.append(object_row([*xy, z if z is not None else 0.02], [0, 0, 0, 1], 0.04, d))
+        s = model.encoders["instruction"].text.states(sentence)
+        states.append(s)
+        where.append(torch.full((len(s),), b))
+    n = len(descs)
+    ctx = ObjectContext(torch.from_numpy(np.stack(rows)), torch.arange(len(sentences)).repeat_interleave(n), {},
+                        model.llm.get_input_embeddings().weight, (torch.cat(states), torch.cat(where)))
+    ctx.mixes.append(model.object_features["words"].word_mix(ctx))
+    return ctx
+
+
+def test_instruction_support_learns_from_the_sentence_which_cube_goes_on_which():
+    """`instruction_support` (stack): trained by its auxiliary loss alone on "put the a cube on the b cube" sentences
+    (target: a on b, every other cube on none), its pair scores put a on b, and not b on a, for colour pairs it never
+    saw, in two word orders; a cube the sentence does not name is no one's support. It starts at zero (a trained
+    model gains it unchanged)."""
+    model = _model(["words", "instruction_words", "instruction_support"])
+    feature = model.object_features["instruction_support"]
+    colours = ["red", "blue", "green", "yellow", "purple", "orange"]
+    cubes = [ObjectDesc(c) for c in colours]
+    n = len(cubes)
+
+    def batch(pairs: list[tuple[int, int]], form: str) -> ObjectContext:
+        ctx = _support_ctx(model, [form.format(a=colours[a], b=colours[b]) for a, b in pairs], cubes)
+        with torch.no_grad():  # the mentions it reads (memoised): fixed here, only the pair scores learn
+            model.object_features["instruction_words"](ctx)
+        target = torch.full((len(pairs) * n,), -1)
+        target[[b * n + a for b, (a, _) in enumerate(pairs)]] = torch.tensor([b * n + c for b, (_, c) in enumerate(pairs)])
+        ctx.targets = {"support_goal": target}
+        return ctx
+
+    test = [(0, 2), (4, 1), (5, 3)]  # neither these nor their reverses are trained on
+    train = [(a, b) for a in range(6) for b in range(6) if a != b and (a, b) not in test and (b, a) not in test]
+    forms = ["put the {a} cube on the {b} cube", "the {b} cube goes under the {a} cube"]
+    assert not feature(batch(train, forms[0])).any()  # learnt from zero
+    opt = torch.optim.Adam([feature.query.weight, feature.key.weight, feature.none], lr=0.05)
+    for _ in range(150):
+        loss = sum(feature.aux_loss(batch(train, form)) for form in forms)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        for form in forms:
+            m, on, under = feature.pairs(batch(test, form))
+            for b, (a, c) in enumerate(test):
+                top, bottom = b * n + a, b * n + c
+                assert on[top, bottom] > 0.3 and on[top].argmax() == bottom, (form, colours[a], colours[c])
+                assert on[bottom, top] < 0.1
+                assert under[bottom].argmax() == top  # of the cubes, the one that goes on the bottom one
+                others = [b * n + k for k in range(n) if k not in (a, c)]
+                assert on[:, others].max() < 0.2 and m[others].max() < 0.3  # unnamed cubes: no one's support
+                assert on[top, [b2 * n + c for b2 in range(len(test)) if b2 != b]].max() == 0  # own scene only
+
+
+def test_instruction_support_says_whether_a_cube_already_rests_where_the_sentence_puts_it():
+    """Its learnt "already there" vector e_1 is given to a cube the sentence puts on a cube it already rests on,
+    weighted by the pair score."""
+    model = _model(["words", "instruction_words", "instruction_support"])
+    feature = model.object_features["instruction_support"]
+    cubes = [ObjectDesc("red"), ObjectDesc("blue"), ObjectDesc("green")]
+    sentence = "put the blue cube on the red cube"
+    with torch.no_grad():
+        torch.nn.init.normal_(feature.placed)
+        built = _support_ctx(model, [sentence], cubes, heights={1: 0.06})  # blue rests on red
+        loose = _support_ctx(model, [sentence], cubes)
+        for ctx in (built, loose):
+            model.object_features["instruction_words"](ctx)
+        m, on, _ = feature.pairs(built)
+        out_built, out_loose = feature(built), feature(loose)
+    torch.testing.assert_close(out_built[1], m[1] * on[1, 0] * feature.placed[0] + out_loose[1], atol=0.05, rtol=0.05)
+    assert out_loose[1].norm() < 1e-3 * out_built[1].norm() + 1e-6
+
+
+def test_training_adds_instruction_supports_loss_when_examples_carry_the_goals_supports():
+    """Collated, an example's `support_goal` (object indices) becomes batch rows; the training loss is the answers'
+    plus the feature's weighted auxiliary loss, which alone moves its pair scores; without targets (inference, or
+    logs without a goal) the loss is the answers' alone."""
+    model = _model(["words", "instruction_words", "instruction_support"])
+    assert model.prompt_builder.targets == ("support_goal",)
+    said = ("put the blue cube on the red moon", "put the green star on the yellow pentagon")
+    plans = [model.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="pick up the blue cube") for s in said]
+    for ex, (up, down) in zip(plans, [(1, 0), (2, 3)], strict=True):
+        target = np.full(MAX_OBJECTS, -100)
+        target[:4] = -1
+        target[up] = down
+        ex.carry("support_goal", target)
+    batch = model.collate(plans, train=True)
+    assert batch["object.target_support_goal"].tolist() == [-1, 0, -1, -1, -1, -1, 7, -1]  # rows of the batch
+    feature = model.object_features["instruction_support"]
+    model.train()
+    loss = model(batch)
+    loss.backward()
+    assert feature.query.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    bare = model.collate([model.prompt_builder.for_obs("plan", _obs(s), instruction=s, answer="pick up the blue cube")
+                          for s in said], train=True)
+    assert "object.target_support_goal" not in bare or (bare["object.target_support_goal"] == -100).all()
+    plain = model(bare)
+    plain.backward()
+    assert feature.query.weight.grad is None or feature.query.weight.grad.abs().sum() == 0  # the LM's path is zero
+    assert loss.item() > plain.item() + 0.1  # ~ SUPPORT_LOSS_WEIGHT x log(scene size) at the start

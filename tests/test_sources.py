@@ -199,3 +199,21 @@ def test_refer_asks_which_object_words_of_the_grammar_mean_and_answers_its_scene
         k = ep.names.index(spec.answer.removeprefix("the "))
         assert words != ep.names[k] and words in CUBE.names(k, objects)
         assert CUBE.readings(objects)[words] == k  # the words single out that object
+
+
+def test_examples_carry_the_goal_supports_an_object_feature_learns_from(logs):
+    """A model whose object features learn from target `support_goal` (`instruction_support`) gets, with each
+    example, the object each cube goes on by the episode's goal (red on blue: object 0 -> 2; -1 for none; -100 past
+    the scene's objects); a model without such features gets none, and an unknown target is one clear error."""
+    ds = _data(logs, BASE).builders[0].ds
+    want = np.full(MAX_OBJECTS, -100)
+    want[:3] = [2, -1, -1]
+    for source in ("plan", "goal", "vqa_color"):
+        builder = ExampleBuilder(ds, PromptBuilder(targets=("support_goal",)), seed=0)
+        ex = builder.materialize(builder.specs(source)[0])
+        np.testing.assert_array_equal(ex.array("support_goal"), want)
+    plain = ExampleBuilder(ds, PromptBuilder(), seed=0)
+    assert plain.materialize(plain.specs("plan")[0]).array("support_goal") is None
+    odd = ExampleBuilder(ds, PromptBuilder(targets=("where_it_goes",)), seed=0)
+    with pytest.raises(ValueError, match="no training target 'where_it_goes'"):
+        odd.materialize(odd.specs("plan")[0])

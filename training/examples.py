@@ -19,7 +19,7 @@ from agent.prompts import Example, PromptBuilder, count_objects
 from training.config import DATA_STATES
 from training.dataset.reader import LogDataset
 from training.dataset.schema import OBSERVED_STATE_KEY
-from training.sources import SOURCES, ExampleSource, Moment, get_source, source_rng
+from training.sources import OBJECT_TARGETS, SOURCES, ExampleSource, Moment, get_source, source_rng
 from training.vqa import Scene, camera_from_info, same_cubes
 
 # PaLM-E's "full mixture" co-trains planning with VQA/captioning; robot-only keeps the planning sources.
@@ -168,4 +168,11 @@ class ExampleBuilder:
         ex = self.prompts.example(spec.prompt, obs, answer=spec.answer, kind=spec.source, episode=ep.index,
                                   frame=spec.frame, task=ep.task_name, source=spec.source)
         ex.prompt_loss = spec.prompt_loss
+        if not self.observed:  # targets index the simulator's objects, which observed rows need not follow
+            for key in self.prompts.targets:
+                if key not in OBJECT_TARGETS:
+                    raise ValueError(f"no training target {key!r}; known: {sorted(OBJECT_TARGETS)}")
+                target = OBJECT_TARGETS[key](Moment(self, spec.episode, spec.frame))
+                if target is not None:
+                    ex.carry(key, target)
         return ex

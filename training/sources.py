@@ -65,7 +65,7 @@ from agent.prompts import (
     success_question,
 )
 from envs import load_world
-from envs.catalogue import ObjectDesc
+from envs.catalogue import MAX_OBJECTS, ObjectDesc
 from envs.language import SLOT, ObjectList, ObjectRef, and_list
 from envs.tasks.base import make_task
 from envs.tasks.push.geometry import SIDE_MARGIN
@@ -318,6 +318,24 @@ def _goal_places(f: Moment) -> dict[int, str]:
     """Where the episode's goal wants each cube it places ({} when the task says nothing of places)."""
     task, goal = _task_goal(f)
     return task.goal_places(goal, f.episode.names) if goal is not None else {}
+
+
+def support_goal_target(f: Moment) -> np.ndarray | None:
+    """(MAX_OBJECTS,) int64 target `support_goal`: the object each of the episode's objects goes on by its goal
+    (`Task.goal_supports`), -1 for none, -100 past its objects; None when the dataset names no world or the
+    instruction does not parse (no target)."""
+    task, goal = _task_goal(f)
+    if goal is None:
+        return None
+    out = np.full(MAX_OBJECTS, -100, np.int64)
+    out[:len(f.episode.objects)] = -1
+    for up, down in task.goal_supports(goal).items():
+        out[up] = down
+    return out
+
+
+# the per-object training targets of the object features (`ObjectFeature.targets`): key -> target of a moment
+OBJECT_TARGETS: dict[str, Callable[[Moment], np.ndarray | None]] = {"support_goal": support_goal_target}
 
 
 def canonical_instruction(f: Moment) -> str | None:

@@ -28,6 +28,9 @@ An object token is the state MLP's output for the object's row plus, for each fe
     instruction_order  where the object's mention stands among the objects the instruction names (soft rank from the
                  start and from the end), read with the sentence's own vector: which end of "the a on the b on the c"
                  or "a tower of a, b and c, bottom first" it is (needs instruction_words before it)
+    instruction_support  the words of the cube the instruction puts the object on and of the cube it puts on the
+                 object (pairs scored from the mentions' encoder states), and whether each already is there
+                 (needs words and instruction_words before it)
 
 The words of an object (`ObjectContext.words`: the mean input embedding of each of its words, summed)
 are computed once per batch, from the word mixes of every feature that has one (`word_mix`), and shared
@@ -95,7 +98,10 @@ class ObjectContext:
     # increasing example order; (M,) the example index of each), for features that `reads_instruction`
     instruction: tuple[torch.Tensor, torch.Tensor] | None = None
     instruction_ids: torch.Tensor | None = None  # (M,) the encoder's word-piece id of each of those states
+    # training targets of the features that learn from one (`ObjectFeature.targets`): key -> (N,) long per row
+    targets: Mapping[str, torch.Tensor] = field(default_factory=dict)
     mixes: list[torch.Tensor] = field(default_factory=list)  # (N, V) word mixes of the features, in config order
+    losses: list[torch.Tensor] = field(default_factory=list)  # the features' auxiliary losses (`aux_loss`), weighted
     _memo: dict[str, Any] = field(default_factory=dict)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -134,6 +140,9 @@ class ObjectFeature(nn.Module):
     needs: ClassVar[tuple[str, ...]] = ()  # observation keys it reads besides the object rows (collated with them)
     requires: ClassVar[tuple[str, ...]] = ()  # features that must come before it in state.features
     reads_instruction: ClassVar[bool] = False  # whether it reads `ObjectContext.instruction` (collated with the rows)
+    # per-object training targets it learns from besides the answers (`aux_loss`), which training examples carry
+    # (`training.sources.OBJECT_TARGETS`): each (MAX_OBJECTS,) int, an object index, -1 for "none", -100 unknown
+    targets: ClassVar[tuple[str, ...]] = ()
     name: str = ""  # set by the registry
 
     def __init__(self, setup: FeatureSetup) -> None:
@@ -146,6 +155,11 @@ class ObjectFeature(nn.Module):
     def forward(self, ctx: ObjectContext) -> torch.Tensor | None:
         """(N, D) added to every token of each object; None: nothing (its word mix may still count)."""
         raise NotImplementedError
+
+    def aux_loss(self, ctx: ObjectContext) -> torch.Tensor | None:
+        """A weighted scalar loss from `ctx.targets` (called after `forward`, only when the batch carries this
+        feature's targets: training); None: none for this batch."""
+        return None
 
 
 OBJECT_FEATURES: dict[str, type[ObjectFeature]] = {}
@@ -191,14 +205,24 @@ def feature_context(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(key for name in names for key in feature_class(name).needs))
 
 
+def feature_targets(names: Sequence[str]) -> tuple[str, ...]:
+    """The per-object training targets the features `names` learn from (what training examples carry)."""
+    return tuple(dict.fromkeys(key for name in names for key in feature_class(name).targets))
+
+
 def add_features(tokens: torch.Tensor, features: nn.ModuleDict, ctx: ObjectContext) -> torch.Tensor:
-    """(N, k, D) object tokens plus the sum of the features' (N, D) outputs (summed first, in order, then added)."""
+    """(N, k, D) object tokens plus the sum of the features' (N, D) outputs (summed first, in order, then added).
+    The auxiliary losses of features whose targets the batch carries go to `ctx.losses`."""
     ctx.mixes[:] = [m for f in features.values() if (m := f.word_mix(ctx)) is not None]
     total = None
     for feature in features.values():
         out = feature(ctx)
         if out is not None:
             total = out if total is None else total + out
+        if feature.targets and all(key in ctx.targets for key in feature.targets):
+            loss = feature.aux_loss(ctx)
+            if loss is not None:
+                ctx.losses.append(loss)
     return tokens if total is None else tokens + total[:, None, :]
 
 

@@ -43,7 +43,7 @@ from torch import nn
 from agent.model import checkpoint_checks as checks
 from agent.model.config import IGNORE_INDEX, SCHEMA_VERSION, STAGE_ROLES, PalmEConfig
 from agent.model.decoding import PrefixTrie, greedy_decode
-from agent.model.features import FeatureSetup, build_features, feature_context
+from agent.model.features import FeatureSetup, build_features, feature_context, feature_targets
 from agent.model.llm import llm_config_dict, llm_from_config, make_llm
 from agent.model.parts import local_image_settings, role_of, with_role
 from agent.model.tokenizer import add_placeholders, encode_text, load_tokenizer, reserved_ids
@@ -76,7 +76,7 @@ def _seeded(seed: int):
 def prompt_builder(cfg: PalmEConfig) -> PromptBuilder:
     """The PromptBuilder a model of `cfg` is trained and run with (its prompt config, and the observation keys
     its object features read)."""
-    return PromptBuilder(cfg.prompt, feature_context(cfg.state.features))
+    return PromptBuilder(cfg.prompt, feature_context(cfg.state.features), feature_targets(cfg.state.features))
 
 
 class PalmE(nn.Module):
@@ -118,6 +118,8 @@ class PalmE(nn.Module):
                 self._apply_lora()
         self.eos_id = int(self.tokenizer.eos_token_id)
         self.feature_context = feature_context(cfg.state.features)  # observation keys the object features read
+        self.feature_targets = feature_targets(cfg.state.features)  # per-object training targets they learn from
+        self.feature_losses: list[torch.Tensor] = []  # the object features' auxiliary losses of the last embed()
         self._slots = {self.placeholder_ids[p]: (t, i) for t in self.token_types for i, p in enumerate(t.placeholders)}
         self.n_tokens = {t.name: t.n_tokens(self.encoders[t.name]) for t in self.token_types}  # LM tokens per placeholder
         self.stage = ""
@@ -336,9 +338,12 @@ class PalmE(nn.Module):
         `prompt_weight` > 0 adds an auxiliary language-model loss on the prompt's text tokens
         (instruction, steps so far, question; never placeholders): their summed cross-entropy times
         `prompt_weight`, divided by the number of answer tokens, so the objective stays a sum over
-        tokens per answer token and splitting a batch (DDP, accumulation) does not change it.
+        tokens per answer token and splitting a batch (DDP, accumulation) does not change it. The object features'
+        auxiliary losses (`ObjectFeature.aux_loss`, each weighted and averaged over its batch's labelled objects) are
+        added when the batch carries their targets.
         """
         batch = self._to_device(batch)
+        self.feature_losses = []
         labels = batch.get("labels")
         if labels is None or not bool((labels != IGNORE_INDEX).any()):
             raise ValueError("the batch has no answer tokens; build it with collate(examples, train=True)")
@@ -355,11 +360,12 @@ class PalmE(nn.Module):
         )
         logits = out.logits[:, :-1].reshape(-1, out.logits.shape[-1]).float()  # (B * tail, V): at t, predicts t + 1
         loss = F.cross_entropy(logits, labels[:, first:].reshape(-1), ignore_index=IGNORE_INDEX)
-        if text is None:
-            return loss
-        n_answer = (labels != IGNORE_INDEX).sum()
-        aux = F.cross_entropy(logits, text[:, first:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-        return loss + prompt_weight * aux / n_answer
+        if text is not None:
+            n_answer = (labels != IGNORE_INDEX).sum()
+            aux = F.cross_entropy(logits, text[:, first:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+            loss = loss + prompt_weight * aux / n_answer
+        features, self.feature_losses = self.feature_losses, []
+        return loss + sum(features) if features else loss
 
     # -----------------------------------------------------------------------------------------
     # generation

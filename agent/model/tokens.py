@@ -194,6 +194,30 @@ def _long(values: Sequence[int]) -> torch.Tensor:
     return torch.tensor(list(values), dtype=torch.long)
 
 
+IGNORE_TARGET = -100  # an object row without a training target (torch's cross-entropy ignore_index)
+NO_TARGET = -1  # a target that is no object (a cube the goal puts on no other)
+
+
+def object_targets(items: Sequence[Item], examples: Sequence[Any], key: str) -> list[int]:
+    """For each object row (`items`: example, 0-based object index, row), the batch row of the object its example's
+    target array `key` ((MAX_OBJECTS,) integers) names for it. NO_TARGET stays; IGNORE_TARGET for a row whose
+    example has no such array, an IGNORE_TARGET entry, or an object its prompt does not show. ValueError (one line)
+    for an array of another shape or type."""
+    where = {(b, j): n for n, (b, j, _) in enumerate(items)}
+    out = []
+    for b, j, _ in items:
+        arr = examples[b].array(key)
+        if arr is None:
+            out.append(IGNORE_TARGET)
+            continue
+        arr = np.asarray(arr)
+        if arr.shape != (MAX_OBJECTS,) or arr.dtype.kind not in "iu":
+            raise ValueError(f"target {key!r} must be ({MAX_OBJECTS},) integers, got {arr.dtype} {arr.shape}")
+        t = int(arr[j])
+        out.append(NO_TARGET if t == NO_TARGET else where.get((b, t), IGNORE_TARGET))
+    return out
+
+
 @register_token_type
 class Image(TokenType):
     """`<img>`: the camera frame, through the vision backbone and the projector (n tokens: patches, + CLS)."""
@@ -272,6 +296,8 @@ class Objects(TokenType):
             rows = [(b, r) for b, ex in enumerate(examples) for r in present_rows(ex.array(key), key)]
             out[key] = stack_rows([r for _, r in rows], OBJ_DIM)  # (Nk, OBJ_DIM)
             out[f"{key}_scene"] = _long(b for b, _ in rows)  # (Nk,)
+        for key in model.feature_targets:  # training targets: (No,) the batch row of each row's target object
+            out[f"target_{key}"] = _long(object_targets(items, examples, key))
         if any(f.reads_instruction for f in model.object_features.values()):  # each example's instruction states
             import torch
 
@@ -292,9 +318,13 @@ class Objects(TokenType):
             return None
         context = {key: (part[key], part[f"{key}_scene"]) for key in model.feature_context}
         said = (part["instr_states"], part["instr_scene"]) if "instr_states" in part else None
+        targets = {key: part[f"target_{key}"] for key in model.feature_targets
+                   if f"target_{key}" in part and bool((part[f"target_{key}"] != IGNORE_TARGET).any())}
         ctx = ObjectContext(rows, part["scene"], context, model.llm.get_input_embeddings().weight, said,
-                            part.get("instr_ids"))
-        return add_features(model.encoders[self.name](rows), model.object_features, ctx)  # (No, k, D)
+                            part.get("instr_ids"), targets)
+        tokens = add_features(model.encoders[self.name](rows), model.object_features, ctx)  # (No, k, D)
+        model.feature_losses.extend(ctx.losses)
+        return tokens
 
     def fit(self, encoder: nn.Module, examples: Sequence[Any]) -> None:
         rows = [np.asarray(e.objects, np.float32) for e in examples if e.objects is not None]

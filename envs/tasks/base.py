@@ -113,6 +113,13 @@ class Task(ABC):
         """
         return {}
 
+    def goal_supports(self, goal: Any) -> dict[int, int]:
+        """The cube the goal puts each cube on ({up: down}, object indices); {} when it puts no cube on another.
+
+        Training teaches it to the `instruction_support` object feature (target `support_goal`).
+        """
+        return {}
+
 
 TASK_REGISTRY: dict[str, dict[str, type[Task]]] = {}
 

@@ -101,6 +101,9 @@ class StackTask(PickPlaceTask):
         places.update({up: f"on the {names[down]}" for down, up in zip(goal.order, goal.order[1:])})
         return places
 
+    def goal_supports(self, goal):
+        return {up: down for down, up in zip(goal.order, goal.order[1:])}
+
     def oracle_plan(self, env, goal):
         b = Blocks(env)
         order = goal.order
