@@ -350,7 +350,8 @@ class InstructionSupport(ObjectFeature):
             return None
         attn, gate, s = mentions  # (N, 3, L), (N, 3): colour, kind, size; (N, L, W)
         g = gate[:, [0, 2]] * ctx.is_object[:, None]  # (N, 2)
-        u = torch.einsum("nk,nkl,nlw->nw", g, attn[:, [0, 2]], s) / g.sum(1, keepdim=True).clamp(min=1e-6)
+        weight = (g[..., None] * attn[:, [0, 2]]).sum(1)  # (N, L): one batched product, no (N, 2, L, W) temporary
+        u = torch.bmm(weight[:, None, :].to(s.dtype), s)[:, 0] / g.sum(1, keepdim=True).clamp(min=1e-6)
         m = g[:, 0] + g[:, 1] - g[:, 0] * g[:, 1]
         u = nn.functional.normalize(u.to(self.query.weight.dtype), dim=-1)
         score = self.query(u) @ self.key(u).T  # (N, N): row i, column j: i goes on j
