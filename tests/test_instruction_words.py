@@ -363,3 +363,44 @@ def test_training_adds_instruction_supports_loss_when_examples_carry_the_goals_s
     plain.backward()
     assert feature.query.weight.grad is None or feature.query.weight.grad.abs().sum() == 0  # the LM's path is zero
     assert loss.item() > plain.item() + 0.1  # ~ SUPPORT_LOSS_WEIGHT x log(scene size) at the start
+
+
+def _cube_context(model: PalmE, descs: list[ObjectDesc], text: str) -> tuple[ObjectContext, list[str]]:
+    """The context of `descs` as cubes of their own sizes, with `text`'s states and word-piece ids; its pieces."""
+    from envs.catalogue import SIZE_EDGES
+
+    rows = torch.from_numpy(np.stack([object_row([0.4, 0.1 * i - 0.15, 0.02], [0, 0, 0, 1], SIZE_EDGES[d.size], d)
+                                      for i, d in enumerate(descs)]))
+    encoder = model.encoders["instruction"].text
+    states = encoder.states(text)
+    ctx = ObjectContext(rows, torch.zeros(len(rows), dtype=torch.long), {}, model.llm.get_input_embeddings().weight,
+                        (states, torch.zeros(len(states), dtype=torch.long)), torch.tensor(encoder.ids(text)))
+    return ctx, encoder.tokenizer.encode(text).tokens
+
+
+def test_instruction_phrases_tells_two_cubes_of_one_colour_apart_by_the_size_word_before_them():
+    """Two orange cubes, small and large: `instruction_words` gives both the same attention (the encoder's states do
+    not tell "small" from "big" by cosine); `instruction_phrases` gives each the mention its size word precedes,
+    and a cube of the named colour but the other size does not count as said."""
+    cubes = [ObjectDesc("orange", size="small"), ObjectDesc("orange", size="large"), ObjectDesc("red", size="large")]
+    words, phrases = _model(["words", "instruction_words"]), _model(["words", "instruction_phrases"])
+    ctx, pieces = _cube_context(words, cubes, "put the small orange cube on the big orange one")
+    attn, _, _ = words.object_features["instruction_words"].mentions(ctx)
+    torch.testing.assert_close(attn[0, 0], attn[1, 0])  # colour attention: the same for both
+    ctx, _ = _cube_context(phrases, cubes, "put the small orange cube on the big orange one")
+    attn, gate, _ = phrases.object_features["instruction_phrases"].mentions(ctx)
+    first, second = [i for i, p in enumerate(pieces) if p == "orange"]
+    assert int(attn[0, 0].argmax()) == first and attn[0, 0, first] > 0.9  # the small cube: its own mention
+    assert int(attn[1, 0].argmax()) == second and attn[1, 0, second] > 0.9  # "little" / "big" synonyms included
+    ctx, _ = _cube_context(phrases, cubes, "stack the tiny orange block on the red cube")
+    _, gate, _ = phrases.object_features["instruction_phrases"].mentions(ctx)
+    assert gate[0, 0] > 0.8 and gate[2, 0] > 0.8 and gate[1, 0] < 0.2  # the large orange cube is not said
+    ctx, _ = _cube_context(words, cubes, "stack the tiny orange block on the red cube")
+    assert words.object_features["instruction_words"].mentions(ctx)[1][1, 0] > 0.8  # instruction_words: it is
+
+
+def test_instruction_phrases_takes_the_place_of_instruction_words():
+    model = _model(["words", "instruction_phrases", "instruction_order", "instruction_support"])
+    assert "instruction_words" not in model.object_features
+    with pytest.raises(ValueError, match="takes the place of"):
+        _model(["words", "instruction_words", "instruction_phrases"])

@@ -19,6 +19,8 @@ An object token is the state MLP's output for the object's row plus, for each fe
     instruction_words  where the instruction names the object: for its colour, shape (or "zone") and size word,
                  attention over the instruction's frozen encoder states by cosine similarity to that word's own
                  encoder state, and a learned map of the attended states (needs the `instruction` token type)
+    instruction_phrases  instruction_words that also reads the size word said before a name ("small" / "big" ...,
+                 by word-piece id), so two cubes of one colour attend each to its own mention (takes its place)
     instruction_sides  the instruction's word for the board half the object lies in ("left" / "right"), found
                  by its word-piece id, and a learned map of that word's encoder state in context, which says
                  what the sentence does with that half (PaLM-E's T3 gathers one half and leaves the other)
@@ -139,6 +141,7 @@ class ObjectFeature(nn.Module):
     role: ClassVar[str] = "state"  # trains with the state encoders (config.STAGE_ROLES)
     needs: ClassVar[tuple[str, ...]] = ()  # observation keys it reads besides the object rows (collated with them)
     requires: ClassVar[tuple[str, ...]] = ()  # features that must come before it in state.features
+    provides: ClassVar[tuple[str, ...]] = ()  # features whose place it takes (their `requires`), never listed with it
     reads_instruction: ClassVar[bool] = False  # whether it reads `ObjectContext.instruction` (collated with the rows)
     # per-object training targets it learns from besides the answers (`aux_loss`), which training examples carry
     # (`training.sources.OBJECT_TARGETS`): each (MAX_OBJECTS,) int, an object index, -1 for "none", -100 unknown
@@ -189,7 +192,11 @@ def check_features(names: Sequence[str]) -> None:
         cls = feature_class(name)
         if name in names[:i]:
             raise ValueError(f"state.features names {name!r} twice: {list(names)}")
-        missing = [r for r in cls.requires if r not in names[:i]]
+        stands_in = [p for p in cls.provides if p in names]
+        if stands_in:
+            raise ValueError(f"object feature {name!r} takes the place of {stands_in}: list one of them, got {list(names)}")
+        provided = {p for n in names[:i] for p in (n, *feature_class(n).provides)}
+        missing = [r for r in cls.requires if r not in provided]
         if missing:
             raise ValueError(f"object feature {name!r} needs {missing} before it in state.features, got {list(names)}")
 
